@@ -1,0 +1,1 @@
+"""The REST API (FastAPI). Never imports engines: engine-backed services are injected."""

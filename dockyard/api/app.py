@@ -1,0 +1,49 @@
+"""The FastAPI application factory. Services are passed in, so tests and the server choose
+the store and the engine-backed providers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from dockyard import __version__
+from dockyard.api import apps, problems, resources, system
+from dockyard.api.deps import LogProvider, PlatformInfo
+from dockyard.api.problems import Problem, problem_response
+from dockyard.store.repository import Store
+
+MAX_BODY = 1024 * 1024  # 1 MiB: manifests and Compose files are far smaller
+
+
+def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo) -> FastAPI:
+    app = FastAPI(title="Dockyard", version=__version__, openapi_url="/api/v1/openapi.json",
+                  docs_url="/api/v1/docs", redoc_url=None,
+                  description="Multi-tenant container cloud platform API. Every route but /login needs "
+                              "`Authorization: Bearer <token>`. Errors are application/problem+json.")
+    app.state.store = store
+    app.state.logs = logs
+    app.state.platform = platform
+    problems.install(app)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return problem_response(Problem(413, f"request bodies are limited to {MAX_BODY} bytes"), request)
+        return await call_next(request)
+
+    @app.get("/healthz", tags=["system"], operation_id="healthz", summary="Liveness and dependencies")
+    async def healthz() -> dict:
+        try:
+            rv = await run_in_threadpool(store.current_rv)
+            db = "ok"
+        except Exception:  # noqa: BLE001 — report, don't fail the probe's own request
+            rv, db = None, "unavailable"
+        return {"status": "ok" if db == "ok" else "degraded", "store": db, "resourceVersion": rv,
+                "engine": platform.engine_status().get("status"), "leader": platform.leader()}
+
+    for r in (system.router, resources.router, apps.router):
+        app.include_router(r, prefix="/api/v1")
+    return app

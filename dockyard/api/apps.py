@@ -1,0 +1,125 @@
+"""App sub-resources: scale, rollout history and undo, logs, events."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import Field
+
+from dockyard.api import objects
+from dockyard.api.deps import LogsDep, PrincipalDep, StoreDep
+from dockyard.api.problems import Problem
+from dockyard.model.meta import Schema
+from dockyard.model.quantity import parse_duration
+from dockyard.store.errors import Conflict
+
+router = APIRouter(prefix="/projects/{tenant}/{project}/apps/{name}", tags=["apps"])
+
+
+class ScaleRequest(Schema):
+    replicas: int = Field(ge=0, le=1000)
+
+
+class RollbackRequest(Schema):
+    revision: int | None = Field(default=None, ge=1, description="default: the revision before the current one")
+
+
+@router.post("/scale", operation_id="scaleApp", summary="Set the number of replicas")
+def scale(store: StoreDep, _: PrincipalDep, tenant: str, project: str, name: str, body: ScaleRequest) -> dict:
+    return objects.patch(store, "App", {"spec": {"replicas": body.replicas}}, scope=f"{tenant}/{project}",
+                         name=name, dry_run=False)
+
+
+@router.get("/revisions", operation_id="listAppRevisions", summary="Rollout history (the last 10 revisions)")
+def revisions(store: StoreDep, _: PrincipalDep, tenant: str, project: str, name: str) -> dict:
+    scope = f"{tenant}/{project}"
+    app = store.get("App", scope, name)
+    current = app.status.get("revision")
+    items = [{"revision": r.revision, "templateHash": r.template_hash, "image": r.template.get("image"),
+              "changeCause": r.change_cause, "createdAt": r.created_at.isoformat(),
+              "current": r.revision == current, "template": r.template}
+             for r in store.revisions(scope, name)]
+    return {"items": items}
+
+
+@router.post("/rollback", operation_id="rollbackApp", summary="Roll back to an earlier revision (undo)")
+def rollback(store: StoreDep, _: PrincipalDep, tenant: str, project: str, name: str,
+             body: RollbackRequest | None = None) -> dict:
+    scope = f"{tenant}/{project}"
+    app = store.get("App", scope, name)
+    history = store.revisions(scope, name)
+    from dockyard.model.app import AppSpec, template_hash, template_of
+
+    current_hash = template_hash(template_of(AppSpec.model_validate(app.spec)))
+    if body and body.revision is not None:
+        target = next((r for r in history if r.revision == body.revision), None)
+        if target is None:
+            raise Problem(404, f"app {scope}/{name} has no revision {body.revision} "
+                               f"(known: {', '.join(str(r.revision) for r in history)})")
+    else:
+        earlier = [r for r in history if r.template_hash != current_hash]
+        if not earlier:
+            raise Conflict(f"app {scope}/{name} has no earlier revision to roll back to")
+        target = earlier[-1]
+    spec = dict(target.template)
+    for keep in ("replicas", "strategy", "dependsOn"):
+        if keep in app.spec:
+            spec[keep] = app.spec[keep]
+    manifest = app.manifest()
+    manifest["spec"] = spec
+    manifest["metadata"]["annotations"] = {**app.annotations,
+                                           "dockyard.io/change-cause": f"rollback to revision {target.revision}"}
+    return objects.replace(store, "App", manifest, scope=scope, name=name, dry_run=False)
+
+
+@router.get("/events", operation_id="listAppEvents", summary="Recent events of the app")
+def events(store: StoreDep, _: PrincipalDep, tenant: str, project: str, name: str,
+           limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
+    scope = f"{tenant}/{project}"
+    store.get("App", scope, name)
+    return {"items": [{"type": e.type, "reason": e.reason, "message": e.message,
+                       "at": e.at.isoformat(), "count": e.count} for e in store.list_events(scope, "App", name, limit=limit)]}
+
+
+@router.get("/logs", operation_id="getAppLogs", summary="Logs of every replica; follow streams them",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/plain": {}, "application/x-ndjson": {}}}})
+def logs(request: Request, store: StoreDep, provider: LogsDep, _: PrincipalDep, tenant: str, project: str,
+         name: str, follow: bool = False, tail: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+         since: Annotated[str | None, Query(max_length=32, description="e.g. 10m, 1h")] = None,
+         timestamps: bool = False,
+         format: Annotated[str, Query(pattern="^(text|ndjson)$")] = "text") -> StreamingResponse:
+    scope = f"{tenant}/{project}"
+    store.get("App", scope, name)
+    since_ts = None
+    if since:
+        try:
+            since_ts = time.time() - parse_duration(since)
+        except ValueError as e:
+            raise Problem(400, f"since: {e}") from None
+    stop = threading.Event()
+    lines = provider.app_logs(tenant, project, name, follow=follow, tail=tail, since=since_ts,
+                              timestamps=timestamps, stop=stop)
+
+    def render() -> Iterator[bytes]:
+        try:
+            for rec in lines:
+                if format == "ndjson":
+                    d: dict[str, Any] = {"replica": rec.replica, "container": rec.container, "line": rec.text}
+                    if rec.timestamp:
+                        d["time"] = rec.timestamp
+                    yield (json.dumps(d) + "\n").encode()
+                else:
+                    ts = f"{rec.timestamp} " if rec.timestamp else ""
+                    yield f"[{name}-{rec.replica}] {ts}{rec.text}\n".encode()
+        finally:
+            stop.set()
+
+    media = "application/x-ndjson" if format == "ndjson" else "text/plain; charset=utf-8"
+    return StreamingResponse(render(), media_type=media)

@@ -1,0 +1,146 @@
+"""Routes for the declarative kinds (Tenant, Project, App): create, get, list (paginated, label
+selectors, watch), replace, merge-patch and delete, with the same shape for every kind."""
+
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from dockyard.api import objects
+from dockyard.api.deps import PrincipalDep, StoreDep
+from dockyard.api.problems import Problem
+from dockyard.api.watch import watch_response
+from dockyard.model.kinds import KINDS
+from dockyard.store.selectors import parse_selector
+
+router = APIRouter()
+
+DryRun = Annotated[bool, Query(alias="dryRun", description="validate and admit, store nothing")]
+Watch = Annotated[bool, Query(description="stream changes as server-sent events")]
+SinceRV = Annotated[str | None, Query(alias="resourceVersion", pattern=r"^\d+$",
+                                      description="watch changes after this resourceVersion")]
+Selector = Annotated[str | None, Query(alias="labelSelector", max_length=1000,
+                                       description="e.g. app=web,tier!=db,env in (a,b)")]
+Limit = Annotated[int | None, Query(ge=1, le=objects.MAX_PAGE)]
+Continue = Annotated[str | None, Query(alias="continue", max_length=2000)]
+NameFilter = Annotated[str | None, Query(alias="name", max_length=63, description="names containing this")]
+
+
+def _body_schema(kind: str) -> dict[str, Any]:
+    schema = KINDS[kind].model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _patch_schema() -> dict[str, Any]:
+    obj = {"type": "object", "description": "RFC 7386 JSON merge patch of the object"}
+    return {"requestBody": {"required": True, "content": {"application/merge-patch+json": {"schema": obj},
+                                                         "application/json": {"schema": obj}}}}
+
+
+def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: Callable[..., str | None],
+                    item_key: Callable[..., tuple[str, str]]) -> None:
+    """Register the standard routes of `kind`; `collection_scope` and `item_key` are
+    dependencies that read the path parameters of the two URL shapes."""
+    plural = KINDS[kind].plural
+    CollectionScope = Annotated[str | None, Depends(collection_scope)]
+    ItemKey = Annotated[tuple[str, str], Depends(item_key)]
+
+    @router.get(collection, operation_id=f"list{kind}s", tags=[plural], summary=f"List or watch {plural}")
+    async def list_objects(request: Request, store: StoreDep, _: PrincipalDep, scope: CollectionScope,
+                           watch: Watch = False, since: SinceRV = None, label_selector: Selector = None,
+                           limit: Limit = None, cont: Continue = None, name: NameFilter = None) -> Any:
+        if watch:
+            try:
+                sel = parse_selector(label_selector) if label_selector else None
+            except ValueError as e:
+                raise Problem(400, f"labelSelector: {e}") from None
+
+            def initial() -> tuple[list[dict], int]:
+                page = objects.list_page(store, kind, scope=scope, label_selector=label_selector, limit=None)
+                return page["items"], int(page["metadata"]["resourceVersion"])
+
+            return watch_response(request, store, kind, since=int(since) if since else None,
+                                  matches=lambda s, n, o: scope is None or s == scope, selector=sel,
+                                  initial=initial)
+        return await run_in_threadpool(objects.list_page, store, kind, scope=scope, label_selector=label_selector,
+                                       limit=limit, continue_token=cont, name_contains=name)
+
+    @router.post(collection, operation_id=f"create{kind}", tags=[plural], status_code=201,
+                 summary=f"Create a {kind}", openapi_extra=_body_schema(kind))
+    def create_object(store: StoreDep, _: PrincipalDep, scope: CollectionScope,
+                      body: Annotated[Any, Body()], dry_run: DryRun = False) -> dict:
+        return objects.create(store, kind, body, scope=scope, dry_run=dry_run)
+
+    @router.get(item, operation_id=f"get{kind}", tags=[plural], summary=f"Get a {kind}")
+    async def get_object(request: Request, store: StoreDep, _: PrincipalDep, key: ItemKey,
+                         watch: Watch = False, since: SinceRV = None) -> Any:
+        scope, name = key
+        if watch:
+            def initial() -> tuple[list[dict], int]:
+                rv = store.current_rv()
+                return [objects.get(store, kind, scope=scope, name=name)], rv
+
+            return watch_response(request, store, kind, since=int(since) if since else None,
+                                  matches=lambda s, n, o: (s, n) == (scope, name), selector=None,
+                                  initial=initial)
+        return await run_in_threadpool(objects.get, store, kind, scope=scope, name=name)
+
+    @router.put(item, operation_id=f"replace{kind}", tags=[plural], summary=f"Replace a {kind} (apply)",
+                openapi_extra=_body_schema(kind))
+    def replace_object(store: StoreDep, _: PrincipalDep, key: ItemKey, body: Annotated[Any, Body()],
+                       dry_run: DryRun = False) -> dict:
+        return objects.replace(store, kind, body, scope=key[0], name=key[1], dry_run=dry_run)
+
+    @router.patch(item, operation_id=f"patch{kind}", tags=[plural], summary=f"Merge-patch a {kind}",
+                  openapi_extra=_patch_schema())
+    def patch_object(store: StoreDep, _: PrincipalDep, key: ItemKey, body: Annotated[Any, Body()],
+                     dry_run: DryRun = False) -> dict:
+        return objects.patch(store, kind, body, scope=key[0], name=key[1], dry_run=dry_run)
+
+    @router.delete(item, operation_id=f"delete{kind}", tags=[plural], summary=f"Delete a {kind}")
+    def delete_object(store: StoreDep, _: PrincipalDep, key: ItemKey, dry_run: DryRun = False) -> dict:
+        return objects.delete(store, kind, scope=key[0], name=key[1], dry_run=dry_run)
+
+
+Name = Annotated[str, Query()]
+
+
+def _tenant_collection() -> str:
+    return ""
+
+
+def _tenant_item(name: str) -> tuple[str, str]:
+    return "", name
+
+
+def _project_collection(tenant: Annotated[str | None, Query(max_length=63)] = None) -> str | None:
+    return tenant
+
+
+def _project_item(tenant: str, name: str) -> tuple[str, str]:
+    return tenant, name
+
+
+def _app_collection(tenant: str, project: str) -> str:
+    return f"{tenant}/{project}"
+
+
+def _app_item(tenant: str, project: str, name: str) -> tuple[str, str]:
+    return f"{tenant}/{project}", name
+
+
+add_kind_routes("Tenant", collection="/tenants", item="/tenants/{name}",
+                collection_scope=_tenant_collection, item_key=_tenant_item)
+add_kind_routes("Project", collection="/projects", item="/projects/{tenant}/{name}",
+                collection_scope=_project_collection, item_key=_project_item)
+add_kind_routes("App", collection="/projects/{tenant}/{project}/apps", item="/projects/{tenant}/{project}/apps/{name}",
+                collection_scope=_app_collection, item_key=_app_item)
+
+
+@router.get("/apps", operation_id="listAllApps", tags=["apps"], summary="List apps of every project")
+def list_all_apps(store: StoreDep, _: PrincipalDep, label_selector: Selector = None, limit: Limit = None,
+                  cont: Continue = None, name: NameFilter = None) -> dict:
+    return objects.list_page(store, "App", label_selector=label_selector, limit=limit, continue_token=cont,
+                             name_contains=name)

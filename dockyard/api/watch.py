@@ -1,0 +1,68 @@
+"""Watch streams as server-sent events: every change after a resourceVersion, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from dockyard.store.errors import Gone
+from dockyard.store.repository import Store
+from dockyard.store.selectors import Selector
+
+HEARTBEAT = 15.0
+POLL = 1.0  # other replicas' writes are found by polling; this replica's wake us at once
+
+
+def _sse(event: str, data: dict, rv: int | None = None) -> str:
+    head = f"id: {rv}\n" if rv is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def watch_response(request: Request, store: Store, kind: str, *, since: int | None,
+                   matches: Callable[[str, str, dict], bool], selector: Selector | None,
+                   initial: Callable[[], tuple[list[dict], int]] | None) -> StreamingResponse:
+    """Stream changes of `kind` that `matches(scope, name, object)`; with no `since`, first the
+    current objects as ADDED events (like kubectl get -w)."""
+
+    async def stream() -> AsyncIterator[str]:
+        rv = since
+        if rv is None and initial is not None:
+            items, rv = await run_in_threadpool(initial)
+            for obj in items:
+                yield _sse("ADDED", {"type": "ADDED", "object": obj}, rv)
+        if rv is None:
+            rv = await run_in_threadpool(store.current_rv)
+        yield _sse("BOOKMARK", {"type": "BOOKMARK", "resourceVersion": str(rv)}, rv)
+        last_beat = last_poll = time.monotonic()
+        while True:
+            if await request.is_disconnected():
+                return
+            now = time.monotonic()
+            if store._last_rv > rv or now - last_poll >= POLL:
+                last_poll = now
+                try:
+                    changes = await run_in_threadpool(store.changes_since, rv, kinds=(kind,))
+                except Gone as e:
+                    yield _sse("ERROR", {"type": "ERROR", "status": 410, "detail": str(e)})
+                    return
+                for ch in changes:
+                    rv = ch.resource_version
+                    labels = (ch.object.get("metadata") or {}).get("labels") or {}
+                    if matches(ch.scope, ch.name, ch.object) and (selector is None or selector.matches(labels)):
+                        yield _sse(ch.type, {"type": ch.type, "object": ch.object}, rv)
+                        last_beat = now
+                if changes:
+                    continue
+            if now - last_beat >= HEARTBEAT:
+                last_beat = now
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(0.05)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,1 @@
+"""The `dockyard` command line. Talks only to the REST API, like kubectl."""

@@ -1,0 +1,533 @@
+"""`dockyard` commands."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from dockyard.cli.client import CliError, Client, load_config, paths_for, save_config
+from dockyard.cli.output import TABLES, age, emit, table
+
+app = typer.Typer(help="Dockyard: a multi-tenant container cloud. `dockyard COMMAND --help` for details.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+rollout_app = typer.Typer(help="Rollout history and undo.", no_args_is_help=True)
+app.add_typer(rollout_app, name="rollout")
+
+ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT (default: $DOCKYARD_PROJECT)")]
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
+KINDS = {"app": "App", "apps": "App", "project": "Project", "projects": "Project", "tenant": "Tenant",
+         "tenants": "Tenant"}
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def run(fn: Any) -> Any:
+    try:
+        return fn()
+    except CliError as e:
+        fail(str(e))
+
+
+def project_of(project: str | None) -> str:
+    p = project or os.environ.get("DOCKYARD_PROJECT") or load_config().get("project")
+    if not p:
+        fail("no project: pass -p TENANT/PROJECT or set $DOCKYARD_PROJECT")
+    if p.count("/") != 1:
+        fail(f"'{p}' is not a project: write it as TENANT/PROJECT, e.g. acme/shop")
+    return p
+
+
+def kind_of(word: str) -> str:
+    k = KINDS.get(word.lower())
+    if not k:
+        fail(f"unknown kind '{word}' (known: apps, projects, tenants)")
+    return k
+
+
+def item_path(kind: str, name: str, project: str | None) -> str:
+    if kind == "Tenant":
+        return f"/tenants/{name}"
+    if kind == "Project":
+        if "/" not in name:
+            fail(f"give the project as TENANT/PROJECT, not '{name}'")
+        return f"/projects/{name}"
+    return f"/projects/{project_of(project)}/apps/{name}"
+
+
+def collection_path(kind: str, project: str | None, all_projects: bool = False) -> str:
+    if kind == "Tenant":
+        return "/tenants"
+    if kind == "Project":
+        return "/projects"
+    if all_projects:
+        return "/apps"
+    return f"/projects/{project_of(project)}/apps"
+
+
+# --- server and login ----------------------------------------------------------------------
+
+@app.command()
+def server(listen: Annotated[str, typer.Option(help="address:port to serve the API on")] = "127.0.0.1:8080",
+           data_dir: Annotated[Path | None, typer.Option(help="default $DOCKYARD_DATA_DIR or ./.dockyard")] = None,
+           engine: Annotated[str | None, typer.Option(help="engine URL: unix://, tcp://, ssh://")] = None,
+           database_url: Annotated[str | None, typer.Option(help="default $DOCKYARD_DATABASE_URL or SQLite in the data dir")] = None,
+           workers: Annotated[int, typer.Option(help="reconcile worker threads")] = 4) -> None:
+    """Run the Dockyard server (API and controllers)."""
+    from dockyard.server import ServerConfig, run as run_server
+
+    cfg = ServerConfig(listen=listen,
+                       data_dir=data_dir or Path(os.environ.get("DOCKYARD_DATA_DIR") or ".dockyard"),
+                       engine_url=engine or os.environ.get("DOCKYARD_ENGINE") or os.environ.get("DOCKER_HOST")
+                       or "unix:///var/run/docker.sock",
+                       database_url=database_url or os.environ.get("DOCKYARD_DATABASE_URL"), workers=workers)
+    run_server(cfg)
+
+
+@app.command()
+def login(url: Annotated[str, typer.Argument(help="e.g. http://127.0.0.1:8080")],
+          username: Annotated[str, typer.Option("--username", "-u")] = "admin",
+          password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False) -> None:
+    """Log in and save the session token in ~/.config/dockyard/config.json."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True)
+    if not password:
+        fail("empty password")
+    c = Client(url=url, token="-")
+    c.http.headers.pop("Authorization", None)
+    res = run(lambda: c.request("POST", "/login", json_body={"username": username, "password": password}))
+    cfg = load_config()
+    cfg.update(url=url.rstrip("/"), token=res["token"], user=username)
+    save_config(cfg)
+    typer.echo(f"Logged in to {url} as {username}.")
+
+
+@app.command()
+def logout() -> None:
+    """Revoke the saved session token and forget it."""
+    cfg = load_config()
+    if cfg.get("token"):
+        try:
+            Client().request("POST", "/logout")
+        except CliError:
+            pass
+    cfg.pop("token", None)
+    save_config(cfg)
+    typer.echo("Logged out.")
+
+
+@app.command()
+def version() -> None:
+    """Client and server versions."""
+    from dockyard import __version__
+
+    typer.echo(f"client: {__version__}")
+    info = run(lambda: Client().request("GET", "/info"))
+    typer.echo(f"server: {info['version']} (engine {info['engine']['url']}: {info['engine']['status']})")
+
+
+# --- manifests -----------------------------------------------------------------------------
+
+def read_documents(files: list[str]) -> list[tuple[str, Any, Path | None]]:
+    docs = []
+    for f in files:
+        path = None if f == "-" else Path(f)
+        try:
+            text = sys.stdin.read() if path is None else path.read_text()
+        except OSError as e:
+            fail(f"cannot read {f}: {e.strerror}")
+        try:
+            for d in yaml.safe_load_all(text):
+                if d is not None:
+                    docs.append((f, d, path))
+        except yaml.YAMLError as e:
+            fail(f"{f} is not valid YAML: {str(e).splitlines()[0]}")
+    return docs
+
+
+def expand(c: Client, docs: list[tuple[str, Any, Path | None]], project: str | None) -> list[dict]:
+    """Manifests to apply: Compose files are converted by the server into Apps of the project."""
+    from dockyard.compose.convert import looks_like_compose
+
+    out: list[dict] = []
+    for name, doc, path in docs:
+        if looks_like_compose(doc):
+            p = project_of(project)
+            files = {}
+            for svc in (doc.get("services") or {}).values():
+                env_files = (svc or {}).get("env_file") if isinstance(svc, dict) else None
+                for ef in ([env_files] if isinstance(env_files, (str, dict)) else env_files or []):
+                    ef_path = ef.get("path") if isinstance(ef, dict) else ef
+                    if isinstance(ef_path, str):
+                        full = (path.parent if path else Path.cwd()) / ef_path
+                        if full.exists():
+                            files[ef_path] = full.read_text()
+            res = run(lambda: c.request("POST", "/compose/convert", json_body={
+                "project": p, "compose": doc, "files": files, "env": dict(os.environ)}))
+            for w in res.get("warnings", []):
+                typer.echo(f"warning: {name}: {w['field']}: {w['message']}", err=True)
+            out.extend(res["items"])
+            continue
+        if not isinstance(doc, dict) or "kind" not in doc:
+            fail(f"{name}: a document has no kind (expected a Dockyard manifest or a Compose file)")
+        doc.setdefault("apiVersion", "dockyard/v1")
+        meta = doc.setdefault("metadata", {})
+        if doc.get("kind") == "App":
+            if project and meta.get("project") not in (None, project):
+                fail(f"{name}: app {meta.get('name')} belongs to {meta.get('project')}, not {project}")
+            if not meta.get("project"):
+                meta["project"] = project_of(project)
+        out.append(doc)
+    order = {"Tenant": 0, "Project": 1}
+    return sorted(out, key=lambda d: order.get(d.get("kind", ""), 2))
+
+
+def label_of(obj: dict) -> str:
+    meta = obj.get("metadata") or {}
+    name = meta.get("name")
+    if obj.get("kind") == "Project" and meta.get("tenant") and "/" not in str(name):
+        name = f"{meta['tenant']}/{name}"
+    return f"{str(obj.get('kind', '')).lower()}/{name}"
+
+
+def spec_changes(before: dict, after: dict) -> list[str]:
+    a = yaml.safe_dump({"spec": before.get("spec"), "labels": before["metadata"].get("labels")}, sort_keys=True)
+    b = yaml.safe_dump({"spec": after.get("spec"), "labels": after["metadata"].get("labels")}, sort_keys=True)
+    return [line for line in difflib.unified_diff(a.splitlines(), b.splitlines(), "stored", "file", lineterm="")]
+
+
+@app.command()
+def apply(file: Annotated[list[str], typer.Option("--filename", "-f", help="manifest or Compose file; - for stdin")],
+          project: ProjectOpt = None,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and admit on the server, store nothing")] = False) -> None:
+    """Create or update objects from manifests (kubectl-style YAML) or a Compose file."""
+    c = run(Client)
+    objs = expand(c, read_documents(file), project)
+    failed = False
+    for obj in objs:
+        try:
+            collection, item = paths_for(obj)
+            current = c.request("GET", item, ok_404=True)
+            params = {"dryRun": "true"} if dry_run else None
+            if current is None:
+                c.request("POST", collection, json_body=obj, params=params)
+                verb = "created"
+            else:
+                obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                res = c.request("PUT", item, json_body=obj, params=params)
+                changed = res["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] or (
+                    dry_run and (res.get("spec") != current.get("spec")
+                                 or res["metadata"].get("labels") != current["metadata"].get("labels")))
+                verb = "configured" if changed else "unchanged"
+                if dry_run and changed:
+                    for line in spec_changes(current, res)[2:]:
+                        typer.echo(f"    {line}")
+            typer.echo(f"{label_of(obj)} {verb}{' (dry run)' if dry_run else ''}")
+        except CliError as e:
+            typer.echo(f"error: {label_of(obj)}: {e}", err=True)
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(file: Annotated[list[str], typer.Option("--filename", "-f")], project: ProjectOpt = None) -> None:
+    """Show how the objects in a file differ from what is stored (exit 1 when they differ)."""
+    c = run(Client)
+    differs = False
+    for obj in expand(c, read_documents(file), project):
+        collection, item = paths_for(obj)
+        current = run(lambda: c.request("GET", item, ok_404=True))
+        if current is None:
+            res = run(lambda: c.request("POST", collection, json_body=obj, params={"dryRun": "true"}))
+            typer.echo(f"+ {label_of(obj)} (new)")
+            for line in yaml.safe_dump({"spec": res.get("spec")}, sort_keys=True).splitlines():
+                typer.echo(f"+   {line}")
+            differs = True
+            continue
+        obj["metadata"].pop("resourceVersion", None)
+        res = run(lambda: c.request("PUT", item, json_body=obj, params={"dryRun": "true"}))
+        lines = spec_changes(current, res)
+        if lines:
+            differs = True
+            typer.echo(f"~ {label_of(obj)}")
+            for line in lines:
+                typer.echo(f"    {line}")
+    if differs:
+        raise typer.Exit(1)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+@app.command()
+def get(kind: Annotated[str, typer.Argument(help="apps, projects or tenants")],
+        name: Annotated[str | None, typer.Argument()] = None, project: ProjectOpt = None,
+        output: OutputOpt = "table",
+        selector: Annotated[str | None, typer.Option("--selector", "-l", help="label selector")] = None,
+        all_projects: Annotated[bool, typer.Option("--all-projects", "-A")] = False,
+        watch: Annotated[bool, typer.Option("--watch", "-w", help="keep printing changes")] = False) -> None:
+    """List objects, or show one."""
+    k = kind_of(kind)
+    c = run(Client)
+    headers, row = TABLES[k]
+    if name:
+        obj = run(lambda: c.request("GET", item_path(k, name, project)))
+        if output == "table":
+            typer.echo(table(headers, [row(obj)]))
+        else:
+            emit(obj, output)
+        return
+    if watch:
+        path = collection_path(k, project, all_projects)
+        typer.echo(table(headers, []))
+        try:
+            for ev in c.events(path, params={"labelSelector": selector}):
+                if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    r = row(ev["object"])
+                    typer.echo(table(headers, [r]).splitlines()[1] + ("   (deleted)" if ev["type"] == "DELETED" else ""))
+        except CliError as e:
+            fail(str(e))
+        return
+    items: list[dict] = []
+    cont = None
+    while True:
+        page = run(lambda: c.request("GET", collection_path(k, project, all_projects),
+                                     params={"labelSelector": selector, "limit": 500, "continue": cont}))
+        items.extend(page["items"])
+        cont = page["metadata"].get("continue")
+        if not cont:
+            break
+    if output == "table":
+        if not items:
+            typer.echo(f"No {k.lower()}s found.", err=True)
+            return
+        typer.echo(table(headers, [row(i) for i in items]))
+    else:
+        emit({"items": items}, output)
+
+
+@app.command()
+def describe(kind: Annotated[str, typer.Argument()], name: Annotated[str, typer.Argument()],
+             project: ProjectOpt = None) -> None:
+    """Spec, status, conditions, containers and recent events of an object."""
+    k = kind_of(kind)
+    c = run(Client)
+    path = item_path(k, name, project)
+    obj = run(lambda: c.request("GET", path))
+    meta, spec, st = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    out = [f"Name:         {meta['name']}", f"Kind:         {obj['kind']}"]
+    if meta.get("project"):
+        out.append(f"Project:      {meta['project']}")
+    if meta.get("tenant"):
+        out.append(f"Tenant:       {meta['tenant']}")
+    out += [f"Created:      {meta.get('createdAt')} ({age(meta.get('createdAt'))} ago)",
+            f"Labels:       {', '.join(f'{a}={b}' for a, b in meta.get('labels', {}).items()) or '<none>'}",
+            f"Generation:   {meta.get('generation')} (observed {st.get('observedGeneration', '-')})"]
+    if k == "App":
+        res = spec.get("resources") or {}
+        out += [f"Image:        {spec.get('image')}",
+                f"Replicas:     {spec.get('replicas')} desired, {st.get('replicas', 0)} present, "
+                f"{st.get('readyReplicas', 0)} ready, {st.get('updatedReplicas', 0)} updated",
+                f"Phase:        {st.get('phase', 'Pending')}",
+                f"Revision:     {st.get('revision', '-')}",
+                f"Strategy:     {spec.get('strategy', {}).get('type')} (maxSurge {spec.get('strategy', {}).get('maxSurge')}, "
+                f"maxUnavailable {spec.get('strategy', {}).get('maxUnavailable')})",
+                f"Resources:    {json.dumps(res) if res else '<none>'}",
+                f"Ports:        {', '.join(str(p['containerPort']) + '/' + p.get('protocol', 'tcp') for p in spec.get('ports', [])) or '<none>'}"]
+        if spec.get("healthcheck"):
+            hc = spec["healthcheck"]
+            what = next(f"{kk} {json.dumps(hc[kk])}" for kk in ("exec", "http", "tcp") if kk in hc)
+            out.append(f"Healthcheck:  {what} every {hc.get('interval')}, timeout {hc.get('timeout')}, "
+                       f"retries {hc.get('retries')}")
+    if st.get("conditions"):
+        out += ["Conditions:", table(["  TYPE", "STATUS", "REASON", "MESSAGE"],
+                                     [[f"  {x['type']}", x["status"], x.get("reason", ""), x.get("message", "")]
+                                      for x in st["conditions"]])]
+    if k == "App":
+        cs = st.get("containers") or []
+        out.append("Containers:" + ("" if cs else " <none>"))
+        if cs:
+            out.append(table(["  REPLICA", "CONTAINER", "REVISION", "STATE", "HEALTH", "RESTARTS", "IP"],
+                             [[f"  {x['slot']}", x["name"], x.get("revision", "-"), x["state"], x.get("health", "-"),
+                               x.get("restarts", 0), x.get("ip", "-")] for x in cs]))
+        evs = run(lambda: c.request("GET", path + "/events", params={"limit": 15}))["items"]
+        out.append("Events:" + ("" if evs else " <none>"))
+        if evs:
+            out.append(table(["  AGE", "TYPE", "REASON", "MESSAGE"],
+                             [[f"  {age(e['at'])}", e["type"], e["reason"],
+                               e["message"] + (f" (x{e['count']})" if e.get("count", 1) > 1 else "")] for e in evs]))
+    typer.echo("\n".join(out))
+
+
+# --- changing ------------------------------------------------------------------------------
+
+@app.command()
+def delete(kind: Annotated[str | None, typer.Argument()] = None, name: Annotated[str | None, typer.Argument()] = None,
+           project: ProjectOpt = None,
+           file: Annotated[list[str] | None, typer.Option("--filename", "-f")] = None) -> None:
+    """Delete an object (deleting a project deletes its apps), or the objects of a file."""
+    c = run(Client)
+    if file:
+        objs = expand(c, read_documents(file), project)
+        for obj in reversed(objs):
+            _, item = paths_for(obj)
+            res = run(lambda: c.request("DELETE", item, ok_404=True))
+            typer.echo(f"{label_of(obj)} {'deleted' if res else 'not found'}")
+        return
+    if not kind or not name:
+        fail("give KIND NAME, or -f FILE")
+    k = kind_of(kind)
+    run(lambda: c.request("DELETE", item_path(k, name, project)))
+    typer.echo(f"{k.lower()}/{name} deleted")
+
+
+@app.command()
+def scale(kind: Annotated[str, typer.Argument(help="app")], name: Annotated[str, typer.Argument()],
+          replicas: Annotated[int, typer.Option("--replicas", min=0, max=1000)], project: ProjectOpt = None) -> None:
+    """Set the number of replicas of an app."""
+    if kind_of(kind) != "App":
+        fail("only apps can be scaled")
+    c = run(Client)
+    run(lambda: c.request("POST", item_path("App", name, project) + "/scale", json_body={"replicas": replicas}))
+    typer.echo(f"app/{name} scaled to {replicas}")
+
+
+@app.command()
+def logs(kind: Annotated[str, typer.Argument(help="app")], name: Annotated[str, typer.Argument()],
+         project: ProjectOpt = None, follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+         tail: Annotated[int | None, typer.Option(help="lines per replica from the end")] = None,
+         since: Annotated[str | None, typer.Option(help="e.g. 10m, 1h")] = None,
+         timestamps: Annotated[bool, typer.Option("--timestamps")] = False) -> None:
+    """Print the logs of every replica of an app; -f keeps following (new replicas included)."""
+    if kind_of(kind) != "App":
+        fail("logs are available for apps")
+    c = run(Client)
+    path = item_path("App", name, project) + "/logs"
+    try:
+        for line in c.stream(path, params={"follow": str(follow).lower(), "tail": tail, "since": since,
+                                           "timestamps": str(timestamps).lower()}):
+            typer.echo(line)
+    except CliError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        pass
+
+
+def parse_timeout(text: str) -> float:
+    from dockyard.model.quantity import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        fail(f"--timeout: {e}")
+        raise
+
+
+def _condition(obj: dict, cond: str) -> bool:
+    st = obj.get("status") or {}
+    if cond == "ready":
+        gen_ok = st.get("observedGeneration") == obj["metadata"].get("generation")
+        return gen_ok and any(x["type"] == "Ready" and x["status"] == "True" for x in st.get("conditions", []))
+    if cond.startswith("condition="):
+        want = cond.split("=", 1)[1]
+        t, _, v = want.partition("=")
+        return any(x["type"].lower() == t.lower() and x["status"] == (v or "True") for x in st.get("conditions", []))
+    fail(f"--for: unknown condition '{cond}' (ready, delete, condition=TYPE[=STATUS])")
+    return False
+
+
+@app.command()
+def wait(kind: Annotated[str, typer.Argument()], name: Annotated[str, typer.Argument()],
+         for_: Annotated[str, typer.Option("--for", help="ready, delete or condition=TYPE[=STATUS]")] = "ready",
+         timeout: Annotated[str, typer.Option(help="e.g. 60s, 5m")] = "60s", project: ProjectOpt = None) -> None:
+    """Wait until an object is ready (or deleted, or has a condition)."""
+    k = kind_of(kind)
+    c = run(Client)
+    path = item_path(k, name, project)
+    deadline = time.monotonic() + parse_timeout(timeout)
+    last: dict | None = None
+    while time.monotonic() < deadline:
+        try:
+            for ev in c.events(path, timeout=max(deadline - time.monotonic(), 0.1)):
+                if ev.get("type") == "DELETED" and for_ == "delete":
+                    typer.echo(f"{k.lower()}/{name} deleted")
+                    return
+                if ev.get("type") in ("ADDED", "MODIFIED"):
+                    last = ev["object"]
+                    if for_ != "delete" and _condition(last, for_):
+                        typer.echo(f"{k.lower()}/{name} condition met ({for_})")
+                        return
+                if time.monotonic() >= deadline:
+                    break
+        except TimeoutError:
+            break
+        except CliError as e:
+            if e.status == 404 and for_ == "delete":
+                typer.echo(f"{k.lower()}/{name} deleted")
+                return
+            fail(str(e))
+    why = ""
+    if last:
+        ready = next((x for x in (last.get("status") or {}).get("conditions", []) if x["type"] == "Ready"), None)
+        if ready:
+            why = f": {ready.get('reason')}: {ready.get('message')}"
+    fail(f"timed out after {timeout} waiting for {k.lower()}/{name} ({for_}){why}")
+
+
+@rollout_app.command("history")
+def rollout_history(kind: Annotated[str, typer.Argument()], name: Annotated[str, typer.Argument()],
+                    project: ProjectOpt = None, output: OutputOpt = "table") -> None:
+    """The last 10 revisions of an app."""
+    c = run(Client)
+    res = run(lambda: c.request("GET", item_path(kind_of(kind), name, project) + "/revisions"))
+    if output != "table":
+        emit(res, output)
+        return
+    typer.echo(table(["REVISION", "IMAGE", "CREATED", "CHANGE-CAUSE"],
+                     [[f"{r['revision']}{' *' if r['current'] else ''}", r.get("image", ""), age(r["createdAt"]),
+                       r.get("changeCause") or ""] for r in res["items"]]))
+
+
+@rollout_app.command("undo")
+def rollout_undo(kind: Annotated[str, typer.Argument()], name: Annotated[str, typer.Argument()],
+                 project: ProjectOpt = None,
+                 to_revision: Annotated[int | None, typer.Option("--to-revision", min=1)] = None) -> None:
+    """Roll an app back to the previous revision (or --to-revision N)."""
+    c = run(Client)
+    body = {"revision": to_revision} if to_revision else {}
+    res = run(lambda: c.request("POST", item_path(kind_of(kind), name, project) + "/rollback", json_body=body))
+    typer.echo(f"app/{name} rolled back (image {res['spec']['image']})")
+
+
+@rollout_app.command("status")
+def rollout_status(kind: Annotated[str, typer.Argument()], name: Annotated[str, typer.Argument()],
+                   project: ProjectOpt = None) -> None:
+    """Where the app's rollout stands."""
+    c = run(Client)
+    obj = run(lambda: c.request("GET", item_path(kind_of(kind), name, project)))
+    st = obj.get("status") or {}
+    prog = next((x for x in st.get("conditions", []) if x["type"] == "Progressing"), None)
+    typer.echo(f"app/{name}: {st.get('phase', 'Pending')}, revision {st.get('revision', '-')}"
+               + (f": {prog['message']}" if prog else ""))
+    if st.get("phase") == "Stalled":
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

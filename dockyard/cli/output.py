@@ -1,0 +1,72 @@
+"""Tables, JSON and YAML output, and ages."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+import yaml
+
+
+def age(ts: str | None) -> str:
+    if not ts:
+        return "-"
+    try:
+        then = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    s = int((datetime.now(UTC) - then).total_seconds())
+    if s < 120:
+        return f"{max(s, 0)}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["   ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for r in cells:
+        lines.append("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def emit(data: Any, fmt: str) -> None:
+    if fmt == "json":
+        typer.echo(json.dumps(data, indent=2))
+    elif fmt == "yaml":
+        typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
+    else:
+        raise typer.BadParameter(f"unknown output format '{fmt}' (table, json, yaml)")
+
+
+def app_row(a: dict) -> list[Any]:
+    st = a.get("status") or {}
+    spec = a.get("spec") or {}
+    return [a["metadata"]["name"], spec.get("image", ""), f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+            st.get("phase", "Pending"), age(a["metadata"].get("createdAt"))]
+
+
+def project_row(p: dict) -> list[Any]:
+    st = p.get("status") or {}
+    ready = next((c["status"] for c in st.get("conditions", []) if c["type"] == "Ready"), "Unknown")
+    return [f"{p['metadata']['tenant']}/{p['metadata']['name']}", st.get("network", "-"),
+            "Ready" if ready == "True" else "Pending", age(p["metadata"].get("createdAt"))]
+
+
+def tenant_row(t: dict) -> list[Any]:
+    return [t["metadata"]["name"], (t.get("spec") or {}).get("displayName", ""), age(t["metadata"].get("createdAt"))]
+
+
+TABLES = {
+    "App": (["NAME", "IMAGE", "READY", "STATUS", "AGE"], app_row),
+    "Project": (["NAME", "NETWORK", "STATUS", "AGE"], project_row),
+    "Tenant": (["NAME", "DISPLAY NAME", "AGE"], tenant_row),
+}

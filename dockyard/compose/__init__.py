@@ -1,0 +1,1 @@
+"""Import of Compose Spec files (docker-compose.yml) as Dockyard App manifests."""

@@ -1,0 +1,1 @@
+"""Reconcilers: level-triggered loops that move what runs on the engine towards the store."""

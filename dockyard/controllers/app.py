@@ -1,0 +1,184 @@
+"""AppReconciler: makes an App's containers match its spec, one safe step at a time, and
+writes what it observes back into the App's status."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from dockyard.engines.base import DesiredApp, EngineDriver, EngineError, ObservedApp, WorkloadKey
+from dockyard.model.app import AppSpec, template_hash, template_of
+from dockyard.store.errors import NotFound
+from dockyard.store.repository import Event, Store, StoredObject
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What the worker should do next with the key: requeue after `requeue` seconds, or not."""
+
+    requeue: float | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(d: datetime) -> str:
+    return d.isoformat().replace("+00:00", "Z")
+
+
+def _parse(ts: str | None) -> datetime | None:
+    if not ts:
+        return None
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+class AppReconciler:
+    def __init__(self, store: Store, engine: EngineDriver) -> None:
+        self.store = store
+        self.engine = engine
+
+    def reconcile(self, scope: str, name: str) -> Outcome:
+        tenant, project = scope.split("/", 1)
+        key = WorkloadKey(tenant, project, name)
+        try:
+            app = self.store.get("App", scope, name)
+        except NotFound:
+            removed = self.engine.remove_app(key)
+            if removed:
+                log.info("removed %d container(s) of deleted app %s/%s", removed, scope, name)
+            return Outcome()
+        spec = AppSpec.model_validate(app.spec)
+        h = template_hash(template_of(spec))
+        status = dict(app.status)
+        revision = self._revision_for(scope, name, h, status)
+
+        # rollout bookkeeping lives in the status, so a restarted server resumes it correctly
+        if status.get("templateHash") != h:
+            status["templateHash"] = h
+            status["rolloutStartedAt"] = _iso(_now())
+            status.pop("stalledReason", None)
+        started = _parse(status.get("rolloutStartedAt")) or _now()
+        deadline_passed = (_now() - started).total_seconds() > spec.strategy.progress_deadline_seconds
+        hold = self._dependency_hold(scope, spec, status)
+        desired = DesiredApp(key=key, spec=spec, template_hash=h, revision=revision, generation=app.generation,
+                             rollout_stalled=deadline_passed and status.get("phase") != "Ready",
+                             hold_reason=hold)
+        try:
+            observed = self.engine.reconcile_app(desired)
+        except EngineError as e:
+            if not e.permanent:
+                raise
+            self._fail(app, status, e)
+            return Outcome(requeue=15.0)
+        self._write_status(app, status, desired, observed)
+        for action in observed.actions:
+            self.store.record_event(Event(scope, "App", name, "Normal", "Scaled" if "scale" in action else "Replica",
+                                          action))
+        for failure in observed.failures:
+            self.store.record_event(Event(scope, "App", name, "Warning", "EngineError", failure))
+        if observed.converged and not observed.actions:
+            return Outcome()
+        if observed.stalled_reason:
+            return Outcome(requeue=5.0)
+        return Outcome(requeue=0.5 if observed.actions else 1.0)
+
+    def _revision_for(self, scope: str, name: str, h: str, status: dict) -> int:
+        for rev in reversed(self.store.revisions(scope, name)):
+            if rev.template_hash == h:
+                return rev.revision
+        return int(status.get("revision") or 0)
+
+    def _dependency_hold(self, scope: str, spec: AppSpec, status: dict) -> str | None:
+        if not spec.depends_on or status.get("replicas"):
+            return None  # ordering matters for the first start only
+        for dep in spec.depends_on:
+            try:
+                other = self.store.get("App", scope, dep)
+            except NotFound:
+                return f"waiting for app {dep}, which does not exist"
+            if not other.status.get("readyReplicas") and other.spec.get("replicas", 1) > 0:
+                return f"waiting for app {dep} to have a ready replica"
+        return None
+
+    def _fail(self, app: StoredObject, status: dict, e: EngineError) -> None:
+        status.update(phase="Failed", observedGeneration=app.generation)
+        conds = _conditions(status)
+        _set(conds, "Ready", "False", e.reason, str(e))
+        _set(conds, "Progressing", "False", e.reason, str(e))
+        status["conditions"] = list(conds.values())
+        if self.store.update_status("App", app.scope, app.name, status, uid=app.uid):
+            if app.status.get("conditions") != status["conditions"]:
+                self.store.record_event(Event(app.scope, "App", app.name, "Warning", e.reason, str(e)))
+
+    def _write_status(self, app: StoredObject, status: dict, desired: DesiredApp, obs: ObservedApp) -> None:
+        spec = desired.spec
+        surge, unavailable = spec.strategy.resolve(spec.replicas)
+        status["observedGeneration"] = app.generation
+        status["revision"] = desired.revision
+        status["replicas"] = len(obs.containers)
+        status["readyReplicas"] = obs.ready
+        status["updatedReplicas"] = obs.updated
+        status["availableReplicas"] = obs.ready
+        conds = _conditions(status)
+        before = {k: (v["status"], v["reason"]) for k, v in conds.items()}
+        available = obs.ready >= spec.replicas - unavailable
+        _set(conds, "Available", "True" if available else "False",
+             "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+             f"{obs.ready} of {spec.replicas} replicas ready")
+        if obs.converged:
+            phase = "Ready"
+            _set(conds, "Progressing", "True", "RolloutComplete", f"revision {desired.revision} is rolled out")
+            _set(conds, "Ready", "True", "AllReplicasReady", f"{obs.updated_ready}/{spec.replicas} replicas ready")
+            status.pop("stalledReason", None)
+        elif obs.stalled_reason:
+            phase = "Stalled"
+            reason = "ProgressDeadlineExceeded" if "deadline" in obs.stalled_reason else "NewReplicaFailed"
+            _set(conds, "Progressing", "False", reason, obs.stalled_reason)
+            _set(conds, "Ready", "False", reason, obs.stalled_reason)
+            status["stalledReason"] = obs.stalled_reason
+        else:
+            failing = [c for c in obs.containers if c.failing]
+            if desired.hold_reason:
+                phase, reason, msg = "Pending", "WaitingForDependencies", desired.hold_reason
+            elif failing:
+                c = failing[0]
+                phase, reason = "Degraded", "ReplicaFailing"
+                msg = f"replica {c.slot} is {c.health or c.state}" + (
+                    f" (exit code {c.exit_code})" if c.exit_code else "") + (" (OOM killed)" if c.oom_killed else "")
+            elif obs.old:
+                phase, reason = "Progressing", "RollingUpdate"
+                msg = f"{obs.updated_ready}/{spec.replicas} replicas of revision {desired.revision} ready, {obs.old} old"
+            else:
+                phase, reason = "Progressing", "ScalingReplicas"
+                msg = f"{obs.updated_ready}/{spec.replicas} replicas ready"
+            if obs.failures:
+                msg += "; " + obs.failures[0]
+            _set(conds, "Progressing", "True", reason, msg)
+            _set(conds, "Ready", "False", reason, msg)
+        status["phase"] = phase
+        status["conditions"] = list(conds.values())
+        status["containers"] = [{
+            "name": c.name, "id": c.id[:12], "slot": c.slot, "revision": c.revision, "state": c.state,
+            "health": c.health, "ready": c.ready, "restarts": c.restarts, "ip": c.ip, "startedAt": c.started_at,
+            "exitCode": c.exit_code, "oomKilled": c.oom_killed or None,
+        } for c in obs.containers]
+        status["containers"] = [{k: v for k, v in c.items() if v is not None} for c in status["containers"]]
+        self.store.update_status("App", app.scope, app.name, status, uid=app.uid)
+        after = {k: (v["status"], v["reason"]) for k, v in conds.items()}
+        if before.get("Ready") != after.get("Ready") and phase in ("Stalled", "Ready", "Degraded"):
+            self.store.record_event(Event(app.scope, "App", app.name, "Normal" if phase == "Ready" else "Warning",
+                                          conds["Ready"]["reason"], conds["Ready"]["message"]))
+
+
+def _conditions(status: dict) -> dict[str, dict]:
+    return {c["type"]: dict(c) for c in status.get("conditions") or []}
+
+
+def _set(conds: dict[str, dict], type_: str, value: str, reason: str, message: str) -> None:
+    cur = conds.get(type_)
+    ts = cur.get("lastTransitionTime") if cur and cur.get("status") == value else _iso(_now())
+    conds[type_] = {"type": type_, "status": value, "reason": reason, "message": message, "lastTransitionTime": ts}

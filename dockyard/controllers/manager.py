@@ -1,0 +1,201 @@
+"""Runs the reconcilers: a leader lease in the store, a work queue fed by the store's change
+feed, engine events and a periodic resync, and a few worker threads."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+from dockyard.controllers.app import AppReconciler, Outcome
+from dockyard.controllers.project import OrphanCollector, ProjectReconciler
+from dockyard.controllers.queue import WorkQueue
+from dockyard.engines.base import EngineDriver, EngineError, EngineUnavailable
+from dockyard.store import leases
+from dockyard.store.errors import Gone
+from dockyard.store.repository import Store
+
+log = logging.getLogger(__name__)
+LEASE = "controllers"
+
+
+class ControllerManager:
+    def __init__(self, store: Store, engine: EngineDriver, *, workers: int = 4, resync: float = 30.0,
+                 lease_ttl: float = 15.0, identity: str | None = None) -> None:
+        self.store = store
+        self.engine = engine
+        self.queue = WorkQueue()
+        self.apps = AppReconciler(store, engine)
+        self.projects = ProjectReconciler(store, engine)
+        self.orphans = OrphanCollector(store, engine)
+        self.workers = workers
+        self.resync = resync
+        self.lease_ttl = lease_ttl
+        # a stable identity lets a restarted server take its own lease back at once
+        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.leading = threading.Event()
+        self.engine_ok = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._failures: dict[tuple, int] = {}
+        self.reconciles = 0
+        self.reconcile_errors = 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        targets = [self._lease_loop, self._feed_loop, self._events_loop, self._resync_loop]
+        targets += [self._worker] * self.workers
+        for i, target in enumerate(targets):
+            t = threading.Thread(target=target, name=f"ctl-{target.__name__}-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.close()
+        with self.store.changed:
+            self.store.changed.notify_all()
+        for t in self._threads:
+            t.join(timeout=5)
+        if self.leading.is_set():
+            leases.release(self.store, LEASE, self.identity)
+
+    # --- leadership -----------------------------------------------------------------------
+
+    def _lease_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                held = leases.try_acquire(self.store, LEASE, self.identity, self.lease_ttl)
+            except Exception:  # noqa: BLE001 — a store hiccup must not kill the loop
+                log.exception("lease renewal failed")
+                held = False
+            if held and not self.leading.is_set():
+                log.info("controllers: this replica (%s) is the leader", self.identity)
+                self.leading.set()
+                self._enqueue_all()
+            elif not held and self.leading.is_set():
+                log.warning("controllers: lost the lease; standing by")
+                self.leading.clear()
+            self._stop.wait(self.lease_ttl / 3)
+
+    # --- sources of work ------------------------------------------------------------------
+
+    def _enqueue_all(self) -> None:
+        for obj in self.store.list("Project")[0]:
+            self.queue.add(("Project", obj.scope, obj.name))
+        for obj in self.store.list("App")[0]:
+            self.queue.add(("App", obj.scope, obj.name))
+
+    def _feed_loop(self) -> None:
+        cursor = self.store.current_rv()
+        while not self._stop.is_set():
+            if not self.leading.wait(1.0):
+                cursor = self.store.current_rv()
+                continue
+            try:
+                batch = self.store.changes_since(cursor, kinds=("App", "Project"))
+            except Gone:
+                cursor = self.store.current_rv()
+                self._enqueue_all()
+                continue
+            except Exception:  # noqa: BLE001
+                log.exception("reading the change feed failed")
+                self._stop.wait(1.0)
+                continue
+            for ch in batch:
+                cursor = ch.resource_version
+                meta = ch.object.get("metadata", {})
+                status = ch.object.get("status") or {}
+                if ch.type == "MODIFIED" and status.get("observedGeneration") == meta.get("generation") \
+                        and ch.object.get("kind") == "App":
+                    continue  # a status write: nothing new to act on
+                self.queue.add((ch.kind, ch.scope, ch.name))
+                if ch.kind == "Project" and ch.type == "DELETED":
+                    self.queue.add(("Project", ch.scope, ch.name))
+            if not batch:
+                self.store.wait_for_change(cursor, timeout=1.0)
+
+    def _events_loop(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            if not self.leading.wait(1.0):
+                continue
+            try:
+                self.engine.ping()
+                if not self.engine_ok.is_set():
+                    log.info("engine %s answers", self.engine.url)
+                    self.engine_ok.set()
+                    self._enqueue_all()  # whatever happened while it was away, converge now
+                backoff = 0.5
+                for ev in self.engine.events(self._stop):
+                    if ev.key is None or ev.action.startswith("exec_"):
+                        continue
+                    self.queue.add(("App", ev.key.scope, ev.key.app))
+                if self._stop.is_set():
+                    return
+                raise EngineUnavailable("event stream closed")
+            except EngineError as e:
+                if self.engine_ok.is_set():
+                    log.warning("engine %s: %s; reconnecting", self.engine.url, e)
+                self.engine_ok.clear()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _resync_loop(self) -> None:
+        while not self._stop.wait(self.resync):
+            if not self.leading.is_set() or not self.engine_ok.is_set():
+                continue
+            try:
+                self._enqueue_all()
+                for what in self.orphans.collect():
+                    log.info("removed orphaned %s", what)
+                self.store.compact_changes()
+            except Exception:  # noqa: BLE001
+                log.exception("resync failed")
+
+    def collect_orphans_now(self) -> list[str]:
+        return self.orphans.collect()
+
+    # --- workers --------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            key = self.queue.get(timeout=1.0)
+            if key is None:
+                continue
+            try:
+                if not self.leading.is_set():
+                    continue
+                outcome = self._handle(key)
+                self._failures.pop(key, None)
+                if outcome.requeue is not None:
+                    self.queue.add(key, delay=outcome.requeue)
+            except Exception as e:  # noqa: BLE001 — any failure is retried with backoff
+                self.reconcile_errors += 1
+                n = self._failures.get(key, 0) + 1
+                self._failures[key] = n
+                delay = min(0.5 * 2 ** (n - 1), 10.0)
+                if isinstance(e, EngineError):
+                    log.warning("reconcile %s failed (retry in %.1fs): %s", "/".join(key[1:]), delay, e)
+                else:
+                    log.exception("reconcile %s failed (retry in %.1fs)", "/".join(key[1:]), delay)
+                self.queue.add(key, delay=delay)
+            finally:
+                self.queue.done(key)
+
+    def _handle(self, key: tuple) -> Outcome:
+        kind, scope, name = key
+        self.reconciles += 1
+        t0 = time.monotonic()
+        try:
+            if kind == "App":
+                return self.apps.reconcile(scope, name)
+            if kind == "Project":
+                return self.projects.reconcile(scope, name)
+            return Outcome()
+        finally:
+            log.debug("reconciled %s %s/%s in %.3fs", kind, scope, name, time.monotonic() - t0)

@@ -1,0 +1,163 @@
+"""The engine interface, at the level of a workload: the controller hands a driver the desired
+App and gets back what is observed. Drivers import only `dockyard.model`."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from dockyard.model.app import AppSpec
+
+
+class EngineError(Exception):
+    """An engine refused or failed an operation; `permanent` errors won't heal by retrying."""
+
+    def __init__(self, message: str, *, permanent: bool = False, reason: str = "EngineError") -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.reason = reason
+
+
+class EngineUnavailable(EngineError):
+    """The engine does not answer (stopped, restarting, unreachable)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=False, reason="EngineUnavailable")
+
+
+@dataclass(frozen=True)
+class WorkloadKey:
+    tenant: str
+    project: str
+    app: str
+
+    @property
+    def scope(self) -> str:
+        return f"{self.tenant}/{self.project}"
+
+
+@dataclass
+class DesiredApp:
+    key: WorkloadKey
+    spec: AppSpec
+    template_hash: str
+    revision: int
+    generation: int
+    # set by the controller: stop the rollout where it is (deadline passed) / create nothing yet
+    rollout_stalled: bool = False
+    hold_reason: str | None = None
+
+
+@dataclass
+class ObservedContainer:
+    name: str
+    id: str
+    slot: int
+    template_hash: str
+    revision: int | None
+    state: str  # created | running | restarting | exited | dead | paused | removing
+    health: str | None  # healthy | unhealthy | starting | None (no healthcheck)
+    restarts: int = 0
+    exit_code: int | None = None
+    oom_killed: bool = False
+    ip: str | None = None
+    started_at: str | None = None
+    error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "running" and self.health in (None, "healthy")
+
+    @property
+    def failing(self) -> bool:
+        """Unhealthy, or crashed at least once since it was created."""
+        if self.health == "unhealthy":
+            return True
+        if self.state in ("exited", "dead") and (self.exit_code or 0) != 0:
+            return True
+        return self.state == "restarting" or (self.restarts > 0 and not self.ready)
+
+
+@dataclass
+class ObservedApp:
+    containers: list[ObservedContainer] = field(default_factory=list)
+    desired: int = 0
+    updated: int = 0          # containers of the desired template
+    ready: int = 0            # ready containers of any template
+    updated_ready: int = 0    # ready containers of the desired template
+    old: int = 0              # containers of another template still present
+    converged: bool = False   # exactly `desired` ready containers of the desired template, nothing else
+    stalled_reason: str | None = None
+    message: str = ""
+    actions: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LogLine:
+    container: str
+    slot: int
+    stream: str
+    text: str
+    timestamp: str | None = None
+
+
+@dataclass
+class EngineEvent:
+    key: WorkloadKey | None
+    action: str        # die, start, destroy, health_status, oom, network…
+    container: str | None = None
+    detail: str = ""
+
+
+class EngineDriver(ABC):
+    """What the controllers need from an engine."""
+
+    url: str
+    instance: str
+
+    @abstractmethod
+    def ping(self) -> None: ...
+
+    @abstractmethod
+    def info(self) -> dict: ...
+
+    @abstractmethod
+    def ensure_project(self, tenant: str, project: str) -> str:
+        """Create the project's network if missing; return its engine name."""
+
+    @abstractmethod
+    def remove_project(self, tenant: str, project: str) -> None: ...
+
+    @abstractmethod
+    def list_projects(self) -> set[tuple[str, str]]:
+        """Projects that have engine objects of this installation (networks, containers)."""
+
+    @abstractmethod
+    def list_apps(self) -> set[WorkloadKey]:
+        """Apps that have containers of this installation on the engine."""
+
+    @abstractmethod
+    def observe_app(self, key: WorkloadKey) -> list[ObservedContainer]: ...
+
+    @abstractmethod
+    def reconcile_app(self, desired: DesiredApp) -> ObservedApp:
+        """One convergence step: observe, plan, execute; return what is observed afterwards."""
+
+    @abstractmethod
+    def remove_app(self, key: WorkloadKey) -> int:
+        """Remove all containers of an app; return how many were removed."""
+
+    @abstractmethod
+    def logs(self, key: WorkloadKey, *, follow: bool = False, tail: int | None = None,
+             since: float | None = None, timestamps: bool = False,
+             stop: threading.Event | None = None) -> Iterator[LogLine]: ...
+
+    @abstractmethod
+    def events(self, stop: threading.Event) -> Iterator[EngineEvent]:
+        """Engine events about this installation's objects, until `stop` is set or the engine goes."""
+
+    def close(self) -> None:  # noqa: B027 — optional for drivers
+        pass

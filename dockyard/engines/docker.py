@@ -1,0 +1,477 @@
+"""The `docker` driver: runs an App's replicas as containers on one Docker engine.
+
+It keeps replicas itself: observe containers by label, plan a step (`rollout.plan_step`),
+execute it with bounded parallelism. Container names are deterministic
+(`dy<instance>_<tenant>_<project>_<app>_<hash>_<slot>`), so a step that is repeated after a
+crash finds the container it already created instead of making a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import docker
+import requests
+from docker import errors as docker_errors
+from docker.types import Healthcheck, LogConfig, Mount
+
+from dockyard.engines.base import (
+    DesiredApp, EngineDriver, EngineError, EngineEvent, EngineUnavailable, LogLine, ObservedApp,
+    ObservedContainer, WorkloadKey,
+)
+from dockyard.engines.rollout import Action, Target, plan_step
+from dockyard.model.app import AppSpec
+from dockyard.model.image import parse_image
+from dockyard.model.quantity import parse_duration
+
+log = logging.getLogger(__name__)
+
+L_INSTANCE, L_TENANT, L_PROJECT, L_APP = "dockyard.instance", "dockyard.tenant", "dockyard.project", "dockyard.app"
+L_GENERATION, L_HASH, L_REVISION, L_SLOT = "dockyard.generation", "dockyard.spec-hash", "dockyard.revision", "dockyard.slot"
+DEFAULT_PIDS_LIMIT = 1024
+PARALLELISM = 12
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1_000_000_000)
+
+
+class DockerDriver(EngineDriver):
+    def __init__(self, url: str, *, instance: str, timeout: int = 60) -> None:
+        self.url = url
+        self.instance = instance
+        kwargs: dict[str, Any] = {"base_url": url, "version": "1.41", "timeout": timeout}
+        if url.startswith("ssh://"):
+            kwargs["use_ssh_client"] = False
+        tls = _tls_config(url)
+        if tls is not None:
+            kwargs["tls"] = tls
+            kwargs["base_url"] = url.split("?", 1)[0].replace("tcp://", "https://", 1)
+        try:
+            self.api = docker.APIClient(**kwargs)
+        except docker_errors.DockerException as e:
+            raise EngineUnavailable(f"cannot open engine {url}: {e}") from None
+        self._pool = ThreadPoolExecutor(max_workers=PARALLELISM, thread_name_prefix="engine")
+        self._image_ok: dict[str, float] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # --- naming ---------------------------------------------------------------------------
+
+    def network_name(self, tenant: str, project: str) -> str:
+        return f"dy{self.instance}_{tenant}_{project}"
+
+    def container_name(self, key: WorkloadKey, template_hash: str, slot: int) -> str:
+        return f"dy{self.instance}_{key.tenant}_{key.project}_{key.app}_{template_hash}_{slot}"
+
+    def volume_name(self, tenant: str, project: str, volume: str) -> str:
+        return f"dy{self.instance}_{tenant}_{project}_{volume}"
+
+    def _filters(self, **labels: str) -> dict[str, list[str]]:
+        return {"label": [f"{L_INSTANCE}={self.instance}"] + [f"dockyard.{k}={v}" for k, v in labels.items()]}
+
+    # --- calls with domain errors ---------------------------------------------------------
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+            raise EngineUnavailable(f"engine {self.url} does not answer: {type(e).__name__}") from None
+        except docker_errors.NotFound:
+            raise
+        except docker_errors.APIError as e:
+            raise EngineError(_explain(e)) from None
+
+    def ping(self) -> None:
+        self._call(self.api.ping)
+
+    def info(self) -> dict:
+        i = self._call(self.api.info)
+        return {"name": i.get("Name"), "serverVersion": i.get("ServerVersion"), "cpus": i.get("NCPU"),
+                "memory": i.get("MemTotal"), "runtimes": sorted((i.get("Runtimes") or {}).keys()),
+                "containersRunning": i.get("ContainersRunning"), "os": i.get("OperatingSystem")}
+
+    # --- projects -------------------------------------------------------------------------
+
+    def ensure_project(self, tenant: str, project: str) -> str:
+        name = self.network_name(tenant, project)
+        # the engine's duplicate check is best effort: serialise creation here, and heal duplicates
+        with self._lock_for(name):
+            existing = [n for n in self._call(self.api.networks, names=[name]) if n["Name"] == name]
+            if not existing:
+                self._call(self.api.create_network, name, driver="bridge", check_duplicate=True,
+                           labels={L_INSTANCE: self.instance, L_TENANT: tenant, L_PROJECT: project})
+            elif len(existing) > 1:
+                keep = sorted(existing, key=lambda n: n.get("Created", ""))[0]
+                for extra in existing:
+                    if extra["Id"] != keep["Id"]:
+                        try:
+                            self._call(self.api.remove_network, extra["Id"])
+                        except (EngineError, docker_errors.NotFound) as e:
+                            log.warning("could not remove duplicate network %s: %s", extra["Id"][:12], e)
+        return name
+
+    def _lock_for(self, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def remove_project(self, tenant: str, project: str) -> None:
+        for key in [k for k in self.list_apps() if (k.tenant, k.project) == (tenant, project)]:
+            self.remove_app(key)
+        for net in self._call(self.api.networks, filters=self._filters(tenant=tenant, project=project)):
+            try:
+                self._call(self.api.remove_network, net["Id"])
+            except docker_errors.NotFound:
+                pass
+
+    def list_projects(self) -> set[tuple[str, str]]:
+        out = set()
+        for net in self._call(self.api.networks, filters=self._filters()):
+            labels = net.get("Labels") or {}
+            if L_TENANT in labels and L_PROJECT in labels:
+                out.add((labels[L_TENANT], labels[L_PROJECT]))
+        out.update((k.tenant, k.project) for k in self.list_apps())
+        return out
+
+    # --- apps -----------------------------------------------------------------------------
+
+    def list_apps(self) -> set[WorkloadKey]:
+        out = set()
+        for c in self._call(self.api.containers, all=True, filters=self._filters()):
+            lb = c.get("Labels") or {}
+            if all(k in lb for k in (L_TENANT, L_PROJECT, L_APP)):
+                out.add(WorkloadKey(lb[L_TENANT], lb[L_PROJECT], lb[L_APP]))
+        return out
+
+    def observe_app(self, key: WorkloadKey) -> list[ObservedContainer]:
+        summaries = self._call(self.api.containers, all=True,
+                               filters=self._filters(tenant=key.tenant, project=key.project, app=key.app))
+        details = list(self._pool.map(self._inspect_quiet, [s["Id"] for s in summaries]))
+        return [d for d in details if d is not None]
+
+    def _inspect_quiet(self, cid: str) -> ObservedContainer | None:
+        try:
+            data = self._call(self.api.inspect_container, cid)
+        except docker_errors.NotFound:
+            return None  # removed between list and inspect
+        lb = data["Config"].get("Labels") or {}
+        st = data.get("State") or {}
+        health = (st.get("Health") or {}).get("Status")
+        nets = (data.get("NetworkSettings") or {}).get("Networks") or {}
+        ip = next((n.get("IPAddress") for n in nets.values() if n.get("IPAddress")), None)
+        state = st.get("Status", "unknown")
+        return ObservedContainer(
+            name=data["Name"].lstrip("/"), id=data["Id"], slot=int(lb.get(L_SLOT, "0")),
+            template_hash=lb.get(L_HASH, ""), revision=int(lb[L_REVISION]) if lb.get(L_REVISION) else None,
+            state=state, health=health if health != "none" else None, restarts=int(data.get("RestartCount") or 0),
+            exit_code=st.get("ExitCode") if state in ("exited", "dead", "restarting") else None,
+            oom_killed=bool(st.get("OOMKilled")), ip=ip,
+            started_at=st.get("StartedAt") if state == "running" else None, error=st.get("Error") or None)
+
+    def reconcile_app(self, desired: DesiredApp) -> ObservedApp:
+        spec = desired.spec
+        observed = self.observe_app(desired.key)
+        surge, unavailable = spec.strategy.resolve(spec.replicas)
+        target = Target(desired.template_hash, spec.replicas, surge, unavailable, spec.strategy.type,
+                        spec.restart_policy, stalled=desired.rollout_stalled,
+                        hold=desired.hold_reason is not None)
+        plan = plan_step(target, observed)
+        result = ObservedApp()
+        if plan.actions:
+            net = self.ensure_project(desired.key.tenant, desired.key.project)
+            if any(a.verb in ("create", "recreate") for a in plan.actions):
+                self._ensure_image(spec.image)
+                for vm in spec.volumes:
+                    self._ensure_volume(desired.key, vm.name)
+            by_name = {c.name: c for c in observed}
+            # removals first: with maxSurge 0 the room for a new container comes from an old one
+            ordered = sorted(plan.actions, key=lambda a: 0 if a.verb == "remove" else 1)
+            removes = [a for a in ordered if a.verb == "remove"]
+            others = [a for a in ordered if a.verb != "remove"]
+            for group in (removes, others):
+                futures = [self._pool.submit(self._execute, desired, net, a, by_name.get(a.container or ""))
+                           for a in group]
+                for a, f in zip(group, futures, strict=True):
+                    try:
+                        f.result()
+                        result.actions.append(f"{a.verb} replica {a.slot} ({a.reason})")
+                    except EngineUnavailable:
+                        raise
+                    except EngineError as e:
+                        result.failures.append(str(e))
+                        if e.permanent:
+                            raise
+            observed = self.observe_app(desired.key)
+        result.containers = sorted(observed, key=lambda c: (c.template_hash != desired.template_hash, c.slot))
+        result.desired = spec.replicas
+        new = [c for c in observed if c.template_hash == desired.template_hash and c.slot < spec.replicas]
+        result.updated = len(new)
+        result.updated_ready = sum(1 for c in new if c.ready)
+        result.ready = sum(1 for c in observed if c.ready)
+        result.old = len(observed) - len(new)
+        result.converged = result.updated_ready == spec.replicas and result.old == 0
+        result.stalled_reason = plan.stalled_reason
+        return result
+
+    def _execute(self, desired: DesiredApp, net: str, action: Action, current: ObservedContainer | None) -> None:
+        if action.verb == "remove" and current:
+            self._remove(current.id)
+        elif action.verb == "start" and current:
+            self._call(self.api.start, current.id)
+        elif action.verb == "recreate" and current:
+            self._remove(current.id)
+            self._create_and_start(desired, net, action.slot)
+        elif action.verb == "create":
+            self._create_and_start(desired, net, action.slot)
+
+    def _remove(self, cid: str) -> None:
+        try:
+            self._call(self.api.remove_container, cid, force=True, v=False)
+        except docker_errors.NotFound:
+            pass
+        except EngineError as e:
+            if "already in progress" not in str(e):
+                raise
+
+    def _create_and_start(self, desired: DesiredApp, net: str, slot: int) -> None:
+        name = self.container_name(desired.key, desired.template_hash, slot)
+        config = self._container_config(desired, net, slot, name)
+        try:
+            created = self._call(self.api.create_container, **config)
+            cid = created["Id"]
+        except EngineError as e:
+            if "is already in use" not in str(e):
+                raise
+            cid = name  # made by an earlier step that crashed before starting it
+        self._call(self.api.start, cid)
+
+    def _container_config(self, desired: DesiredApp, net: str, slot: int, name: str) -> dict[str, Any]:
+        spec: AppSpec = desired.spec
+        key = desired.key
+        res = spec.resources
+        restart = {"always": {"Name": "always"}, "on-failure": {"Name": "on-failure", "MaximumRetryCount": 0},
+                   "never": {"Name": "no"}}[spec.restart_policy]
+        host: dict[str, Any] = {
+            "restart_policy": restart,
+            "security_opt": ["no-new-privileges"],
+            "pids_limit": DEFAULT_PIDS_LIMIT,
+            "log_config": LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
+            "mounts": [Mount(target=v.mount_path, source=self.volume_name(key.tenant, key.project, v.name),
+                             type="volume", read_only=v.read_only) for v in spec.volumes],
+        }
+        if spec.runtime != "runc":
+            host["runtime"] = spec.runtime
+        if (cpu := res.limit_cpu()) is not None:
+            host["nano_cpus"] = int(cpu * 1e9)
+        if (mem := res.limit_memory()) is not None:
+            host["mem_limit"] = mem
+            host["memswap_limit"] = mem
+        if (rc := res.request_cpu()) is not None:
+            host["cpu_shares"] = max(int(rc * 1024), 2)
+        if (rm := res.request_memory()) is not None and rm != res.limit_memory():
+            host["mem_reservation"] = rm
+        labels = dict(spec.labels)
+        labels.update({L_INSTANCE: self.instance, L_TENANT: key.tenant, L_PROJECT: key.project, L_APP: key.app,
+                       L_GENERATION: str(desired.generation), L_HASH: desired.template_hash,
+                       L_REVISION: str(desired.revision), L_SLOT: str(slot)})
+        config: dict[str, Any] = {
+            "image": spec.image, "name": name, "detach": True, "labels": labels,
+            "hostname": f"{key.app}-{slot}"[:63],
+            "environment": [f"{e.name}={e.value}" for e in spec.env],
+            "ports": [(p.container_port, p.protocol) for p in spec.ports] or None,
+            "host_config": self.api.create_host_config(**host),
+            "networking_config": self.api.create_networking_config(
+                {net: self.api.create_endpoint_config(aliases=[key.app])}),
+            "use_config_proxy": False,
+        }
+        if spec.command is not None:
+            config["entrypoint"] = spec.command
+        if spec.args is not None:
+            config["command"] = spec.args
+        if spec.user:
+            config["user"] = spec.user
+        if spec.working_dir:
+            config["working_dir"] = spec.working_dir
+        if spec.healthcheck:
+            config["healthcheck"] = _healthcheck(spec)
+        return config
+
+    def _ensure_image(self, image: str) -> None:
+        if time.monotonic() - self._image_ok.get(image, -1e9) < 30:
+            return
+        try:
+            self._call(self.api.inspect_image, image)
+        except docker_errors.NotFound:
+            ref = parse_image(image)
+            if not ref.explicit_registry:
+                raise EngineError(
+                    f"image {image} is not on the engine, and Dockyard does not pull from Docker Hub "
+                    "implicitly: load or build it on the engine, or name a registry in the reference "
+                    "(for example 127.0.0.1:5000/acme/shop/web:1)", permanent=True, reason="ImageNotFound") from None
+            repo = image.split("@", 1)[0]
+            tag = ref.digest or ref.tag or "latest"
+            if ref.tag and not ref.digest:
+                repo = repo.rsplit(":", 1)[0]
+            try:
+                self._call(self.api.pull, repo, tag=tag)
+                self._call(self.api.inspect_image, image)
+            except (EngineError, docker_errors.NotFound) as e:
+                raise EngineError(f"image {image} could not be pulled: {e}", permanent=True,
+                                  reason="ImagePullFailed") from None
+        self._image_ok[image] = time.monotonic()
+
+    def _ensure_volume(self, key: WorkloadKey, volume: str) -> None:
+        name = self.volume_name(key.tenant, key.project, volume)
+        try:
+            self._call(self.api.inspect_volume, name)
+        except docker_errors.NotFound:
+            self._call(self.api.create_volume, name, driver="local",
+                       labels={L_INSTANCE: self.instance, L_TENANT: key.tenant, L_PROJECT: key.project})
+
+    def remove_app(self, key: WorkloadKey) -> int:
+        found = self._call(self.api.containers, all=True,
+                           filters=self._filters(tenant=key.tenant, project=key.project, app=key.app))
+        list(self._pool.map(lambda c: self._remove(c["Id"]), found))
+        return len(found)
+
+    # --- logs and events ------------------------------------------------------------------
+
+    def logs(self, key: WorkloadKey, *, follow: bool = False, tail: int | None = None,
+             since: float | None = None, timestamps: bool = False,
+             stop: threading.Event | None = None) -> Iterator[LogLine]:
+        stop = stop or threading.Event()
+        containers = sorted(self.observe_app(key), key=lambda c: (c.slot, c.name))
+        if not follow:
+            for c in containers:
+                yield from self._container_lines(c, follow=False, tail=tail, since=since, timestamps=timestamps)
+            return
+        q: queue.Queue[LogLine | None] = queue.Queue(maxsize=10_000)
+        seen: set[str] = set()
+
+        def pump(c: ObservedContainer, first: bool) -> None:
+            try:
+                for line in self._container_lines(c, follow=True, tail=tail if first else None,
+                                                  since=since if first else None, timestamps=timestamps):
+                    if stop.is_set():
+                        return
+                    q.put(line)
+            except EngineError:
+                pass
+
+        def watch_new() -> None:
+            first = True
+            while not stop.is_set():
+                try:
+                    for c in self.observe_app(key):
+                        if c.id not in seen and c.state in ("running", "restarting", "created"):
+                            seen.add(c.id)
+                            threading.Thread(target=pump, args=(c, first), daemon=True).start()
+                except EngineError:
+                    pass
+                first = False
+                stop.wait(1.0)
+            q.put(None)
+
+        threading.Thread(target=watch_new, daemon=True).start()
+        while not stop.is_set():
+            try:
+                item = q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            yield item
+
+    def _container_lines(self, c: ObservedContainer, *, follow: bool, tail: int | None, since: float | None,
+                         timestamps: bool) -> Iterator[LogLine]:
+        kwargs: dict[str, Any] = {"stream": True, "follow": follow, "stdout": True, "stderr": True,
+                                  "timestamps": timestamps, "tail": tail if tail is not None else "all"}
+        if since is not None:
+            kwargs["since"] = int(since)
+        try:
+            stream = self._call(self.api.logs, c.id, **kwargs)
+        except docker_errors.NotFound:
+            return
+        buf = b""
+        for chunk in stream:
+            buf += chunk
+            while b"\n" in buf:
+                raw, buf = buf.split(b"\n", 1)
+                yield _log_line(c, raw, timestamps)
+        if buf:
+            yield _log_line(c, buf, timestamps)
+
+    def events(self, stop: threading.Event) -> Iterator[EngineEvent]:
+        stream = self._call(self.api.events, decode=True,
+                            filters={"type": ["container"], "label": [f"{L_INSTANCE}={self.instance}"]})
+        closer = threading.Thread(target=lambda: (stop.wait(), stream.close()), daemon=True)
+        closer.start()
+        try:
+            for ev in stream:
+                if stop.is_set():
+                    return
+                attrs = (ev.get("Actor") or {}).get("Attributes") or {}
+                key = None
+                if all(k in attrs for k in (L_TENANT, L_PROJECT, L_APP)):
+                    key = WorkloadKey(attrs[L_TENANT], attrs[L_PROJECT], attrs[L_APP])
+                action = str(ev.get("Action") or ev.get("status") or "")
+                yield EngineEvent(key=key, action=action.split(":")[0], container=attrs.get("name"),
+                                  detail=action)
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                AttributeError, OSError) as e:
+            if not stop.is_set():
+                raise EngineUnavailable(f"engine event stream ended: {type(e).__name__}") from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.api.close()
+
+
+def _log_line(c: ObservedContainer, raw: bytes, timestamps: bool) -> LogLine:
+    text = raw.decode("utf-8", "replace").rstrip("\r")
+    ts = None
+    if timestamps and " " in text:
+        ts, text = text.split(" ", 1)
+    return LogLine(container=c.name, slot=c.slot, stream="stdout", text=text, timestamp=ts)
+
+
+def _healthcheck(spec: AppSpec) -> Healthcheck:
+    hc = spec.healthcheck
+    assert hc is not None
+    if hc.exec:
+        test = ["CMD", *hc.exec.command]
+    elif hc.http:
+        url = f"http://127.0.0.1:{hc.http.port}{hc.http.path}"
+        test = ["CMD-SHELL", f"wget -q -O /dev/null '{url}' || curl -fsS -o /dev/null '{url}'"]
+    else:
+        assert hc.tcp
+        p = hc.tcp.port
+        test = ["CMD-SHELL", f"nc -z 127.0.0.1 {p} 2>/dev/null || nc -w 1 127.0.0.1 {p} </dev/null"]
+    return Healthcheck(test=test, interval=_ns(parse_duration(hc.interval)), timeout=_ns(parse_duration(hc.timeout)),
+                       retries=hc.retries, start_period=_ns(parse_duration(hc.start_period)))
+
+
+def _explain(e: docker_errors.APIError) -> str:
+    msg = e.explanation if isinstance(e.explanation, str) else str(e)
+    if "unknown or invalid runtime name" in msg:
+        return f"{msg}: the engine does not know this runtime (configure it in the engine's daemon.json)"
+    return msg
+
+
+def _tls_config(url: str) -> docker.tls.TLSConfig | None:
+    """tcp://host:2376?tlsdir=/path reads ca.pem, cert.pem, key.pem from that folder."""
+    if not url.startswith("tcp://") or "?" not in url:
+        return None
+    from urllib.parse import parse_qs
+
+    q = parse_qs(url.split("?", 1)[1])
+    d = (q.get("tlsdir") or [None])[0]
+    if not d:
+        return None
+    return docker.tls.TLSConfig(client_cert=(f"{d}/cert.pem", f"{d}/key.pem"), ca_cert=f"{d}/ca.pem", verify=True)

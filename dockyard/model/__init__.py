@@ -1,0 +1,1 @@
+"""Resource types of Dockyard's API. Pure data and validation: no I/O here."""

@@ -1,0 +1,313 @@
+"""App: a replicated workload — the unit that users deploy, scale and roll out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+
+from dockyard.model.image import parse_image
+from dockyard.model.meta import API_VERSION, Condition, DnsLabel, Metadata, Schema
+from dockyard.model.quantity import parse_cpu, parse_duration, parse_memory
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+RUNTIME_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def _check_image(v: str) -> str:
+    parse_image(v)
+    return v
+
+
+def _check_memory(v: str | int) -> str | int:
+    n = parse_memory(v)
+    if n and n < 6 * 1024 * 1024:
+        raise ValueError("must be at least 6Mi: the engine refuses smaller memory limits")
+    return v
+
+
+def _check_cpu(v: str | int | float) -> str | int | float:
+    if parse_cpu(v) <= 0:
+        raise ValueError("must be more than 0")
+    return v
+
+
+def _check_duration(v: str | int | float) -> str | int | float:
+    parse_duration(v)
+    return v
+
+
+Memory = Annotated[str | int, AfterValidator(_check_memory)]
+Cpu = Annotated[str | int | float, AfterValidator(_check_cpu)]
+Duration = Annotated[str | int | float, AfterValidator(_check_duration)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class EnvVar(Schema):
+    name: str
+    value: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not ENV_NAME.match(v):
+            raise ValueError(f"'{v}' is not a valid environment variable name")
+        return v
+
+
+def _env_from_mapping(v: object) -> object:
+    # users write env as a mapping more often than as a list; both are accepted
+    if isinstance(v, dict):
+        return [{"name": k, "value": "" if val is None else str(val)} for k, val in v.items()]
+    return v
+
+
+class PortSpec(Schema):
+    container_port: Port
+    protocol: Literal["tcp", "udp"] = "tcp"
+    name: DnsLabel | None = None
+
+
+class ResourceAmounts(Schema):
+    cpu: Cpu | None = None
+    memory: Memory | None = None
+
+
+class Resources(Schema):
+    """`{cpu, memory}` is shorthand for limits; `requests` and `limits` may be given apart."""
+
+    cpu: Cpu | None = None
+    memory: Memory | None = None
+    requests: ResourceAmounts | None = None
+    limits: ResourceAmounts | None = None
+
+    def limit_cpu(self) -> float | None:
+        v = (self.limits.cpu if self.limits and self.limits.cpu is not None else self.cpu)
+        return parse_cpu(v) if v is not None else None
+
+    def limit_memory(self) -> int | None:
+        v = (self.limits.memory if self.limits and self.limits.memory is not None else self.memory)
+        return parse_memory(v) if v is not None else None
+
+    def request_cpu(self) -> float | None:
+        if self.requests and self.requests.cpu is not None:
+            return parse_cpu(self.requests.cpu)
+        return self.limit_cpu()
+
+    def request_memory(self) -> int | None:
+        if self.requests and self.requests.memory is not None:
+            return parse_memory(self.requests.memory)
+        return self.limit_memory()
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for what, req, lim in (("cpu", self.request_cpu(), self.limit_cpu()),
+                               ("memory", self.request_memory(), self.limit_memory())):
+            if req is not None and lim is not None and req > lim:
+                raise ValueError(f"requests.{what} must not exceed the {what} limit")
+        return self
+
+
+class ExecCheck(Schema):
+    command: list[str] = Field(min_length=1)
+
+
+class HttpCheck(Schema):
+    path: str = "/"
+    port: Port
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/") or any(c in v for c in " '\"\\`$;&|<>\n"):
+            raise ValueError("must be an absolute URL path without spaces, quotes or shell characters")
+        return v
+
+
+class TcpCheck(Schema):
+    port: Port
+
+
+class Healthcheck(Schema):
+    exec: ExecCheck | None = None
+    http: HttpCheck | None = None
+    tcp: TcpCheck | None = None
+    interval: Duration = "10s"
+    timeout: Duration = "5s"
+    retries: int = Field(default=3, ge=1, le=100)
+    start_period: Duration = "0s"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Healthcheck:
+        kinds = [k for k in ("exec", "http", "tcp") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of exec, http or tcp")
+        if parse_duration(self.interval) < 1:
+            raise ValueError("interval must be at least 1s")
+        return self
+
+
+class VolumeMount(Schema):
+    name: DnsLabel
+    mount_path: str
+    read_only: bool = False
+
+    @field_validator("mount_path")
+    @classmethod
+    def _abs(cls, v: str) -> str:
+        if not v.startswith("/") or v == "/":
+            raise ValueError("must be an absolute path other than /")
+        return v
+
+
+IntOrPercent = Annotated[int | str, Field()]
+
+
+class Strategy(Schema):
+    type: Literal["RollingUpdate", "Recreate"] = "RollingUpdate"
+    max_surge: IntOrPercent = 1
+    max_unavailable: IntOrPercent = 0
+    progress_deadline_seconds: int = Field(default=120, ge=5, le=3600)
+
+    @field_validator("max_surge", "max_unavailable")
+    @classmethod
+    def _int_or_percent(cls, v: int | str) -> int | str:
+        if isinstance(v, int):
+            if v < 0:
+                raise ValueError("must not be negative")
+            return v
+        if not re.match(r"^\d{1,3}%$", v) or int(v[:-1]) > 100:
+            raise ValueError("must be a non-negative integer or a percentage such as 25%")
+        return v
+
+    def resolve(self, replicas: int) -> tuple[int, int]:
+        """maxSurge and maxUnavailable as counts; surge rounds up, unavailable down (as Kubernetes)."""
+        def count(v: int | str, up: bool) -> int:
+            if isinstance(v, int):
+                return v
+            p = int(v[:-1]) * replicas
+            return -(-p // 100) if up else p // 100
+        surge, unavailable = count(self.max_surge, True), count(self.max_unavailable, False)
+        if surge == 0 and unavailable == 0:
+            unavailable = 1 if replicas > 0 else 0
+        return surge, unavailable
+
+    @model_validator(mode="after")
+    def _not_both_zero(self) -> Strategy:
+        if self.type == "RollingUpdate" and self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%"):
+            raise ValueError("maxSurge and maxUnavailable cannot both be 0: the rollout could never progress")
+        return self
+
+
+class AppSpec(Schema):
+    image: Annotated[str, AfterValidator(_check_image)]
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: Annotated[list[EnvVar], BeforeValidator(_env_from_mapping)] = Field(default_factory=list)
+    ports: list[PortSpec] = Field(default_factory=list)
+    replicas: int = Field(default=1, ge=0, le=1000)
+    resources: Resources = Field(default_factory=Resources)
+    healthcheck: Healthcheck | None = None
+    restart_policy: Literal["always", "on-failure", "never"] = "always"
+    volumes: list[VolumeMount] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    runtime: str = "runc"
+    user: str | None = None
+    working_dir: str | None = None
+    depends_on: list[DnsLabel] = Field(default_factory=list)
+    strategy: Strategy = Field(default_factory=Strategy)
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, v: str) -> str:
+        if not RUNTIME_NAME.match(v):
+            raise ValueError(f"'{v}' is not a runtime name (examples: runc, crun)")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if k.startswith("dockyard.") or k.startswith("com.docker."):
+                raise ValueError(f"label '{k}' is reserved: keys starting with dockyard. or com.docker. are set by the platform")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _unique_env(cls, v: list[EnvVar]) -> list[EnvVar]:
+        seen = set()
+        for e in v:
+            if e.name in seen:
+                raise ValueError(f"variable '{e.name}' is given twice")
+            seen.add(e.name)
+        return v
+
+    @field_validator("volumes")
+    @classmethod
+    def _unique_mounts(cls, v: list[VolumeMount]) -> list[VolumeMount]:
+        paths = [m.mount_path for m in v]
+        dup = {p for p in paths if paths.count(p) > 1}
+        if dup:
+            raise ValueError(f"mount path {sorted(dup)[0]} is used twice")
+        return v
+
+
+# Fields that do not change what runs in a container: changing them never recreates one.
+NON_TEMPLATE_FIELDS = ("replicas", "strategy", "depends_on")
+
+
+def template_of(spec: AppSpec) -> dict:
+    """The part of an App's spec that defines its containers (what a revision records)."""
+    data = spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+    for f in NON_TEMPLATE_FIELDS:
+        data.pop(_camel(f), None)
+    return data
+
+
+def template_hash(template: dict) -> str:
+    """A short stable hash of a template; containers carry it as a label to find drift."""
+    blob = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+class ContainerStatus(Schema):
+    name: str
+    id: str
+    slot: int
+    revision: int | None = None
+    state: str
+    health: str | None = None
+    ready: bool = False
+    restarts: int = 0
+    ip: str | None = None
+    started_at: str | None = None
+    exit_code: int | None = None
+    message: str | None = None
+
+
+class AppStatus(Schema):
+    observed_generation: int | None = None
+    revision: int | None = None
+    replicas: int = 0
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    available_replicas: int = 0
+    phase: str = "Pending"
+    conditions: list[Condition] = Field(default_factory=list)
+    containers: list[ContainerStatus] = Field(default_factory=list)
+
+
+class App(Schema):
+    api_version: Literal["dockyard/v1"] = API_VERSION
+    kind: Literal["App"] = "App"
+    metadata: Metadata
+    spec: AppSpec
+    status: AppStatus | None = None

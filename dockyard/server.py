@@ -1,0 +1,125 @@
+"""`dockyard server`: wires the store, the engine, the controllers and the API together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from dockyard.api.app import create_app
+from dockyard.api.deps import LogRecord
+from dockyard.controllers.manager import ControllerManager
+from dockyard.engines import EngineDriver, EngineError, open_engine
+from dockyard.engines.base import WorkloadKey
+from dockyard.store.repository import Store
+from dockyard.store.users import create_user, user_count
+
+log = logging.getLogger("dockyard")
+
+
+@dataclass
+class ServerConfig:
+    listen: str = "127.0.0.1:8080"
+    data_dir: Path = Path(".dockyard")
+    engine_url: str = "unix:///var/run/docker.sock"
+    database_url: str | None = None
+    workers: int = 4
+    resync: float = 30.0
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'dockyard.db').resolve()}"
+
+
+class EngineLogs:
+    """The API's LogProvider, backed by the engine driver."""
+
+    def __init__(self, engine: EngineDriver) -> None:
+        self.engine = engine
+
+    def app_logs(self, tenant: str, project: str, app: str, *, follow: bool, tail: int | None,
+                 since: float | None, timestamps: bool, stop: threading.Event) -> Iterator[LogRecord]:
+        try:
+            for line in self.engine.logs(WorkloadKey(tenant, project, app), follow=follow, tail=tail, since=since,
+                                         timestamps=timestamps, stop=stop):
+                yield LogRecord(replica=line.slot, container=line.container, text=line.text, timestamp=line.timestamp)
+        except EngineError as e:
+            yield LogRecord(replica=-1, container="", text=f"(logs unavailable: {e})")
+
+
+class Platform:
+    def __init__(self, engine: EngineDriver, manager: ControllerManager) -> None:
+        self.engine = engine
+        self.manager = manager
+
+    def engine_status(self) -> dict:
+        return {"url": self.engine.url, "status": "ok" if self.manager.engine_ok.is_set() else "unavailable"}
+
+    def leader(self) -> bool:
+        return self.manager.leading.is_set()
+
+
+def ensure_admin(store: Store, data_dir: Path) -> None:
+    """On first start, create user admin with $DOCKYARD_ADMIN_PASSWORD or a generated password."""
+    if user_count(store) > 0:
+        return
+    password = os.environ.get("DOCKYARD_ADMIN_PASSWORD")
+    generated = not password
+    if generated:
+        password = secrets.token_urlsafe(18)
+    create_user(store, "admin", password, is_admin=True)
+    if generated:
+        # printed once; also kept readable by root only, so that `make up` can show it again
+        secret_file = data_dir / "admin-password"
+        secret_file.write_text(password + "\n")
+        secret_file.chmod(0o600)
+        print(f"\n  Created user 'admin' with password: {password}\n  (also in {secret_file}, mode 0600)\n",
+              flush=True)
+    else:
+        print("  Created user 'admin' with the password from $DOCKYARD_ADMIN_PASSWORD", flush=True)
+
+
+def _server_id(data_dir: Path) -> str:
+    """This server's identity for the controller lease, kept in its data dir across restarts."""
+    f = data_dir / "server-id"
+    if not f.exists():
+        f.write_text(f"{socket.gethostname()}-{secrets.token_hex(4)}\n")
+    return f.read_text().strip()
+
+
+def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, EngineDriver]:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(config.data_dir, 0o700)
+    store = Store(config.store_url)
+    store.migrate()
+    instance = store.setting("instance", lambda: secrets.token_hex(3))
+    ensure_admin(store, config.data_dir)
+    engine = open_engine(config.engine_url, instance=instance)
+    server_id = _server_id(config.data_dir)
+    manager = ControllerManager(store, engine, workers=config.workers, resync=config.resync, identity=server_id)
+    app = create_app(store, logs=EngineLogs(engine), platform=Platform(engine, manager))
+    return app, store, manager, engine
+
+
+def run(config: ServerConfig) -> None:
+    logging.basicConfig(level=os.environ.get("DOCKYARD_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app, store, manager, engine = build(config)
+    host, _, port = config.listen.rpartition(":")
+    manager.start()
+    log.info("Dockyard listening on http://%s:%s (engine %s, store %s)", host, port, config.engine_url,
+             config.store_url.split("@")[-1])
+    try:
+        uvicorn.run(app, host=host.strip("[]") or "127.0.0.1", port=int(port), log_level="warning",
+                    access_log=False, timeout_graceful_shutdown=3)
+    finally:
+        manager.stop()
+        engine.close()
+        store.close()

@@ -1,0 +1,1 @@
+"""Persistence: tables, migrations, the resource repository and its change feed."""

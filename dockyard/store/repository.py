@@ -1,0 +1,458 @@
+"""The resource repository: every read and write of API objects, and the change feed.
+
+Each write runs in one transaction that bumps the global resourceVersion counter, updates the
+object and appends a row to `changes`. Because the counter row is written first, writers are
+serialised and change rows become visible in resourceVersion order, which is what lets a
+watcher resume from a resourceVersion without missing anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from dockyard.model.app import AppSpec, template_hash, template_of
+from dockyard.store import db
+from dockyard.store.errors import AlreadyExists, Conflict, Gone, NotFound
+from dockyard.store.selectors import Selector
+from dockyard.store.tables import changes, events, resources, revisions, settings
+
+REVISION_HISTORY = 10
+CHANGE_FEED_KEEP = 100_000
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class StoredObject:
+    kind: str
+    scope: str
+    name: str
+    uid: str
+    generation: int
+    resource_version: int
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    spec: dict[str, Any]
+    status: dict[str, Any]
+    created_at: datetime
+
+    def manifest(self) -> dict[str, Any]:
+        """The object as the API shows it (kubectl-style envelope)."""
+        meta: dict[str, Any] = {"name": self.name}
+        if self.kind == "Project":
+            meta["tenant"] = self.scope
+        elif self.scope:
+            meta["project"] = self.scope
+        meta.update(uid=self.uid, generation=self.generation, resourceVersion=str(self.resource_version),
+                    labels=self.labels, annotations=self.annotations,
+                    createdAt=_iso(self.created_at))
+        return {"apiVersion": "dockyard/v1", "kind": self.kind, "metadata": meta,
+                "spec": self.spec, "status": self.status}
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.scope, self.name)
+
+
+@dataclass
+class Change:
+    resource_version: int
+    kind: str
+    scope: str
+    name: str
+    type: str
+    object: dict[str, Any]
+
+
+@dataclass
+class Revision:
+    revision: int
+    template_hash: str
+    template: dict[str, Any]
+    change_cause: str
+    created_at: datetime
+
+
+@dataclass
+class Event:
+    scope: str
+    kind: str
+    name: str
+    type: str
+    reason: str
+    message: str
+    at: datetime = field(default_factory=now)
+    count: int = 1
+
+
+def _iso(d: datetime) -> str:
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=UTC)
+    return d.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _row_to_obj(row: Any) -> StoredObject:
+    return StoredObject(kind=row.kind, scope=row.scope, name=row.name, uid=row.uid,
+                        generation=row.generation, resource_version=row.resource_version,
+                        labels=row.labels or {}, annotations=row.annotations or {},
+                        spec=row.spec or {}, status=row.status or {}, created_at=row.created_at)
+
+
+def encode_continue(scope: str, name: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([scope, name]).encode()).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> tuple[str, str]:
+    try:
+        scope, name = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return str(scope), str(name)
+    except Exception:
+        raise ValueError("the continue token is not one this server issued") from None
+
+
+class Store:
+    """Reads and writes of resources. Thread-safe: each call uses its own connection."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = db.make_engine(url)
+        # reads never need SQLite's write lock; PostgreSQL uses one engine for both
+        self.read_engine: Engine = db.make_read_engine(url) if url.startswith("sqlite") else self.engine
+        # wakes watchers and controllers of this process at once; other replicas poll the feed
+        self.changed = threading.Condition()
+        self._last_rv = 0
+
+    def _notify(self, rv: int) -> None:
+        with self.changed:
+            self._last_rv = max(self._last_rv, rv)
+            self.changed.notify_all()
+
+    def wait_for_change(self, after_rv: int, timeout: float) -> None:
+        """Block until this process writes past `after_rv` or `timeout` passes (then poll)."""
+        with self.changed:
+            if self._last_rv <= after_rv:
+                self.changed.wait(timeout)
+
+    def migrate(self) -> None:
+        db.migrate(self.engine)
+        with self.engine.begin() as conn:
+            if conn.execute(select(settings.c.key).where(settings.c.key == "resource_version")).first() is None:
+                try:
+                    conn.execute(insert(settings).values(key="resource_version", value="", number=0))
+                except IntegrityError:
+                    pass
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
+
+    # --- settings -------------------------------------------------------------------------
+
+    def setting(self, key: str, default: Callable[[], str]) -> str:
+        """Read a setting, creating it with `default()` the first time (race-free)."""
+        with self.read_engine.connect() as conn:
+            row = conn.execute(select(settings.c.value).where(settings.c.key == key)).first()
+        if row:
+            return row.value
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(settings).values(key=key, value=default(), number=0))
+        except IntegrityError:
+            pass
+        with self.read_engine.connect() as conn:
+            return conn.execute(select(settings.c.value).where(settings.c.key == key)).scalar_one()
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def _next_rv(self, conn: Connection) -> int:
+        conn.execute(update(settings).where(settings.c.key == "resource_version")
+                     .values(number=settings.c.number + 1))
+        return conn.execute(select(settings.c.number).where(settings.c.key == "resource_version")).scalar_one()
+
+    def _append_change(self, conn: Connection, obj: StoredObject, type_: str) -> None:
+        conn.execute(insert(changes).values(resource_version=obj.resource_version, kind=obj.kind,
+                                            scope=obj.scope, name=obj.name, type=type_,
+                                            object=obj.manifest(), at=now()))
+
+    def _fetch(self, conn: Connection, kind: str, scope: str, name: str) -> StoredObject | None:
+        row = conn.execute(select(resources).where(and_(resources.c.kind == kind, resources.c.scope == scope,
+                                                        resources.c.name == name))).first()
+        return _row_to_obj(row) if row else None
+
+    def create(self, kind: str, scope: str, name: str, spec: dict, *, labels: dict | None = None,
+               annotations: dict | None = None, status: dict | None = None, dry_run: bool = False,
+               check: Callable[[Connection, StoredObject], None] | None = None) -> StoredObject:
+        """Insert a new object; AlreadyExists if the key is taken.
+
+        `check` runs inside the transaction before commit (parent exists, quota...) and may raise.
+        """
+        with self.engine.begin() as conn:
+            if self._fetch(conn, kind, scope, name) is not None:
+                raise AlreadyExists(f"{kind.lower()} '{_display(scope, name)}' already exists")
+            ts = now()
+            obj = StoredObject(kind=kind, scope=scope, name=name, uid=str(uuid.uuid4()), generation=1,
+                               resource_version=0, labels=labels or {}, annotations=annotations or {},
+                               spec=spec, status=status or {}, created_at=ts)
+            if check:
+                check(conn, obj)
+            if dry_run:
+                conn.rollback()
+                return obj
+            obj.resource_version = self._next_rv(conn)
+            try:
+                conn.execute(insert(resources).values(
+                    kind=kind, scope=scope, name=name, uid=obj.uid, generation=1,
+                    resource_version=obj.resource_version, labels=obj.labels, annotations=obj.annotations,
+                    spec=spec, status=obj.status, created_at=ts, updated_at=ts))
+            except IntegrityError:
+                raise AlreadyExists(f"{kind.lower()} '{_display(scope, name)}' already exists") from None
+            if kind == "App":
+                self._record_revision(conn, obj)
+            self._append_change(conn, obj, "ADDED")
+        self._notify(obj.resource_version)
+        return obj
+
+    def replace(self, kind: str, scope: str, name: str, spec: dict, *, labels: dict | None = None,
+                annotations: dict | None = None, expected_rv: int | None = None, dry_run: bool = False,
+                check: Callable[[Connection, StoredObject], None] | None = None) -> StoredObject:
+        """Replace spec, labels and annotations. A stale expected_rv raises Conflict (409)."""
+        with self.engine.begin() as conn:
+            cur = self._fetch(conn, kind, scope, name)
+            if cur is None:
+                raise NotFound(f"{kind.lower()} '{_display(scope, name)}' not found")
+            if expected_rv is not None and expected_rv != cur.resource_version:
+                raise Conflict(
+                    f"{kind.lower()} '{_display(scope, name)}' was changed by someone else "
+                    f"(you sent resourceVersion {expected_rv}, it is now {cur.resource_version}); "
+                    "get it again and reapply")
+            new_labels = cur.labels if labels is None else labels
+            new_ann = cur.annotations if annotations is None else annotations
+            if spec == cur.spec and new_labels == cur.labels and new_ann == cur.annotations:
+                return cur
+            gen = cur.generation + (1 if spec != cur.spec else 0)
+            obj = replace(cur, spec=spec, labels=new_labels, annotations=new_ann, generation=gen)
+            if check:
+                check(conn, obj)
+            if dry_run:
+                conn.rollback()
+                return obj
+            obj.resource_version = self._next_rv(conn)
+            res = conn.execute(update(resources).where(and_(
+                resources.c.uid == cur.uid, resources.c.resource_version == cur.resource_version)).values(
+                spec=spec, labels=new_labels, annotations=new_ann, generation=gen,
+                resource_version=obj.resource_version, updated_at=now()))
+            if res.rowcount != 1:
+                raise Conflict(f"{kind.lower()} '{_display(scope, name)}' was changed concurrently; retry")
+            if kind == "App":
+                self._record_revision(conn, obj)
+            self._append_change(conn, obj, "MODIFIED")
+        self._notify(obj.resource_version)
+        return obj
+
+    def update_status(self, kind: str, scope: str, name: str, status: dict,
+                      uid: str | None = None) -> StoredObject | None:
+        """Write an object's observed status; a no-op when unchanged or the object is gone."""
+        with self.engine.begin() as conn:
+            cur = self._fetch(conn, kind, scope, name)
+            if cur is None or (uid is not None and cur.uid != uid):
+                return None
+            if cur.status == status:
+                return cur
+            obj = replace(cur, status=status)
+            obj.resource_version = self._next_rv(conn)
+            conn.execute(update(resources).where(resources.c.uid == cur.uid).values(
+                status=status, resource_version=obj.resource_version, updated_at=now()))
+            self._append_change(conn, obj, "MODIFIED")
+        self._notify(obj.resource_version)
+        return obj
+
+    def delete(self, kind: str, scope: str, name: str, *, expected_rv: int | None = None,
+               dry_run: bool = False, cascade: Iterable[str] = ()) -> StoredObject:
+        """Delete an object, and with `cascade` the objects of those kinds scoped under it."""
+        with self.engine.begin() as conn:
+            cur = self._fetch(conn, kind, scope, name)
+            if cur is None:
+                raise NotFound(f"{kind.lower()} '{_display(scope, name)}' not found")
+            if expected_rv is not None and expected_rv != cur.resource_version:
+                raise Conflict(f"{kind.lower()} '{_display(scope, name)}' was changed by someone else; "
+                               "get it again before deleting")
+            if dry_run:
+                conn.rollback()
+                return cur
+            child_scope = f"{scope}/{name}" if scope else name
+            for child_kind in cascade:
+                rows = conn.execute(select(resources).where(and_(
+                    resources.c.kind == child_kind, resources.c.scope == child_scope))).all()
+                for row in rows:
+                    child = _row_to_obj(row)
+                    child.resource_version = self._next_rv(conn)
+                    conn.execute(delete(resources).where(resources.c.uid == child.uid))
+                    self._append_change(conn, child, "DELETED")
+                if child_kind == "App":
+                    conn.execute(delete(revisions).where(revisions.c.scope == child_scope))
+            cur.resource_version = self._next_rv(conn)
+            conn.execute(delete(resources).where(resources.c.uid == cur.uid))
+            if kind == "App":
+                conn.execute(delete(revisions).where(and_(revisions.c.scope == scope, revisions.c.app == name)))
+            self._append_change(conn, cur, "DELETED")
+        self._notify(cur.resource_version)
+        return cur
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get(self, kind: str, scope: str, name: str) -> StoredObject:
+        with self.read_engine.connect() as conn:
+            obj = self._fetch(conn, kind, scope, name)
+        if obj is None:
+            raise NotFound(f"{kind.lower()} '{_display(scope, name)}' not found")
+        return obj
+
+    def exists(self, conn: Connection, kind: str, scope: str, name: str) -> bool:
+        return self._fetch(conn, kind, scope, name) is not None
+
+    def count(self, conn: Connection, kind: str, scope: str) -> int:
+        return conn.execute(select(func.count()).select_from(resources).where(and_(
+            resources.c.kind == kind, resources.c.scope == scope))).scalar_one()
+
+    def list(self, kind: str, *, scope: str | None = None, scope_prefix: str | None = None,
+             selector: Selector | None = None, limit: int | None = None,
+             continue_token: str | None = None, name_contains: str | None = None,
+             ) -> tuple[list[StoredObject], str | None, int]:
+        """A page of objects ordered by (scope, name), the token for the next page, and the
+        resourceVersion the page was read at (to start a watch from)."""
+        q = select(resources).where(resources.c.kind == kind)
+        if scope is not None:
+            q = q.where(resources.c.scope == scope)
+        if scope_prefix is not None:
+            q = q.where(resources.c.scope.like(scope_prefix.replace("%", r"\%") + "%", escape="\\"))
+        if name_contains:
+            q = q.where(resources.c.name.contains(name_contains, autoescape=True))
+        if continue_token:
+            cs, cn = decode_continue(continue_token)
+            q = q.where((resources.c.scope > cs) | and_(resources.c.scope == cs, resources.c.name > cn))
+        q = q.order_by(resources.c.scope, resources.c.name)
+        out: list[StoredObject] = []
+        more = False
+        with self.read_engine.connect() as conn:
+            rv = conn.execute(select(settings.c.number).where(settings.c.key == "resource_version")).scalar_one()
+            chunk = 500 if selector else (limit + 1 if limit else None)
+            offset_q = q
+            while True:
+                rows = conn.execute(offset_q.limit(chunk) if chunk else offset_q).all()
+                for row in rows:
+                    obj = _row_to_obj(row)
+                    if selector and not selector.matches(obj.labels):
+                        continue
+                    if limit and len(out) == limit:
+                        more = True
+                        break
+                    out.append(obj)
+                if more or not chunk or len(rows) < chunk:
+                    break
+                last = rows[-1]
+                offset_q = q.where((resources.c.scope > last.scope) |
+                                   and_(resources.c.scope == last.scope, resources.c.name > last.name))
+        token = encode_continue(out[-1].scope, out[-1].name) if more and out else None
+        return out, token, rv
+
+    def current_rv(self) -> int:
+        with self.read_engine.connect() as conn:
+            return conn.execute(select(settings.c.number).where(settings.c.key == "resource_version")).scalar_one()
+
+    def changes_since(self, rv: int, *, kinds: Iterable[str] | None = None, limit: int = 500) -> list[Change]:
+        """Changes after `rv` in order. Gone if changes after `rv` were already compacted away."""
+        with self.read_engine.connect() as conn:
+            compacted = conn.execute(select(settings.c.number).where(settings.c.key == "compacted_below")).scalar()
+            if compacted is not None and rv < compacted:
+                raise Gone(f"resourceVersion {rv} is too old; list again and watch from the new one")
+            q = select(changes).where(changes.c.resource_version > rv)
+            if kinds:
+                q = q.where(changes.c.kind.in_(list(kinds)))
+            rows = conn.execute(q.order_by(changes.c.resource_version).limit(limit)).all()
+        return [Change(r.resource_version, r.kind, r.scope, r.name, r.type, r.object) for r in rows]
+
+    def compact_changes(self, keep: int = CHANGE_FEED_KEEP) -> int:
+        """Drop all but the newest `keep` changes; returns how many were dropped."""
+        with self.engine.begin() as conn:
+            top = conn.execute(select(func.max(changes.c.resource_version))).scalar() or 0
+            below = top - keep
+            if below <= 0:
+                return 0
+            n = conn.execute(delete(changes).where(changes.c.resource_version <= below)).rowcount
+            if conn.execute(select(settings.c.key).where(settings.c.key == "compacted_below")).first():
+                conn.execute(update(settings).where(settings.c.key == "compacted_below").values(number=below))
+            else:
+                conn.execute(insert(settings).values(key="compacted_below", value="", number=below))
+            return n
+
+    # --- app revisions --------------------------------------------------------------------
+
+    def _record_revision(self, conn: Connection, obj: StoredObject) -> None:
+        """Record a new revision when the App's container template changed (same transaction)."""
+        template = template_of(AppSpec.model_validate(obj.spec))
+        h = template_hash(template)
+        latest = conn.execute(select(revisions).where(and_(
+            revisions.c.scope == obj.scope, revisions.c.app == obj.name))
+            .order_by(revisions.c.revision.desc()).limit(1)).first()
+        if latest is not None and latest.template_hash == h:
+            return
+        number = (latest.revision + 1) if latest else 1
+        cause = obj.annotations.get("dockyard.io/change-cause", "")
+        conn.execute(insert(revisions).values(scope=obj.scope, app=obj.name, revision=number, template_hash=h,
+                                              template=template, change_cause=cause, created_at=now()))
+        old = conn.execute(select(revisions.c.revision).where(and_(
+            revisions.c.scope == obj.scope, revisions.c.app == obj.name))
+            .order_by(revisions.c.revision.desc()).offset(REVISION_HISTORY)).scalars().all()
+        if old:
+            conn.execute(delete(revisions).where(and_(revisions.c.scope == obj.scope, revisions.c.app == obj.name,
+                                                      revisions.c.revision.in_(old))))
+
+    def revisions(self, scope: str, app: str) -> list[Revision]:
+        with self.read_engine.connect() as conn:
+            rows = conn.execute(select(revisions).where(and_(revisions.c.scope == scope, revisions.c.app == app))
+                                .order_by(revisions.c.revision)).all()
+        return [Revision(r.revision, r.template_hash, r.template, r.change_cause, r.created_at) for r in rows]
+
+    # --- events ---------------------------------------------------------------------------
+
+    def record_event(self, ev: Event) -> None:
+        """Append an event; the same event repeated in a row is counted instead of stored again."""
+        message = ev.message[:2000]
+        with self.engine.begin() as conn:
+            last = conn.execute(select(events).where(and_(events.c.scope == ev.scope, events.c.kind == ev.kind,
+                                                          events.c.name == ev.name))
+                                .order_by(events.c.id.desc()).limit(1)).first()
+            if last is not None and (last.type, last.reason, last.message) == (ev.type, ev.reason, message):
+                conn.execute(update(events).where(events.c.id == last.id).values(count=last.count + 1, at=ev.at))
+                return
+            conn.execute(insert(events).values(scope=ev.scope, kind=ev.kind, name=ev.name, type=ev.type,
+                                               reason=ev.reason, message=message, count=1, first_at=ev.at,
+                                               at=ev.at))
+
+    def list_events(self, scope: str, kind: str | None = None, name: str | None = None,
+                    limit: int = 50) -> list[Event]:
+        q = select(events).where(events.c.scope == scope)
+        if kind:
+            q = q.where(events.c.kind == kind)
+        if name:
+            q = q.where(events.c.name == name)
+        with self.read_engine.connect() as conn:
+            rows = conn.execute(q.order_by(events.c.id.desc()).limit(limit)).all()
+        return [Event(r.scope, r.kind, r.name, r.type, r.reason, r.message, r.at, r.count) for r in reversed(rows)]
+
+
+def _display(scope: str, name: str) -> str:
+    return f"{scope}/{name}" if scope else name

@@ -1,0 +1,104 @@
+"""Table definitions. The Alembic migrations in `migrations/` create exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text, UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# One table for every kind: the envelope is the same, the spec and status are JSON documents.
+resources = Table(
+    "resources", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(40), nullable=False),
+    Column("scope", String(130), nullable=False),  # "" | "tenant" | "tenant/project"
+    Column("name", String(63), nullable=False),
+    Column("uid", String(36), nullable=False, unique=True),
+    Column("generation", Integer, nullable=False),
+    Column("resource_version", BigInteger, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("annotations", JSON, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("status", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("kind", "scope", "name", name="uq_resources_key"),
+)
+
+# The change feed: every write appends one row; watchers and controllers read it in order.
+changes = Table(
+    "changes", metadata,
+    Column("resource_version", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(40), nullable=False),
+    Column("scope", String(130), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("type", String(10), nullable=False),  # ADDED | MODIFIED | DELETED
+    Column("object", JSON, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Single-row counters and settings (the resourceVersion counter, this installation's id).
+settings = Table(
+    "settings", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("number", BigInteger, nullable=False, default=0),
+)
+
+revisions = Table(
+    "revisions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(130), nullable=False),
+    Column("app", String(63), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("template_hash", String(32), nullable=False),
+    Column("template", JSON, nullable=False),
+    Column("change_cause", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("scope", "app", "revision", name="uq_revisions_key"),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(130), nullable=False, index=True),
+    Column("kind", String(40), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("type", String(10), nullable=False),  # Normal | Warning
+    Column("reason", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("count", Integer, nullable=False, default=1),
+    Column("first_at", DateTime(timezone=True), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+tokens = Table(
+    "tokens", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, nullable=False, index=True),
+    Column("name", String(63), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # session | api
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Leader election: the replica whose lease is current runs the controllers.
+leases = Table(
+    "leases", metadata,
+    Column("name", String(63), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Build the local demo images (dockyard/demo:1.0, :2.0 and :broken) from the static busybox.
+# No registry is contacted: the images start FROM scratch.
+set -eu
+DOCKER=${DOCKER:-docker}
+here=$(cd "$(dirname "$0")/.." && pwd)
+ctx=$(mktemp -d)
+trap 'rm -rf "$ctx"' EXIT
+cp "$here/images/demo/Dockerfile" "$here/images/demo/demo.sh" "$ctx/"
+cp "$(command -v busybox || echo /bin/busybox)" "$ctx/busybox"
+build() {
+  tag=$1; shift
+  if [ -z "${FORCE:-}" ] && $DOCKER image inspect "$tag" >/dev/null 2>&1; then return 0; fi
+  DOCKER_BUILDKIT=0 $DOCKER build -q --pull=false "$@" -t "$tag" "$ctx" >/dev/null
+  echo "built $tag"
+}
+build dockyard/demo:1.0 --build-arg VERSION=1.0
+build dockyard/demo:2.0 --build-arg VERSION=2.0
+build dockyard/demo:broken --build-arg VERSION=broken --build-arg BROKEN=1

@@ -1,0 +1,42 @@
+import threading
+import time
+
+from dockyard.controllers.queue import WorkQueue
+
+
+def test_key_added_twice_is_queued_once() -> None:
+    q = WorkQueue()
+    q.add("a")
+    q.add("a")
+    q.add("b")
+    assert q.get(0.1) == "a"
+    assert q.get(0.1) == "b"
+    assert q.get(0.05) is None
+
+
+def test_key_added_while_processing_runs_again_after_done_not_in_parallel() -> None:
+    q = WorkQueue()
+    q.add("a")
+    assert q.get(0.1) == "a"
+    q.add("a")
+    assert q.get(0.05) is None  # not handed to a second worker while the first holds it
+    q.done("a")
+    assert q.get(0.1) == "a"
+
+
+def test_delayed_add_arrives_after_delay() -> None:
+    q = WorkQueue()
+    t0 = time.monotonic()
+    q.add("a", delay=0.2)
+    assert q.get(1.0) == "a"
+    assert time.monotonic() - t0 >= 0.19
+
+
+def test_close_wakes_waiting_worker() -> None:
+    q = WorkQueue()
+    got = []
+    t = threading.Thread(target=lambda: got.append(q.get()))
+    t.start()
+    q.close()
+    t.join(1)
+    assert got == [None]
