@@ -90,7 +90,8 @@ def server(listen: Annotated[str, typer.Option(help="address:port to serve the A
                        data_dir=data_dir or Path(os.environ.get("DOCKYARD_DATA_DIR") or ".dockyard"),
                        engine_url=engine or os.environ.get("DOCKYARD_ENGINE") or os.environ.get("DOCKER_HOST")
                        or "unix:///var/run/docker.sock",
-                       database_url=database_url or os.environ.get("DOCKYARD_DATABASE_URL"), workers=workers)
+                       database_url=database_url or os.environ.get("DOCKYARD_DATABASE_URL"), workers=workers,
+                       resync=float(os.environ.get("DOCKYARD_RESYNC_SECONDS", "30")))
     run_server(cfg)
 
 

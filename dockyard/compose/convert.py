@@ -459,10 +459,10 @@ _IGNORED = {
     "develop": "compose watch settings are for local development",
     "attach": "Dockyard always collects container output",
     "annotations": "annotations are not applied to containers",
-    **{k: _RESOURCE_TUNING for k in (
+    **dict.fromkeys((
         "cpu_shares", "cpu_quota", "cpu_period", "cpu_count", "cpu_percent", "cpu_rt_period",
         "cpu_rt_runtime", "cpuset", "memswap_limit", "mem_swappiness", "oom_kill_disable",
-        "oom_score_adj", "pids_limit", "blkio_config", "storage_opt")},
+        "oom_score_adj", "pids_limit", "blkio_config", "storage_opt"), _RESOURCE_TUNING),
 }
 
 # Keys Dockyard cannot honour: importing without them would change what the app does.
@@ -726,7 +726,9 @@ def _set_env(merged: dict[str, str], name: str, value: str | None, path: str, ct
     if value is None:  # "NAME" alone: Compose passes the variable through from the environment
         value = ctx.env.get(name)
         if value is None:
-            ctx.warn(path, f"variable {name} has no value (it is not set in the environment) and is skipped")
+            kept = "; the env_file value is kept" if name in merged else ""
+            ctx.warn(path, f"variable {name} has no value (it is not set in the environment) and is "
+                           f"skipped{kept}")
             return
     merged[name] = value
 
@@ -877,6 +879,9 @@ def _short_port(entry: object, path: str, ctx: _Ctx) -> list[dict]:
     if len(parts) == 3:
         host_ip = parts.pop(0)
     published = parts[0] if len(parts) == 2 else ""
+    if published and not re.fullmatch(r"\d+(-\d+)?", published):
+        ctx.error(path, f"'{published}' in '{entry}' is not a host port or range")
+        return []
     targets = _port_range(parts[-1], path, ctx)
     if published or host_ip:
         _warn_host_port(published, host_ip, parts[-1], path, ctx)
@@ -1238,7 +1243,7 @@ def _restart_policy(svc: dict, deploy: dict, path: str, ctx: _Ctx) -> str | None
 def _restart(value: object, path: str, ctx: _Ctx) -> str | None:
     text = "no" if value is False else str(value)  # YAML 1.1 reads an unquoted `no` as false
     base, _, retries = text.partition(":")
-    if base not in _RESTART or (retries and base != "on-failure"):
+    if base not in _RESTART or (retries and (base != "on-failure" or not retries.isdigit())):
         ctx.error(path, f"unknown restart policy '{text}' (use no, always, on-failure or unless-stopped)")
         return None
     if base == "unless-stopped":

@@ -4,10 +4,13 @@ writes what it observes back into the App's status."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from dockyard.engines.base import DesiredApp, EngineDriver, EngineError, ObservedApp, WorkloadKey
+from dockyard.engines.base import (
+    DesiredApp, EngineDriver, EngineError, ObservedApp, ObservedContainer, WorkloadKey,
+)
 from dockyard.model.app import AppSpec, template_hash, template_of
 from dockyard.store.errors import NotFound
 from dockyard.store.repository import Event, Store, StoredObject
@@ -37,9 +40,10 @@ def _parse(ts: str | None) -> datetime | None:
 
 
 class AppReconciler:
-    def __init__(self, store: Store, engine: EngineDriver) -> None:
+    def __init__(self, store: Store, engine: EngineDriver, drain_seconds: float = 1.0) -> None:
         self.store = store
         self.engine = engine
+        self.drain_seconds = drain_seconds
 
     def reconcile(self, scope: str, name: str) -> Outcome:
         tenant, project = scope.split("/", 1)
@@ -67,8 +71,19 @@ class AppReconciler:
         desired = DesiredApp(key=key, spec=spec, template_hash=h, revision=revision, generation=app.generation,
                              rollout_stalled=deadline_passed and status.get("phase") != "Ready",
                              hold_reason=hold)
+        def drain(leaving: list[ObservedContainer], observed: list[ObservedContainer]) -> None:
+            # publish what runs now with the leaving replicas marked as draining, so that whoever
+            # routes traffic stops sending it to them; then give in-flight requests a moment
+            names = {c.name for c in leaving}
+            cur = self.store.get("App", scope, name)
+            st = dict(cur.status)
+            st["containers"] = container_entries(observed, draining=names)
+            st["readyReplicas"] = sum(1 for c in st["containers"] if c.get("ready"))
+            self.store.update_status("App", scope, name, st, uid=cur.uid)
+            time.sleep(self.drain_seconds)
+
         try:
-            observed = self.engine.reconcile_app(desired)
+            observed = self.engine.reconcile_app(desired, on_drain=drain)
         except EngineError as e:
             if not e.permanent:
                 raise
@@ -161,17 +176,25 @@ class AppReconciler:
             _set(conds, "Ready", "False", reason, msg)
         status["phase"] = phase
         status["conditions"] = list(conds.values())
-        status["containers"] = [{
-            "name": c.name, "id": c.id[:12], "slot": c.slot, "revision": c.revision, "state": c.state,
-            "health": c.health, "ready": c.ready, "restarts": c.restarts, "ip": c.ip, "startedAt": c.started_at,
-            "exitCode": c.exit_code, "oomKilled": c.oom_killed or None,
-        } for c in obs.containers]
-        status["containers"] = [{k: v for k, v in c.items() if v is not None} for c in status["containers"]]
+        status["containers"] = container_entries(obs.containers)
         self.store.update_status("App", app.scope, app.name, status, uid=app.uid)
         after = {k: (v["status"], v["reason"]) for k, v in conds.items()}
         if before.get("Ready") != after.get("Ready") and phase in ("Stalled", "Ready", "Degraded"):
             self.store.record_event(Event(app.scope, "App", app.name, "Normal" if phase == "Ready" else "Warning",
                                           conds["Ready"]["reason"], conds["Ready"]["message"]))
+
+
+def container_entries(observed: list[ObservedContainer], draining: set[str] = frozenset()) -> list[dict]:
+    """Containers as the App's status shows them; draining ones are reported not ready."""
+    out = []
+    for c in sorted(observed, key=lambda c: (c.revision or 0, c.slot)):
+        leaving = c.name in draining
+        entry = {"name": c.name, "id": c.id[:12], "slot": c.slot, "revision": c.revision,
+                 "state": "draining" if leaving else c.state, "health": c.health,
+                 "ready": c.ready and not leaving, "restarts": c.restarts, "ip": c.ip, "startedAt": c.started_at,
+                 "exitCode": c.exit_code, "oomKilled": c.oom_killed or None}
+        out.append({k: v for k, v in entry.items() if v is not None})
+    return out
 
 
 def _conditions(status: dict) -> dict[str, dict]:

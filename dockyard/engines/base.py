@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from dockyard.model.app import AppSpec
@@ -143,8 +143,13 @@ class EngineDriver(ABC):
     def observe_app(self, key: WorkloadKey) -> list[ObservedContainer]: ...
 
     @abstractmethod
-    def reconcile_app(self, desired: DesiredApp) -> ObservedApp:
-        """One convergence step: observe, plan, execute; return what is observed afterwards."""
+    def reconcile_app(self, desired: DesiredApp,
+                      on_drain: Callable[[list[ObservedContainer], list[ObservedContainer]], None] | None = None,
+                      ) -> ObservedApp:
+        """One convergence step: observe, plan, execute; return what is observed afterwards.
+
+        `on_drain(leaving, observed)` is called with the ready containers about to be stopped
+        (and all observed ones) before they are stopped."""
 
     @abstractmethod
     def remove_app(self, key: WorkloadKey) -> int:

@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -174,7 +174,9 @@ class DockerDriver(EngineDriver):
             oom_killed=bool(st.get("OOMKilled")), ip=ip,
             started_at=st.get("StartedAt") if state == "running" else None, error=st.get("Error") or None)
 
-    def reconcile_app(self, desired: DesiredApp) -> ObservedApp:
+    def reconcile_app(self, desired: DesiredApp,
+                      on_drain: Callable[[list[ObservedContainer], list[ObservedContainer]], None] | None = None,
+                      ) -> ObservedApp:
         spec = desired.spec
         observed = self.observe_app(desired.key)
         surge, unavailable = spec.strategy.resolve(spec.replicas)
@@ -190,6 +192,11 @@ class DockerDriver(EngineDriver):
                 for vm in spec.volumes:
                     self._ensure_volume(desired.key, vm.name)
             by_name = {c.name: c for c in observed}
+            draining = [by_name[a.container] for a in plan.actions
+                        if a.verb == "remove" and a.container in by_name and by_name[a.container].ready]
+            if draining and on_drain is not None:
+                # let traffic move away from ready replicas before they stop
+                on_drain(draining, observed)
             # removals first: with maxSurge 0 the room for a new container comes from an old one
             ordered = sorted(plan.actions, key=lambda a: 0 if a.verb == "remove" else 1)
             removes = [a for a in ordered if a.verb == "remove"]
@@ -221,6 +228,8 @@ class DockerDriver(EngineDriver):
 
     def _execute(self, desired: DesiredApp, net: str, action: Action, current: ObservedContainer | None) -> None:
         if action.verb == "remove" and current:
+            if current.state == "running":
+                self._stop(current.id)
             self._remove(current.id)
         elif action.verb == "start" and current:
             self._call(self.api.start, current.id)
@@ -229,6 +238,13 @@ class DockerDriver(EngineDriver):
             self._create_and_start(desired, net, action.slot)
         elif action.verb == "create":
             self._create_and_start(desired, net, action.slot)
+
+    def _stop(self, cid: str, grace: int = 10) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds: in-flight requests may finish."""
+        try:
+            self._call(self.api.stop, cid, timeout=grace)
+        except (docker_errors.NotFound, EngineError):
+            pass
 
     def _remove(self, cid: str) -> None:
         try:

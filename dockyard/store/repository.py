@@ -215,7 +215,7 @@ class Store:
             try:
                 conn.execute(insert(resources).values(
                     kind=kind, scope=scope, name=name, uid=obj.uid, generation=1,
-                    resource_version=obj.resource_version, labels=obj.labels, annotations=obj.annotations,
+                    resource_version=obj.resource_version, spec_version=obj.resource_version, labels=obj.labels, annotations=obj.annotations,
                     spec=spec, status=obj.status, created_at=ts, updated_at=ts))
             except IntegrityError:
                 raise AlreadyExists(f"{kind.lower()} '{_display(scope, name)}' already exists") from None
@@ -233,10 +233,12 @@ class Store:
             cur = self._fetch(conn, kind, scope, name)
             if cur is None:
                 raise NotFound(f"{kind.lower()} '{_display(scope, name)}' not found")
-            if expected_rv is not None and expected_rv != cur.resource_version:
+            spec_version = conn.execute(select(resources.c.spec_version).where(
+                resources.c.uid == cur.uid)).scalar_one()
+            if expected_rv is not None and expected_rv < spec_version:
                 raise Conflict(
                     f"{kind.lower()} '{_display(scope, name)}' was changed by someone else "
-                    f"(you sent resourceVersion {expected_rv}, it is now {cur.resource_version}); "
+                    f"(you sent resourceVersion {expected_rv}, it was changed at {spec_version}); "
                     "get it again and reapply")
             new_labels = cur.labels if labels is None else labels
             new_ann = cur.annotations if annotations is None else annotations
@@ -253,7 +255,7 @@ class Store:
             res = conn.execute(update(resources).where(and_(
                 resources.c.uid == cur.uid, resources.c.resource_version == cur.resource_version)).values(
                 spec=spec, labels=new_labels, annotations=new_ann, generation=gen,
-                resource_version=obj.resource_version, updated_at=now()))
+                resource_version=obj.resource_version, spec_version=obj.resource_version, updated_at=now()))
             if res.rowcount != 1:
                 raise Conflict(f"{kind.lower()} '{_display(scope, name)}' was changed concurrently; retry")
             if kind == "App":

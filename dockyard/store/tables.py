@@ -18,6 +18,9 @@ resources = Table(
     Column("uid", String(36), nullable=False, unique=True),
     Column("generation", Integer, nullable=False),
     Column("resource_version", BigInteger, nullable=False),
+    # the resourceVersion of the last write to spec, labels or annotations: a writer that read the
+    # object at or after it conflicts with nobody, even if a status write happened since
+    Column("spec_version", BigInteger, nullable=False),
     Column("labels", JSON, nullable=False),
     Column("annotations", JSON, nullable=False),
     Column("spec", JSON, nullable=False),

@@ -54,6 +54,7 @@ def upgrade() -> None:
     sa.Column('uid', sa.String(length=36), nullable=False),
     sa.Column('generation', sa.Integer(), nullable=False),
     sa.Column('resource_version', sa.BigInteger(), nullable=False),
+    sa.Column('spec_version', sa.BigInteger(), nullable=False),
     sa.Column('labels', sa.JSON(), nullable=False),
     sa.Column('annotations', sa.JSON(), nullable=False),
     sa.Column('spec', sa.JSON(), nullable=False),

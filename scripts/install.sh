@@ -1,0 +1,45 @@
+#!/bin/sh
+# Install what Dockyard needs on Debian: system packages (when root and missing) and a .venv.
+# Safe to run again: it installs only what is missing.
+set -eu
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+WANT_TEST=${WANT_TEST:-0}
+
+need_pkgs=""
+have() { command -v "$1" >/dev/null 2>&1; }
+have dockerd || need_pkgs="$need_pkgs docker.io"
+[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || \
+  dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs="$need_pkgs busybox-static"
+have iptables || need_pkgs="$need_pkgs iptables"
+if [ "$WANT_TEST" = 1 ]; then
+  have docker-compose || need_pkgs="$need_pkgs docker-compose"
+  [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+    need_pkgs="$need_pkgs postgresql"
+fi
+if [ -n "$need_pkgs" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing Debian packages:$need_pkgs"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $need_pkgs >/dev/null
+  else
+    echo "missing Debian packages:$need_pkgs (run as root, or install them yourself)" >&2
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  $PY -m venv .venv
+fi
+stamp=.venv/.dockyard-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || { [ "$WANT_TEST" = 1 ] && ! grep -q test "$stamp"; }; then
+  .venv/bin/pip install -q --disable-pip-version-check -U pip >/dev/null 2>&1 || true
+  if [ "$WANT_TEST" = 1 ]; then
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    echo test > "$stamp"
+  else
+    .venv/bin/pip install -q --disable-pip-version-check -e .
+    echo run > "$stamp"
+  fi
+fi
