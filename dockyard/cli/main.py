@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from dockyard.cli.client import CliError, Client, load_config, paths_for, save_config
+from dockyard.cli.client import Client, CliError, load_config, paths_for, save_config
 from dockyard.cli.output import TABLES, age, emit, table
 
 app = typer.Typer(help="Dockyard: a multi-tenant container cloud. `dockyard COMMAND --help` for details.",
@@ -81,10 +81,12 @@ def collection_path(kind: str, project: str | None, all_projects: bool = False) 
 def server(listen: Annotated[str, typer.Option(help="address:port to serve the API on")] = "127.0.0.1:8080",
            data_dir: Annotated[Path | None, typer.Option(help="default $DOCKYARD_DATA_DIR or ./.dockyard")] = None,
            engine: Annotated[str | None, typer.Option(help="engine URL: unix://, tcp://, ssh://")] = None,
-           database_url: Annotated[str | None, typer.Option(help="default $DOCKYARD_DATABASE_URL or SQLite in the data dir")] = None,
+           database_url: Annotated[str | None, typer.Option(
+               help="default $DOCKYARD_DATABASE_URL or SQLite in the data dir")] = None,
            workers: Annotated[int, typer.Option(help="reconcile worker threads")] = 4) -> None:
     """Run the Dockyard server (API and controllers)."""
-    from dockyard.server import ServerConfig, run as run_server
+    from dockyard.server import ServerConfig
+    from dockyard.server import run as run_server
 
     cfg = ServerConfig(listen=listen,
                        data_dir=data_dir or Path(os.environ.get("DOCKYARD_DATA_DIR") or ".dockyard"),
@@ -212,7 +214,8 @@ def spec_changes(before: dict, after: dict) -> list[str]:
 @app.command()
 def apply(file: Annotated[list[str], typer.Option("--filename", "-f", help="manifest or Compose file; - for stdin")],
           project: ProjectOpt = None,
-          dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and admit on the server, store nothing")] = False) -> None:
+          dry_run: Annotated[bool, typer.Option("--dry-run",
+                                                help="validate and admit on the server, store nothing")] = False) -> None:
     """Create or update objects from manifests (kubectl-style YAML) or a Compose file."""
     c = run(Client)
     objs = expand(c, read_documents(file), project)
@@ -346,7 +349,8 @@ def describe(kind: Annotated[str, typer.Argument()], name: Annotated[str, typer.
                 f"Strategy:     {spec.get('strategy', {}).get('type')} (maxSurge {spec.get('strategy', {}).get('maxSurge')}, "
                 f"maxUnavailable {spec.get('strategy', {}).get('maxUnavailable')})",
                 f"Resources:    {json.dumps(res) if res else '<none>'}",
-                f"Ports:        {', '.join(str(p['containerPort']) + '/' + p.get('protocol', 'tcp') for p in spec.get('ports', [])) or '<none>'}"]
+                "Ports:        " + (", ".join(f"{p['containerPort']}/{p.get('protocol', 'tcp')}"
+                                              for p in spec.get("ports", [])) or "<none>")]
         if spec.get("healthcheck"):
             hc = spec["healthcheck"]
             what = next(f"{kk} {json.dumps(hc[kk])}" for kk in ("exec", "http", "tcp") if kk in hc)

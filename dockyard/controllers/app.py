@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dockyard.engines.base import (
-    DesiredApp, EngineDriver, EngineError, ObservedApp, ObservedContainer, WorkloadKey,
+    DesiredApp,
+    EngineDriver,
+    EngineError,
+    ObservedApp,
+    ObservedContainer,
+    WorkloadKey,
 )
 from dockyard.model.app import AppSpec, template_hash, template_of
 from dockyard.store.errors import NotFound

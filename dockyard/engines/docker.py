@@ -22,8 +22,15 @@ from docker import errors as docker_errors
 from docker.types import Healthcheck, LogConfig, Mount
 
 from dockyard.engines.base import (
-    DesiredApp, EngineDriver, EngineError, EngineEvent, EngineUnavailable, LogLine, ObservedApp,
-    ObservedContainer, WorkloadKey,
+    DesiredApp,
+    EngineDriver,
+    EngineError,
+    EngineEvent,
+    EngineUnavailable,
+    LogLine,
+    ObservedApp,
+    ObservedContainer,
+    WorkloadKey,
 )
 from dockyard.engines.rollout import Action, Target, plan_step
 from dockyard.model.app import AppSpec

@@ -9,8 +9,8 @@ watcher resume from a resourceVersion without missing anything.
 from __future__ import annotations
 
 import base64
-import threading
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -118,7 +118,7 @@ def decode_continue(token: str) -> tuple[str, str]:
     try:
         scope, name = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         return str(scope), str(name)
-    except Exception:
+    except (ValueError, TypeError):
         raise ValueError("the continue token is not one this server issued") from None
 
 
@@ -215,8 +215,8 @@ class Store:
             try:
                 conn.execute(insert(resources).values(
                     kind=kind, scope=scope, name=name, uid=obj.uid, generation=1,
-                    resource_version=obj.resource_version, spec_version=obj.resource_version, labels=obj.labels, annotations=obj.annotations,
-                    spec=spec, status=obj.status, created_at=ts, updated_at=ts))
+                    resource_version=obj.resource_version, spec_version=obj.resource_version, labels=obj.labels,
+                    annotations=obj.annotations, spec=spec, status=obj.status, created_at=ts, updated_at=ts))
             except IntegrityError:
                 raise AlreadyExists(f"{kind.lower()} '{_display(scope, name)}' already exists") from None
             if kind == "App":

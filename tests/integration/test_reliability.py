@@ -7,7 +7,7 @@ import time
 
 import httpx
 import pytest
-from conftest import app_containers, app_manifest, get_app, setup_project
+from dockyard_harness import app_containers, app_manifest, get_app, setup_project
 
 pytestmark = pytest.mark.engine
 

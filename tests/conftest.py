@@ -1,0 +1,106 @@
+"""Shared fixtures: a migrated Store on each backend (SQLite, PostgreSQL) and an authenticated API client.
+
+The `store` fixture is parametrized, so every test that uses it (directly or through `api`) runs once on
+SQLite and once on PostgreSQL. PostgreSQL runs need DOCKYARD_TEST_PG_URL (scripts/test.sh sets it) and get
+a database of their own that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from dockyard.store.repository import Store
+
+PG_URL_ENV = "DOCKYARD_TEST_PG_URL"
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "correct-horse-battery-staple"
+
+
+def _database_url(server_url: str, database: str) -> str:
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; yields its postgresql:// URL."""
+    server_url = os.environ.get(PG_URL_ENV)
+    if not server_url:
+        pytest.skip(f"{PG_URL_ENV} is not set: no PostgreSQL to test against (scripts/test.sh starts one)")
+    import psycopg
+
+    name = f"dy_test_{secrets.token_hex(6)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _database_url(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated, empty Store on the backend named by the parameter."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'dockyard.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")
+    s = Store(url)
+    try:
+        s.migrate()
+        yield s
+    finally:
+        s.close()
+
+
+class FakeLogs:
+    """Log provider for API tests: these tests never touch an engine."""
+
+    def app_logs(self, tenant: str, project: str, app: str, *, follow: bool, tail: int | None,
+                 since: float | None, timestamps: bool, stop: threading.Event) -> Iterator:
+        return iter(())
+
+
+class FakePlatform:
+    def engine_status(self) -> dict:
+        return {"status": "ok", "engine": "fake"}
+
+    def leader(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def admin_credentials() -> dict[str, str]:
+    """The user name and password of the admin the `api` fixture logs in as."""
+    return {"username": ADMIN_USER, "password": ADMIN_PASSWORD}
+
+
+@pytest.fixture
+def api(store: Store) -> Iterator:
+    """A TestClient over the real API and store, logged in as an admin (Authorization header set)."""
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    with warnings.catch_warnings():
+        # starlette's notice that its TestClient will move to httpx2 is not about this project
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    from dockyard.api.app import create_app
+    from dockyard.store.users import create_user
+
+    create_user(store, ADMIN_USER, ADMIN_PASSWORD, is_admin=True)
+    app = create_app(store, logs=FakeLogs(), platform=FakePlatform())
+    with TestClient(app) as client:
+        r = client.post("/api/v1/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
+        assert r.status_code == 200, r.text
+        client.headers["Authorization"] = f"Bearer {r.json()['token']}"
+        yield client
