@@ -78,9 +78,12 @@ def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: 
                          watch: Watch = False, since: SinceRV = None) -> Any:
         scope, name = key
         if watch:
+            # read it first: a missing object is a plain 404, not a broken stream
+            rv_now = await run_in_threadpool(store.current_rv)
+            current = await run_in_threadpool(objects.get, store, kind, scope=scope, name=name)
+
             def initial() -> tuple[list[dict], int]:
-                rv = store.current_rv()
-                return [objects.get(store, kind, scope=scope, name=name)], rv
+                return [current], rv_now
 
             return watch_response(request, store, kind, since=int(since) if since else None,
                                   matches=lambda s, n, o: (s, n) == (scope, name), selector=None,
