@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from dockyard import __version__
-from dockyard.api import apps, problems, resources, system
+from dockyard.api import access, apps, problems, resources, system
+from dockyard.api.authz import check_path_visibility
 from dockyard.api.deps import LogProvider, PlatformInfo
 from dockyard.api.problems import Problem, problem_response
 from dockyard.store.repository import Store
@@ -44,6 +45,6 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo) -> Fa
         return {"status": "ok" if db == "ok" else "degraded", "store": db, "resourceVersion": rv,
                 "engine": platform.engine_status().get("status"), "leader": platform.leader()}
 
-    for r in (system.router, resources.router, apps.router):
-        app.include_router(r, prefix="/api/v1")
+    for r in (system.router, resources.router, apps.router, access.router):
+        app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
     return app

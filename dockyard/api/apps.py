@@ -13,7 +13,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from dockyard.api import objects
-from dockyard.api.deps import LogsDep, PrincipalDep, StoreDep
+from dockyard.api.authz import AuthzDep
+from dockyard.api.deps import LogsDep, StoreDep
 from dockyard.api.problems import Problem
 from dockyard.model.meta import Schema
 from dockyard.model.quantity import parse_duration
@@ -31,14 +32,15 @@ class RollbackRequest(Schema):
 
 
 @router.post("/scale", operation_id="scaleApp", summary="Set the number of replicas")
-def scale(store: StoreDep, _: PrincipalDep, tenant: str, project: str, name: str, body: ScaleRequest) -> dict:
-    return objects.patch(store, "App", {"spec": {"replicas": body.replicas}}, scope=f"{tenant}/{project}",
+def scale(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: str, body: ScaleRequest) -> dict:
+    return objects.patch(store, authz, "App", {"spec": {"replicas": body.replicas}}, scope=f"{tenant}/{project}",
                          name=name, dry_run=False)
 
 
 @router.get("/revisions", operation_id="listAppRevisions", summary="Rollout history (the last 10 revisions)")
-def revisions(store: StoreDep, _: PrincipalDep, tenant: str, project: str, name: str) -> dict:
+def revisions(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: str) -> dict:
     scope = f"{tenant}/{project}"
+    authz.require("app.read", tenant=tenant, project=project, missing=f"app '{scope}/{name}' not found")
     app = store.get("App", scope, name)
     current = app.status.get("revision")
     items = [{"revision": r.revision, "templateHash": r.template_hash, "image": r.template.get("image"),
@@ -49,9 +51,10 @@ def revisions(store: StoreDep, _: PrincipalDep, tenant: str, project: str, name:
 
 
 @router.post("/rollback", operation_id="rollbackApp", summary="Roll back to an earlier revision (undo)")
-def rollback(store: StoreDep, _: PrincipalDep, tenant: str, project: str, name: str,
+def rollback(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: str,
              body: RollbackRequest | None = None) -> dict:
     scope = f"{tenant}/{project}"
+    authz.require("app.write", tenant=tenant, project=project, missing=f"app '{scope}/{name}' not found")
     app = store.get("App", scope, name)
     history = store.revisions(scope, name)
     from dockyard.model.app import AppSpec, template_hash, template_of
@@ -75,13 +78,14 @@ def rollback(store: StoreDep, _: PrincipalDep, tenant: str, project: str, name: 
     manifest["spec"] = spec
     manifest["metadata"]["annotations"] = {**app.annotations,
                                            "dockyard.io/change-cause": f"rollback to revision {target.revision}"}
-    return objects.replace(store, "App", manifest, scope=scope, name=name, dry_run=False)
+    return objects.replace(store, authz, "App", manifest, scope=scope, name=name, dry_run=False)
 
 
 @router.get("/events", operation_id="listAppEvents", summary="Recent events of the app")
-def events(store: StoreDep, _: PrincipalDep, tenant: str, project: str, name: str,
+def events(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: str,
            limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
     scope = f"{tenant}/{project}"
+    authz.require("app.read", tenant=tenant, project=project, missing=f"app '{scope}/{name}' not found")
     store.get("App", scope, name)
     return {"items": [{"type": e.type, "reason": e.reason, "message": e.message,
                        "at": e.at.isoformat(), "count": e.count} for e in store.list_events(scope, "App", name, limit=limit)]}
@@ -90,12 +94,13 @@ def events(store: StoreDep, _: PrincipalDep, tenant: str, project: str, name: st
 @router.get("/logs", operation_id="getAppLogs", summary="Logs of every replica; follow streams them",
             response_class=StreamingResponse,
             responses={200: {"content": {"text/plain": {}, "application/x-ndjson": {}}}})
-def logs(request: Request, store: StoreDep, provider: LogsDep, _: PrincipalDep, tenant: str, project: str,
+def logs(request: Request, store: StoreDep, provider: LogsDep, authz: AuthzDep, tenant: str, project: str,
          name: str, follow: bool = False, tail: Annotated[int | None, Query(ge=0, le=100_000)] = None,
          since: Annotated[str | None, Query(max_length=32, description="e.g. 10m, 1h")] = None,
          timestamps: bool = False,
          format: Annotated[str, Query(pattern="^(text|ndjson)$")] = "text") -> StreamingResponse:
     scope = f"{tenant}/{project}"
+    authz.require("app.logs", tenant=tenant, project=project, missing=f"app '{scope}/{name}' not found")
     store.get("App", scope, name)
     since_ts = None
     if since:

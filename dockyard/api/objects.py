@@ -1,53 +1,206 @@
-"""The object operations behind every resource route: admit, check parents, store, shape the
-response. Routers stay thin and call these."""
+"""The object operations behind every resource route: authorize, admit, apply the project's
+defaults, security policy and quota, store, shape the response. Routers stay thin and call these;
+every route that touches a tenant's objects goes through here with the caller's Authorizer."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, and_, select
 
-from dockyard.admission import Admitted, FieldError, InvalidObject, admit
+from dockyard.admission import Admitted, FieldError, InvalidObject, admit  # noqa: F401 (FieldError re-exported)
+from dockyard.api.authz import Authorizer
 from dockyard.api.problems import Problem
-from dockyard.model.kinds import KINDS
+from dockyard.model.app import AppSpec
+from dockyard.model.project import ProjectSpec
+from dockyard.model.quota import Defaults, Quota
+from dockyard.policy import quota as quota_math
+from dockyard.policy import security
+from dockyard.store.bindings import revoke_all
 from dockyard.store.errors import Conflict, NotFound
 from dockyard.store.repository import Store, StoredObject
 from dockyard.store.selectors import parse_selector
+from dockyard.store.tables import resources
 
 MAX_PAGE = 1000
+# what a container gets when neither the app nor its project says (every container has limits)
+PLATFORM_DEFAULTS = Defaults(cpu="1", memory="512Mi", pids=1024)
 
 
-def _parent_check(store: Store, kind: str) -> Any:
-    scope_kind = KINDS[kind].scope
+class QuotaExceeded(Problem):
+    def __init__(self, message: str) -> None:
+        super().__init__(403, message, title="Quota exceeded")
+
+
+# --- authorization per kind --------------------------------------------------------------
+
+def _split(scope: str) -> tuple[str, str]:
+    t, _, p = scope.partition("/")
+    return t, p
+
+
+def _authorize(authz: Authorizer, kind: str, verb: str, scope: str, name: str | None) -> None:
+    if kind == "Tenant":
+        tenant = name or ""
+        action = {"read": "tenant.read", "create": "tenant.create", "update": "tenant.update",
+                  "delete": "tenant.delete"}[verb]
+        authz.require(action, tenant=tenant or None, missing=f"tenant '{tenant}' not found")
+    elif kind == "Project":
+        action = {"read": "project.read", "create": "project.create", "update": "project.update",
+                  "delete": "project.delete"}[verb]
+        missing = f"project '{scope}/{name}' not found"
+        if verb in ("create", "delete"):
+            # deciding at tenant level; the project itself must still be visible for delete
+            if verb == "delete" and not authz.can_see_project(scope, name or ""):
+                raise NotFound(missing)
+            authz.require(action, tenant=scope, missing=f"tenant '{scope}' not found")
+        else:
+            authz.require(action, tenant=scope, project=name, missing=missing)
+    else:
+        tenant, project = _split(scope)
+        action = "app.read" if verb == "read" else "app.write"
+        authz.require(action, tenant=tenant, project=project,
+                      missing=f"{kind.lower()} '{scope}/{name}' not found" if name else
+                      f"project '{scope}' not found")
+
+
+def _property_checks(authz: Authorizer, kind: str, new_spec: dict, old_spec: dict | None, tenant: str) -> None:
+    """Fields only admins may set: quotas and the privileged policy."""
+    if kind in ("Tenant", "Project") and (new_spec.get("quota") or {}) != ((old_spec or {}).get("quota") or {}):
+        authz.require("tenant.quota", tenant=tenant)
+    if kind == "Project" and new_spec.get("securityPolicy") == "privileged" and \
+            (old_spec or {}).get("securityPolicy") != "privileged":
+        authz.require("project.privileged", tenant=tenant)
+
+
+# --- apps: defaults, policy, quota ---------------------------------------------------------
+
+def _project_of(store: Store, scope: str) -> StoredObject:
+    tenant, project = _split(scope)
+    try:
+        return store.get("Project", tenant, project)
+    except NotFound:
+        raise NotFound(f"project '{scope}' not found; create it first") from None
+
+
+def _apply_defaults(spec: AppSpec, defaults: Defaults) -> None:
+    res = spec.resources
+    if res.limit_cpu() is None:
+        res.cpu = defaults.cpu or PLATFORM_DEFAULTS.cpu
+    if res.limit_memory() is None:
+        res.memory = defaults.memory or PLATFORM_DEFAULTS.memory
+    if res.pids is None:
+        res.pids = defaults.pids or PLATFORM_DEFAULTS.pids
+
+
+def _admit_app(store: Store, a: Admitted) -> dict:
+    """Project defaults and the security policy, for every path that makes containers."""
+    project = ProjectSpec.model_validate(_project_of(store, a.scope).spec)
+    spec = AppSpec.model_validate(a.spec)
+    _apply_defaults(spec, project.defaults)
+    security.harden(spec, project.security_policy)
+    violations = security.check(spec, project.security_policy)
+    if violations:
+        errors = [FieldError(v.field, v.message) for v in violations]
+        raise Problem(403, "; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors,
+                      title="Forbidden by security policy")
+    return spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _usage(conn: Connection, scopes: list[str], exclude: tuple[str, str] | None) -> quota_math.Usage:
+    used = quota_math.Usage()
+    rows = conn.execute(select(resources.c.scope, resources.c.name, resources.c.spec).where(and_(
+        resources.c.kind == "App", resources.c.scope.in_(scopes)))).all()
+    for r in rows:
+        if exclude and (r.scope, r.name) == exclude:
+            continue
+        used.add(AppSpec.model_validate(r.spec))
+    return used
+
+
+def _quota_check(store: Store) -> Any:
+    """Runs inside the write transaction: usage is read and the write made under the same lock,
+    so concurrent creates cannot both pass (the project and tenant rows are locked first)."""
 
     def check(conn: Connection, obj: StoredObject) -> None:
-        if scope_kind == "tenant" and not store.exists(conn, "Tenant", "", obj.scope):
-            raise NotFound(f"tenant '{obj.scope}' not found; create it first")
-        if scope_kind == "project":
-            tenant, project = obj.scope.split("/", 1)
-            if not store.exists(conn, "Project", tenant, project):
-                raise NotFound(f"project '{obj.scope}' not found; create it first")
+        tenant, project = _split(obj.scope)
+        t_row = conn.execute(select(resources.c.spec).where(and_(
+            resources.c.kind == "Tenant", resources.c.scope == "", resources.c.name == tenant)).with_for_update()).first()
+        p_row = conn.execute(select(resources.c.spec).where(and_(
+            resources.c.kind == "Project", resources.c.scope == tenant, resources.c.name == project))
+            .with_for_update()).first()
+        if p_row is None:
+            raise NotFound(f"project '{obj.scope}' not found; create it first")
+        new = AppSpec.model_validate(obj.spec)
+        key = (obj.scope, obj.name)
+        p_quota = Quota.model_validate(p_row.spec.get("quota") or {})
+        if any(getattr(p_quota, r) is not None for r in quota_math.RESOURCES):
+            before = _usage(conn, [obj.scope], None)
+            after = _usage(conn, [obj.scope], key)
+            after.add(new)
+            msg = quota_math.exceeded(p_quota, before, after, f"project {obj.scope}")
+            if msg:
+                raise QuotaExceeded(msg)
+        t_quota = Quota.model_validate((t_row.spec if t_row else {}).get("quota") or {})
+        if any(getattr(t_quota, r) is not None for r in quota_math.RESOURCES):
+            scopes = [f"{tenant}/{n}" for n in conn.execute(select(resources.c.name).where(and_(
+                resources.c.kind == "Project", resources.c.scope == tenant))).scalars()]
+            before = _usage(conn, scopes, None)
+            after = _usage(conn, scopes, key)
+            after.add(new)
+            msg = quota_math.exceeded(t_quota, before, after, f"tenant {tenant}")
+            if msg:
+                raise QuotaExceeded(msg)
 
     return check
 
 
-def create(store: Store, kind: str, body: Any, *, scope: str | None, dry_run: bool) -> dict:
+def _parent_check(store: Store, kind: str) -> Any:
+    def check(conn: Connection, obj: StoredObject) -> None:
+        if kind == "Project" and not store.exists(conn, "Tenant", "", obj.scope):
+            raise NotFound(f"tenant '{obj.scope}' not found; create it first")
+
+    return check
+
+
+# --- operations --------------------------------------------------------------------------
+
+def create(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str | None, dry_run: bool) -> dict:
+    if kind == "App" and scope is not None:
+        _authorize(authz, kind, "create", scope, None)  # an invisible project is a 404 before anything else
+    elif kind == "Tenant":
+        authz.require("tenant.create")
     a = admit(kind, body, scope=scope)
+    _authorize(authz, kind, "create", a.scope, a.name)
+    _property_checks(authz, kind, a.spec, None, _split(a.scope)[0] or a.name)
+    if kind == "App":
+        a.spec = _admit_app(store, a)
+        check = _quota_check(store)
+    else:
+        check = _parent_check(store, kind)
     obj = store.create(kind, a.scope, a.name, a.spec, labels=a.labels, annotations=a.annotations,
-                       dry_run=dry_run, check=_parent_check(store, kind))
+                       dry_run=dry_run, check=check)
     return obj.manifest()
 
 
-def replace(store: Store, kind: str, body: Any, *, scope: str, name: str, dry_run: bool) -> dict:
-    a = admit(kind, body, scope=scope, name=name)
-    return _replace(store, a, dry_run=dry_run)
-
-
-def _replace(store: Store, a: Admitted, *, dry_run: bool) -> dict:
+def _replace_admitted(store: Store, authz: Authorizer, a: Admitted, *, dry_run: bool) -> dict:
+    current = store.get(a.kind, a.scope, a.name)
+    _property_checks(authz, a.kind, a.spec, current.spec, _split(a.scope)[0] or a.name)
+    check = None
+    if a.kind == "App":
+        a.spec = _admit_app(store, a)
+        check = _quota_check(store)
     obj = store.replace(a.kind, a.scope, a.name, a.spec, labels=a.labels, annotations=a.annotations,
-                        expected_rv=a.resource_version, dry_run=dry_run)
+                        expected_rv=a.resource_version, dry_run=dry_run, check=check)
     return obj.manifest()
+
+
+def replace(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str, name: str,
+            dry_run: bool) -> dict:
+    _authorize(authz, kind, "update", scope, name)
+    a = admit(kind, body, scope=scope, name=name)
+    return _replace_admitted(store, authz, a, dry_run=dry_run)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -63,7 +216,9 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def patch(store: Store, kind: str, body: Any, *, scope: str, name: str, dry_run: bool) -> dict:
+def patch(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str, name: str,
+          dry_run: bool) -> dict:
+    _authorize(authz, kind, "update", scope, name)
     if not isinstance(body, dict):
         raise InvalidObject(kind, [FieldError("(object)", "a merge patch must be a JSON object")])
     current = store.get(kind, scope, name).manifest()
@@ -74,10 +229,11 @@ def patch(store: Store, kind: str, body: Any, *, scope: str, name: str, dry_run:
     patch_rv = (body.get("metadata") or {}).get("resourceVersion")
     meta["resourceVersion"] = patch_rv or current["metadata"]["resourceVersion"]
     a = admit(kind, merged, scope=scope, name=name)
-    return _replace(store, a, dry_run=dry_run)
+    return _replace_admitted(store, authz, a, dry_run=dry_run)
 
 
-def delete(store: Store, kind: str, *, scope: str, name: str, dry_run: bool) -> dict:
+def delete(store: Store, authz: Authorizer, kind: str, *, scope: str, name: str, dry_run: bool) -> dict:
+    _authorize(authz, kind, "delete", scope, name)
     if kind == "Tenant":
         projects, _, _ = store.list("Project", scope=name, limit=1)
         if projects:
@@ -85,16 +241,39 @@ def delete(store: Store, kind: str, *, scope: str, name: str, dry_run: bool) -> 
                            "delete them first")
     cascade = ("App",) if kind == "Project" else ()
     obj = store.delete(kind, scope, name, dry_run=dry_run, cascade=cascade)
+    if not dry_run and kind == "Project":
+        revoke_all(store, tenant=scope, project=name)
+    elif not dry_run and kind == "Tenant":
+        revoke_all(store, tenant=name)
     return obj.manifest()
 
 
-def get(store: Store, kind: str, *, scope: str, name: str) -> dict:
+def get(store: Store, authz: Authorizer, kind: str, *, scope: str, name: str) -> dict:
+    _authorize(authz, kind, "read", scope, name)
     return store.get(kind, scope, name).manifest()
 
 
-def list_page(store: Store, kind: str, *, scope: str | None = None, scope_prefix: str | None = None,
+def visible_filter(authz: Authorizer, kind: str) -> Any:
+    """A predicate on (scope, name) for what the caller may see in a list or a watch."""
+    scopes = authz.visible_scopes()
+    if scopes is None:
+        return None
+    tenants, projects = scopes
+    if kind == "Tenant":
+        seen = tenants | {p.split("/")[0] for p in projects}
+        return lambda scope, name: name in seen
+    if kind == "Project":
+        return lambda scope, name: scope in tenants or f"{scope}/{name}" in projects
+    return lambda scope, name: scope.split("/")[0] in tenants or scope in projects
+
+
+def list_page(store: Store, authz: Authorizer, kind: str, *, scope: str | None = None,
               label_selector: str | None = None, limit: int | None = None, continue_token: str | None = None,
               name_contains: str | None = None) -> dict:
+    if scope is not None and kind == "App":
+        _authorize(authz, kind, "read", scope, None)
+    elif scope and kind == "Project":
+        authz.require("tenant.read", tenant=scope)
     try:
         selector = parse_selector(label_selector) if label_selector else None
     except ValueError as e:
@@ -102,8 +281,8 @@ def list_page(store: Store, kind: str, *, scope: str | None = None, scope_prefix
     if limit is not None and not 1 <= limit <= MAX_PAGE:
         raise Problem(400, f"limit must be between 1 and {MAX_PAGE}")
     try:
-        items, token, rv = store.list(kind, scope=scope, scope_prefix=scope_prefix, selector=selector,
-                                      limit=limit, continue_token=continue_token, name_contains=name_contains)
+        items, token, rv = store.list(kind, scope=scope, selector=selector, limit=limit, continue_token=continue_token,
+                                      name_contains=name_contains, visible=visible_filter(authz, kind))
     except ValueError as e:
         raise Problem(400, f"continue: {e}") from None
     meta: dict[str, Any] = {"resourceVersion": str(rv)}
@@ -111,3 +290,29 @@ def list_page(store: Store, kind: str, *, scope: str | None = None, scope_prefix
         meta["continue"] = token
     return {"apiVersion": "dockyard/v1", "kind": f"{kind}List", "metadata": meta,
             "items": [i.manifest() for i in items]}
+
+
+def quota_report(store: Store, authz: Authorizer, tenant: str, project: str) -> dict:
+    """Used and hard amounts of a project and of its tenant."""
+    authz.require("project.read", tenant=tenant, project=project)
+    p = store.get("Project", tenant, project)
+    t = store.get("Tenant", "", tenant)
+    with store.read_engine.connect() as conn:
+        p_used = _usage(conn, [f"{tenant}/{project}"], None)
+        scopes = [f"{tenant}/{n}" for n in conn.execute(select(resources.c.name).where(and_(
+            resources.c.kind == "Project", resources.c.scope == tenant))).scalars()]
+        t_used = _usage(conn, scopes, None)
+
+    def rows(q: Quota, used: quota_math.Usage) -> dict:
+        out = {}
+        for r in quota_math.RESOURCES:
+            hard = quota_math.hard_amount(q, r)
+            out[r] = {"used": quota_math.show(r, used.amount(r)),
+                      "hard": quota_math.show(r, hard) if hard is not None else None}
+        return out
+
+    return {"project": {"name": f"{tenant}/{project}",
+                        "resources": rows(Quota.model_validate(p.spec.get("quota") or {}), p_used)},
+            "tenant": {"name": tenant, "resources": rows(Quota.model_validate(t.spec.get("quota") or {}), t_used)},
+            "defaults": ProjectSpec.model_validate(p.spec).defaults.dump()}
+

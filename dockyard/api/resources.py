@@ -9,7 +9,8 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api import objects
-from dockyard.api.deps import PrincipalDep, StoreDep
+from dockyard.api.authz import AuthzDep
+from dockyard.api.deps import StoreDep
 from dockyard.api.problems import Problem
 from dockyard.api.watch import watch_response
 from dockyard.model.kinds import KINDS
@@ -48,7 +49,7 @@ def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: 
     ItemKey = Annotated[tuple[str, str], Depends(item_key)]
 
     @router.get(collection, operation_id=f"list{kind}s", tags=[plural], summary=f"List or watch {plural}")
-    async def list_objects(request: Request, store: StoreDep, _: PrincipalDep, scope: CollectionScope,
+    async def list_objects(request: Request, store: StoreDep, authz: AuthzDep, scope: CollectionScope,
                            watch: Watch = False, since: SinceRV = None, label_selector: Selector = None,
                            limit: Limit = None, cont: Continue = None, name: NameFilter = None) -> Any:
         if watch:
@@ -57,30 +58,37 @@ def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: 
             except ValueError as e:
                 raise Problem(400, f"labelSelector: {e}") from None
 
+            # the first page also checks that the caller may see the scope
+            first = await run_in_threadpool(objects.list_page, store, authz, kind, scope=scope,
+                                            label_selector=label_selector, limit=None)
+            visible = objects.visible_filter(authz, kind)
+
             def initial() -> tuple[list[dict], int]:
-                page = objects.list_page(store, kind, scope=scope, label_selector=label_selector, limit=None)
-                return page["items"], int(page["metadata"]["resourceVersion"])
+                return first["items"], int(first["metadata"]["resourceVersion"])
+
+            def matches(s: str, n: str, o: dict) -> bool:
+                return (scope is None or s == scope) and (visible is None or visible(s, n))
 
             return watch_response(request, store, kind, since=int(since) if since else None,
-                                  matches=lambda s, n, o: scope is None or s == scope, selector=sel,
-                                  initial=initial)
-        return await run_in_threadpool(objects.list_page, store, kind, scope=scope, label_selector=label_selector,
-                                       limit=limit, continue_token=cont, name_contains=name)
+                                  matches=matches, selector=sel, initial=initial)
+        return await run_in_threadpool(objects.list_page, store, authz, kind, scope=scope,
+                                       label_selector=label_selector, limit=limit, continue_token=cont,
+                                       name_contains=name)
 
     @router.post(collection, operation_id=f"create{kind}", tags=[plural], status_code=201,
                  summary=f"Create a {kind}", openapi_extra=_body_schema(kind))
-    def create_object(store: StoreDep, _: PrincipalDep, scope: CollectionScope,
+    def create_object(store: StoreDep, authz: AuthzDep, scope: CollectionScope,
                       body: Annotated[Any, Body()], dry_run: DryRun = False) -> dict:
-        return objects.create(store, kind, body, scope=scope, dry_run=dry_run)
+        return objects.create(store, authz, kind, body, scope=scope, dry_run=dry_run)
 
     @router.get(item, operation_id=f"get{kind}", tags=[plural], summary=f"Get a {kind}")
-    async def get_object(request: Request, store: StoreDep, _: PrincipalDep, key: ItemKey,
+    async def get_object(request: Request, store: StoreDep, authz: AuthzDep, key: ItemKey,
                          watch: Watch = False, since: SinceRV = None) -> Any:
         scope, name = key
         if watch:
             # read it first: a missing object is a plain 404, not a broken stream
             rv_now = await run_in_threadpool(store.current_rv)
-            current = await run_in_threadpool(objects.get, store, kind, scope=scope, name=name)
+            current = await run_in_threadpool(objects.get, store, authz, kind, scope=scope, name=name)
 
             def initial() -> tuple[list[dict], int]:
                 return [current], rv_now
@@ -88,23 +96,23 @@ def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: 
             return watch_response(request, store, kind, since=int(since) if since else None,
                                   matches=lambda s, n, o: (s, n) == (scope, name), selector=None,
                                   initial=initial)
-        return await run_in_threadpool(objects.get, store, kind, scope=scope, name=name)
+        return await run_in_threadpool(objects.get, store, authz, kind, scope=scope, name=name)
 
     @router.put(item, operation_id=f"replace{kind}", tags=[plural], summary=f"Replace a {kind} (apply)",
                 openapi_extra=_body_schema(kind))
-    def replace_object(store: StoreDep, _: PrincipalDep, key: ItemKey, body: Annotated[Any, Body()],
+    def replace_object(store: StoreDep, authz: AuthzDep, key: ItemKey, body: Annotated[Any, Body()],
                        dry_run: DryRun = False) -> dict:
-        return objects.replace(store, kind, body, scope=key[0], name=key[1], dry_run=dry_run)
+        return objects.replace(store, authz, kind, body, scope=key[0], name=key[1], dry_run=dry_run)
 
     @router.patch(item, operation_id=f"patch{kind}", tags=[plural], summary=f"Merge-patch a {kind}",
                   openapi_extra=_patch_schema())
-    def patch_object(store: StoreDep, _: PrincipalDep, key: ItemKey, body: Annotated[Any, Body()],
+    def patch_object(store: StoreDep, authz: AuthzDep, key: ItemKey, body: Annotated[Any, Body()],
                      dry_run: DryRun = False) -> dict:
-        return objects.patch(store, kind, body, scope=key[0], name=key[1], dry_run=dry_run)
+        return objects.patch(store, authz, kind, body, scope=key[0], name=key[1], dry_run=dry_run)
 
     @router.delete(item, operation_id=f"delete{kind}", tags=[plural], summary=f"Delete a {kind}")
-    def delete_object(store: StoreDep, _: PrincipalDep, key: ItemKey, dry_run: DryRun = False) -> dict:
-        return objects.delete(store, kind, scope=key[0], name=key[1], dry_run=dry_run)
+    def delete_object(store: StoreDep, authz: AuthzDep, key: ItemKey, dry_run: DryRun = False) -> dict:
+        return objects.delete(store, authz, kind, scope=key[0], name=key[1], dry_run=dry_run)
 
 
 Name = Annotated[str, Query()]
@@ -143,7 +151,7 @@ add_kind_routes("App", collection="/projects/{tenant}/{project}/apps", item="/pr
 
 
 @router.get("/apps", operation_id="listAllApps", tags=["apps"], summary="List apps of every project")
-def list_all_apps(store: StoreDep, _: PrincipalDep, label_selector: Selector = None, limit: Limit = None,
+def list_all_apps(store: StoreDep, authz: AuthzDep, label_selector: Selector = None, limit: Limit = None,
                   cont: Continue = None, name: NameFilter = None) -> dict:
-    return objects.list_page(store, "App", label_selector=label_selector, limit=limit, continue_token=cont,
+    return objects.list_page(store, authz, "App", label_selector=label_selector, limit=limit, continue_token=cont,
                              name_contains=name)

@@ -20,11 +20,15 @@ app = typer.Typer(help="Dockyard: a multi-tenant container cloud. `dockyard COMM
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 rollout_app = typer.Typer(help="Rollout history and undo.", no_args_is_help=True)
 app.add_typer(rollout_app, name="rollout")
+create_app = typer.Typer(help="Create users, tokens, secrets and configs.", no_args_is_help=True)
+app.add_typer(create_app, name="create")
 
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT (default: $DOCKYARD_PROJECT)")]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
 KINDS = {"app": "App", "apps": "App", "project": "Project", "projects": "Project", "tenant": "Tenant",
          "tenants": "Tenant"}
+# things `get` and `delete` know besides the declarative kinds
+EXTRA_GET = ("users", "user", "tokens", "token", "members", "quota")
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -282,7 +286,10 @@ def get(kind: Annotated[str, typer.Argument(help="apps, projects or tenants")],
         selector: Annotated[str | None, typer.Option("--selector", "-l", help="label selector")] = None,
         all_projects: Annotated[bool, typer.Option("--all-projects", "-A")] = False,
         watch: Annotated[bool, typer.Option("--watch", "-w", help="keep printing changes")] = False) -> None:
-    """List objects, or show one."""
+    """List objects, or show one (also: users, tokens, members, quota)."""
+    if kind.lower() in EXTRA_GET:
+        get_extra(kind.lower(), project, output)
+        return
     k = kind_of(kind)
     c = run(Client)
     headers, row = TABLES[k]
@@ -382,8 +389,17 @@ def describe(kind: Annotated[str, typer.Argument()], name: Annotated[str, typer.
 def delete(kind: Annotated[str | None, typer.Argument()] = None, name: Annotated[str | None, typer.Argument()] = None,
            project: ProjectOpt = None,
            file: Annotated[list[str] | None, typer.Option("--filename", "-f")] = None) -> None:
-    """Delete an object (deleting a project deletes its apps), or the objects of a file."""
+    """Delete an object (deleting a project deletes its apps), or the objects of a file.
+    Also: `delete user NAME`, `delete token ID`."""
     c = run(Client)
+    if kind in ("user", "users") and name:
+        run(lambda: c.request("DELETE", f"/users/{name}"))
+        typer.echo(f"user/{name} deleted")
+        return
+    if kind in ("token", "tokens") and name:
+        run(lambda: c.request("DELETE", f"/tokens/{name}"))
+        typer.echo(f"token {name} revoked")
+        return
     if file:
         objs = expand(c, read_documents(file), project)
         for obj in reversed(objs):
@@ -528,6 +544,115 @@ def rollout_status(kind: Annotated[str, typer.Argument()], name: Annotated[str, 
                + (f": {prog['message']}" if prog else ""))
     if st.get("phase") == "Stalled":
         raise typer.Exit(1)
+
+
+# --- users, tokens, members, quota ---------------------------------------------------------
+
+def get_extra(what: str, project: str | None, output: str) -> None:
+    c = run(Client)
+    if what in ("users", "user"):
+        res = run(lambda: c.request("GET", "/users"))
+        rows = [[u["name"], "yes" if u["admin"] else "", age(u["createdAt"])] for u in res["items"]]
+        headers = ["NAME", "ADMIN", "AGE"]
+    elif what in ("tokens", "token"):
+        res = run(lambda: c.request("GET", "/tokens"))
+        rows = [[t["id"], t["name"], t["kind"], t.get("project") or "*", t.get("role") or "(user's)",
+                 t.get("expiresAt") or "never", "revoked" if t["revoked"] else "active"] for t in res["items"]]
+        headers = ["ID", "NAME", "KIND", "PROJECT", "ROLE", "EXPIRES", "STATE"]
+    elif what == "members":
+        p = project_of(project)
+        res = run(lambda: c.request("GET", f"/projects/{p}/members"))
+        rows = [[m["user"], m["role"], m["scope"] + (" (tenant)" if m.get("inherited") else "")] for m in res["items"]]
+        headers = ["USER", "ROLE", "GRANTED ON"]
+    else:
+        p = project_of(project)
+        res = run(lambda: c.request("GET", f"/projects/{p}/quota"))
+        rows = []
+        for level in ("project", "tenant"):
+            for r, v in res[level]["resources"].items():
+                rows.append([f"{level} {res[level]['name']}", r, v["used"], v["hard"] if v["hard"] is not None else "-"])
+        headers = ["SCOPE", "RESOURCE", "USED", "HARD"]
+    if output != "table":
+        emit(res, output)
+    else:
+        typer.echo(table(headers, rows))
+
+
+@create_app.command("user")
+def create_user_cmd(name: Annotated[str, typer.Argument()],
+                    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+                    admin: Annotated[bool, typer.Option("--admin", help="a platform admin")] = False) -> None:
+    """Create a user (admins only)."""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
+        "Password", hide_input=True, confirmation_prompt=True)
+    c = run(Client)
+    run(lambda: c.request("POST", "/users", json_body={"name": name, "password": password, "admin": admin}))
+    typer.echo(f"user/{name} created")
+
+
+@create_app.command("token")
+def create_token_cmd(name: Annotated[str, typer.Option("--name")] = "api",
+                     expires: Annotated[str, typer.Option("--expires", help="e.g. 12h, 30d, or never")] = "30d",
+                     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
+                     role: Annotated[str | None, typer.Option("--role", help="viewer, developer, maintainer, owner")] = None,
+                     ) -> None:
+    """Create an API token; its secret is printed once."""
+    c = run(Client)
+    res = run(lambda: c.request("POST", "/tokens", json_body={
+        "name": name, "expires": None if expires == "never" else expires, "project": project, "role": role}))
+    typer.echo(res["token"])
+    typer.echo(f"token {res['id']} ({name}) expires {res.get('expiresAt') or 'never'}; "
+               "it is shown only now", err=True)
+
+
+@app.command()
+def passwd(password_stdin: Annotated[bool, typer.Option("--password-stdin",
+                                                        help="read the current and the new password, a line each")] = False,
+           user: Annotated[str | None, typer.Option("--user", help="(admins) set another user's password")] = None) -> None:
+    """Change your password (or, as an admin, another user's)."""
+    cfg = load_config()
+    me = cfg.get("user")
+    target = user or me
+    if not target:
+        fail("not logged in")
+    if password_stdin:
+        current = sys.stdin.readline().rstrip("\n") if target == me else None
+        new = sys.stdin.readline().rstrip("\n")
+    else:
+        current = typer.prompt("Current password", hide_input=True) if target == me else None
+        new = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    c = run(Client)
+    run(lambda: c.request("POST", f"/users/{target}/password", json_body={"currentPassword": current, "password": new}))
+    typer.echo(f"password of {target} changed")
+
+
+def _scope_path(tenant: str | None, project: str | None) -> str:
+    if bool(tenant) == bool(project):
+        fail("give exactly one of --tenant T or --project T/P")
+    return f"/tenants/{tenant}" if tenant else f"/projects/{project_of(project)}"
+
+
+@app.command()
+def grant(role: Annotated[str, typer.Argument(help="viewer, developer, maintainer or owner")],
+          user: Annotated[str, typer.Option("--user")],
+          tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+          project: Annotated[str | None, typer.Option("--project", "-p")] = None) -> None:
+    """Give a user a role on a tenant or a project."""
+    c = run(Client)
+    path = _scope_path(tenant, project)
+    run(lambda: c.request("POST", f"{path}/members", json_body={"user": user, "role": role}))
+    typer.echo(f"{user} is now {role} of {tenant or project}")
+
+
+@app.command()
+def revoke(user: Annotated[str, typer.Option("--user")],
+           tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+           project: Annotated[str | None, typer.Option("--project", "-p")] = None) -> None:
+    """Take a user's role on a tenant or a project away."""
+    c = run(Client)
+    path = _scope_path(tenant, project)
+    run(lambda: c.request("DELETE", f"{path}/members/{user}"))
+    typer.echo(f"{user} no longer has a role on {tenant or project}")
 
 
 def main() -> None:

@@ -81,6 +81,7 @@ class Resources(Schema):
 
     cpu: Cpu | None = None
     memory: Memory | None = None
+    pids: int | None = Field(default=None, ge=16, le=1_000_000, description="process limit")
     requests: ResourceAmounts | None = None
     limits: ResourceAmounts | None = None
 
@@ -131,6 +132,20 @@ class TcpCheck(Schema):
     port: Port
 
 
+class FileRef(Schema):
+    """A Secret or Config of the project, mounted as a file (secrets: /run/secrets/NAME on tmpfs)."""
+
+    name: DnsLabel
+    target: str | None = Field(default=None, description="file path in the container")
+
+    @field_validator("target")
+    @classmethod
+    def _abs(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("/") or ".." in v.split("/")):
+            raise ValueError("must be an absolute path without '..'")
+        return v
+
+
 class Healthcheck(Schema):
     exec: ExecCheck | None = None
     http: HttpCheck | None = None
@@ -154,6 +169,7 @@ class VolumeMount(Schema):
     name: DnsLabel
     mount_path: str
     read_only: bool = False
+    host_path: str | None = Field(default=None, description="bind a host path (privileged projects only)")
 
     @field_validator("mount_path")
     @classmethod
@@ -161,6 +177,41 @@ class VolumeMount(Schema):
         if not v.startswith("/") or v == "/":
             raise ValueError("must be an absolute path other than /")
         return v
+
+
+CAPABILITY = re.compile(r"^(CAP_)?[A-Z_]{2,32}$")
+
+
+class Capabilities(Schema):
+    add: list[str] = Field(default_factory=list)
+    drop: list[str] = Field(default_factory=list)
+
+    @field_validator("add", "drop")
+    @classmethod
+    def _caps(cls, v: list[str]) -> list[str]:
+        out = []
+        for c in v:
+            if not CAPABILITY.match(c):
+                raise ValueError(f"'{c}' is not a capability name (examples: NET_BIND_SERVICE, ALL)")
+            out.append(c.removeprefix("CAP_"))
+        return out
+
+
+class SecurityContext(Schema):
+    """What the container may do on the host. The project's security policy decides what is allowed."""
+
+    privileged: bool = False
+    host_network: bool = False
+    host_pid: bool = False
+    host_ipc: bool = False
+    host_uts: bool = False
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    seccomp_profile: Literal["default", "unconfined"] = "default"
+    apparmor_profile: str = Field(default="default", max_length=100)
+    sysctls: dict[str, str] = Field(default_factory=dict)
+    devices: list[str] = Field(default_factory=list)
+    read_only_root_filesystem: bool = False
+    run_as_non_root: bool = False
 
 
 IntOrPercent = Annotated[int | str, Field()]
@@ -219,6 +270,9 @@ class AppSpec(Schema):
     working_dir: str | None = None
     depends_on: list[DnsLabel] = Field(default_factory=list)
     strategy: Strategy = Field(default_factory=Strategy)
+    security_context: SecurityContext = Field(default_factory=SecurityContext)
+    secrets: list[FileRef] = Field(default_factory=list)
+    configs: list[FileRef] = Field(default_factory=list)
 
     @field_validator("runtime")
     @classmethod

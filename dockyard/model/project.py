@@ -7,11 +7,15 @@ from typing import Literal
 from pydantic import Field
 
 from dockyard.model.meta import API_VERSION, Condition, Metadata, Schema
+from dockyard.model.quota import Defaults, Quota
 
 
 class ProjectSpec(Schema):
     display_name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
+    quota: Quota = Field(default_factory=Quota)
+    defaults: Defaults = Field(default_factory=Defaults)
+    security_policy: Literal["baseline", "restricted", "privileged"] = "baseline"
 
 
 class ProjectStatus(Schema):

@@ -7,11 +7,13 @@ from typing import Literal
 from pydantic import Field
 
 from dockyard.model.meta import API_VERSION, Metadata, Schema
+from dockyard.model.quota import Quota
 
 
 class TenantSpec(Schema):
     display_name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
+    quota: Quota = Field(default_factory=Quota)
 
 
 class TenantStatus(Schema):

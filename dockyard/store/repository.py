@@ -332,6 +332,7 @@ class Store:
     def list(self, kind: str, *, scope: str | None = None, scope_prefix: str | None = None,
              selector: Selector | None = None, limit: int | None = None,
              continue_token: str | None = None, name_contains: str | None = None,
+             visible: Callable[[str, str], bool] | None = None,
              ) -> tuple[list[StoredObject], str | None, int]:
         """A page of objects ordered by (scope, name), the token for the next page, and the
         resourceVersion the page was read at (to start a watch from)."""
@@ -350,13 +351,16 @@ class Store:
         more = False
         with self.read_engine.connect() as conn:
             rv = conn.execute(select(settings.c.number).where(settings.c.key == "resource_version")).scalar_one()
-            chunk = 500 if selector else (limit + 1 if limit else None)
+            filtered = selector is not None or visible is not None
+            chunk = 500 if filtered else (limit + 1 if limit else None)
             offset_q = q
             while True:
                 rows = conn.execute(offset_q.limit(chunk) if chunk else offset_q).all()
                 for row in rows:
                     obj = _row_to_obj(row)
                     if selector and not selector.matches(obj.labels):
+                        continue
+                    if visible and not visible(obj.scope, obj.name):
                         continue
                     if limit and len(out) == limit:
                         more = True

@@ -103,6 +103,8 @@ tokens = Table(
     Column("name", String(63), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("kind", String(16), nullable=False),  # session | api
+    Column("project", String(130), nullable=True),  # an API token limited to one project...
+    Column("role", String(16), nullable=True),      # ...and at most this role there
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -114,4 +116,33 @@ leases = Table(
     Column("name", String(63), primary_key=True),
     Column("holder", String(128), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+role_bindings = Table(
+    "role_bindings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user", String(63), nullable=False, index=True),
+    Column("tenant", String(63), nullable=False, index=True),
+    Column("project", String(63), nullable=False),  # "" for the whole tenant
+    Column("role", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("user", "tenant", "project", name="uq_role_bindings_key"),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("user", String(63), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("method", String(10), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("tenant", String(63), nullable=False, index=True),
+    Column("project", String(63), nullable=False),
+    Column("object", Text, nullable=False),
+    Column("outcome", Integer, nullable=False),  # the HTTP status
+    Column("detail", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
 )

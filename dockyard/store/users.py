@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.store.errors import AlreadyExists
@@ -25,12 +25,16 @@ class User:
     id: int
     name: str
     is_admin: bool
+    token_project: str | None = None  # set when the request's token is limited to one project
+    token_role: str | None = None
+    token_id: int | None = None
 
 
 @dataclass
 class IssuedToken:
     token: str
     expires_at: datetime | None
+    id: int = 0
 
 
 def hash_token(token: str) -> str:
@@ -75,20 +79,75 @@ def set_password(store: Store, name: str, password: str) -> None:
 
 
 def issue_token(store: Store, user: User, *, kind: str = "session", name: str = "login",
-                ttl: timedelta | None = timedelta(hours=12)) -> IssuedToken:
+                ttl: timedelta | None = timedelta(hours=12), project: str | None = None,
+                role: str | None = None) -> IssuedToken:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires = now() + ttl if ttl else None
     with store.engine.begin() as conn:
-        conn.execute(insert(tokens).values(user_id=user.id, name=name, token_hash=hash_token(token), kind=kind,
-                                           expires_at=expires, revoked=False, created_at=now()))
-    return IssuedToken(token, expires)
+        res = conn.execute(insert(tokens).values(user_id=user.id, name=name, token_hash=hash_token(token), kind=kind,
+                                                 expires_at=expires, revoked=False, created_at=now(), project=project,
+                                                 role=role))
+    return IssuedToken(token, expires, int(res.inserted_primary_key[0]))
+
+
+@dataclass
+class TokenInfo:
+    id: int
+    name: str
+    kind: str
+    project: str | None
+    role: str | None
+    expires_at: datetime | None
+    revoked: bool
+    created_at: datetime
+
+
+def list_tokens(store: Store, user_id: int) -> list[TokenInfo]:
+    with store.read_engine.connect() as conn:
+        rows = conn.execute(select(tokens).where(tokens.c.user_id == user_id).order_by(tokens.c.id)).all()
+    return [TokenInfo(r.id, r.name, r.kind, r.project, r.role, r.expires_at, bool(r.revoked), r.created_at)
+            for r in rows]
+
+
+def revoke_token_id(store: Store, user_id: int, token_id: int) -> bool:
+    with store.engine.begin() as conn:
+        res = conn.execute(update(tokens).where(and_(tokens.c.id == token_id, tokens.c.user_id == user_id))
+                           .values(revoked=True))
+        return res.rowcount > 0
+
+
+def list_users(store: Store) -> list[tuple[User, datetime]]:
+    with store.read_engine.connect() as conn:
+        rows = conn.execute(select(users).order_by(users.c.name)).all()
+    return [(User(r.id, r.name, bool(r.is_admin)), r.created_at) for r in rows]
+
+
+def get_user(store: Store, name: str) -> User | None:
+    with store.read_engine.connect() as conn:
+        r = conn.execute(select(users).where(users.c.name == name)).first()
+    return User(r.id, r.name, bool(r.is_admin)) if r else None
+
+
+def delete_user(store: Store, name: str) -> bool:
+    """Delete a user, their tokens and their role bindings."""
+    from dockyard.store.tables import role_bindings
+
+    with store.engine.begin() as conn:
+        r = conn.execute(select(users.c.id).where(users.c.name == name)).first()
+        if r is None:
+            return False
+        conn.execute(delete(tokens).where(tokens.c.user_id == r.id))
+        conn.execute(delete(role_bindings).where(role_bindings.c.user == name))
+        conn.execute(delete(users).where(users.c.id == r.id))
+        return True
 
 
 def authenticate_token(store: Store, token: str) -> User | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     with store.read_engine.connect() as conn:
-        row = conn.execute(select(tokens, users.c.name, users.c.is_admin).join(users, users.c.id == tokens.c.user_id)
+        row = conn.execute(select(tokens, users.c.name.label("user_name"), users.c.is_admin)
+                           .join(users, users.c.id == tokens.c.user_id)
                            .where(tokens.c.token_hash == hash_token(token))).first()
     if row is None or row.revoked:
         return None
@@ -96,7 +155,8 @@ def authenticate_token(store: Store, token: str) -> User | None:
         exp = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
         if exp <= now():
             return None
-    return User(row.user_id, row.name, bool(row.is_admin))
+    return User(row.user_id, row.user_name, bool(row.is_admin), token_project=row.project, token_role=row.role,
+                token_id=row.id)
 
 
 def revoke_token(store: Store, token: str) -> None:
