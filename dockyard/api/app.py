@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from dockyard import __version__
-from dockyard.api import access, apps, problems, resources, system
+from dockyard.api import access, apps, audit, problems, resources, system
 from dockyard.api.authz import check_path_visibility
 from dockyard.api.deps import LogProvider, PlatformInfo
 from dockyard.api.problems import Problem, problem_response
@@ -28,6 +28,8 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo) -> Fa
     app.state.platform = platform
     problems.install(app)
 
+    app.middleware("http")(audit.audit_middleware)
+
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         length = request.headers.get("content-length")
@@ -45,6 +47,6 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo) -> Fa
         return {"status": "ok" if db == "ok" else "degraded", "store": db, "resourceVersion": rv,
                 "engine": platform.engine_status().get("status"), "leader": platform.leader()}
 
-    for r in (system.router, resources.router, apps.router, access.router):
+    for r in (system.router, resources.router, apps.router, access.router, audit.router):
         app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
     return app

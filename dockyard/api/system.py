@@ -31,7 +31,8 @@ class ComposeRequest(Schema):
 
 
 @router.post("/login", operation_id="login", tags=["auth"], summary="Exchange a password for a session token")
-def login(store: StoreDep, body: LoginRequest) -> dict:
+def login(request: Request, store: StoreDep, body: LoginRequest) -> dict:
+    request.state.audit_user = body.username
     user = verify_password(store, body.username, body.password)
     if user is None:
         raise Problem(401, "wrong user name or password")

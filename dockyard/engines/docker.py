@@ -280,14 +280,44 @@ class DockerDriver(EngineDriver):
         res = spec.resources
         restart = {"always": {"Name": "always"}, "on-failure": {"Name": "on-failure", "MaximumRetryCount": 0},
                    "never": {"Name": "no"}}[spec.restart_policy]
+        sc = spec.security_context
+        security_opt = ["no-new-privileges"]
+        if sc.seccomp_profile == "unconfined":
+            security_opt.append("seccomp=unconfined")
+        if sc.apparmor_profile != "default":
+            security_opt.append(f"apparmor={sc.apparmor_profile}")
         host: dict[str, Any] = {
             "restart_policy": restart,
-            "security_opt": ["no-new-privileges"],
-            "pids_limit": DEFAULT_PIDS_LIMIT,
+            "security_opt": security_opt,
+            "pids_limit": res.pids or DEFAULT_PIDS_LIMIT,
             "log_config": LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
-            "mounts": [Mount(target=v.mount_path, source=self.volume_name(key.tenant, key.project, v.name),
+            "mounts": [Mount(target=v.mount_path, source=v.host_path, type="bind", read_only=v.read_only)
+                       if v.host_path else
+                       Mount(target=v.mount_path, source=self.volume_name(key.tenant, key.project, v.name),
                              type="volume", read_only=v.read_only) for v in spec.volumes],
+            "read_only": sc.read_only_root_filesystem,
         }
+        if sc.capabilities.add:
+            host["cap_add"] = sc.capabilities.add
+        if sc.capabilities.drop:
+            host["cap_drop"] = sc.capabilities.drop
+        if sc.privileged:
+            host["privileged"] = True
+        if sc.host_pid:
+            host["pid_mode"] = "host"
+        if sc.host_ipc:
+            host["ipc_mode"] = "host"
+        if sc.host_uts:
+            host["uts_mode"] = "host"
+        if sc.sysctls:
+            host["sysctls"] = dict(sc.sysctls)
+        if sc.devices:
+            host["devices"] = list(sc.devices)
+        if sc.host_network:
+            host["network_mode"] = "host"
+        if sc.read_only_root_filesystem:
+            # a writable /tmp keeps most programs working on a read-only root
+            host["tmpfs"] = {"/tmp": "rw,noexec,nosuid,size=64m"}
         if spec.runtime != "runc":
             host["runtime"] = spec.runtime
         if (cpu := res.limit_cpu()) is not None:
@@ -305,11 +335,11 @@ class DockerDriver(EngineDriver):
                        L_REVISION: str(desired.revision), L_SLOT: str(slot)})
         config: dict[str, Any] = {
             "image": spec.image, "name": name, "detach": True, "labels": labels,
-            "hostname": f"{key.app}-{slot}"[:63],
+            "hostname": None if sc.host_network else f"{key.app}-{slot}"[:63],
             "environment": [f"{e.name}={e.value}" for e in spec.env],
             "ports": [(p.container_port, p.protocol) for p in spec.ports] or None,
             "host_config": self.api.create_host_config(**host),
-            "networking_config": self.api.create_networking_config(
+            "networking_config": None if sc.host_network else self.api.create_networking_config(
                 {net: self.api.create_endpoint_config(aliases=[key.app])}),
             "use_config_proxy": False,
         }
