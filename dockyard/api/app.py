@@ -12,6 +12,7 @@ from dockyard import __version__
 from dockyard.api import access, apps, audit, problems, resources, system
 from dockyard.api.authz import check_path_visibility
 from dockyard.api.deps import LogProvider, PlatformInfo
+from dockyard.api.limits import LoginThrottle, RequestLimiter
 from dockyard.api.problems import Problem, problem_response
 from dockyard.store.repository import Store
 
@@ -26,6 +27,8 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo) -> Fa
     app.state.store = store
     app.state.logs = logs
     app.state.platform = platform
+    app.state.limiter = RequestLimiter()
+    app.state.login_throttle = LoginThrottle()
     problems.install(app)
 
     app.middleware("http")(audit.audit_middleware)

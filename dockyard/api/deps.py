@@ -58,6 +58,7 @@ def get_principal(request: Request) -> User:
         raise Problem(401, "the token is invalid, expired or revoked; log in again",
                       headers={"WWW-Authenticate": 'Bearer realm="dockyard", error="invalid_token"'})
     request.state.user = user
+    request.app.state.limiter.check(f"token:{user.token_id}")
     return user
 
 

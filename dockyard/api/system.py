@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Request
@@ -33,9 +34,16 @@ class ComposeRequest(Schema):
 @router.post("/login", operation_id="login", tags=["auth"], summary="Exchange a password for a session token")
 def login(request: Request, store: StoreDep, body: LoginRequest) -> dict:
     request.state.audit_user = body.username
+    throttle = request.app.state.login_throttle
+    keys = [f"user:{body.username}", f"addr:{request.client.host if request.client else ''}"]
+    wait = throttle.before(keys)
+    if wait:
+        time.sleep(wait)  # slows guessing down; runs in a worker thread, not the event loop
     user = verify_password(store, body.username, body.password)
     if user is None:
+        throttle.failed(keys)
         raise Problem(401, "wrong user name or password")
+    throttle.succeeded(keys[0])
     issued = issue_token(store, user)
     return {"token": issued.token, "expiresAt": issued.expires_at.isoformat() if issued.expires_at else None,
             "user": {"name": user.name, "admin": user.is_admin}}

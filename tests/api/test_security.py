@@ -194,3 +194,27 @@ def test_no_stack_traces_and_unknown_fields_refused(api) -> None:  # noqa: ANN00
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "spec.bogus"
     r = api.post("/api/v1/projects/acme/shop/apps", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code in (400, 422) and "Traceback" not in r.text
+
+
+def test_repeated_failed_logins_are_slowed_then_refused_with_429(api) -> None:  # noqa: ANN001
+    import time
+
+    api.app.state.login_throttle.delay = 0.2  # keep the test quick; the server default is 1 s
+    codes = []
+    t0 = time.monotonic()
+    for _ in range(11):
+        codes.append(api.post("/api/v1/login", json={"username": "admin", "password": "guess"}).status_code)
+    assert codes[:10] == [401] * 10 and codes[10] == 429
+    assert time.monotonic() - t0 >= 5 * 0.2, "attempts after the fifth were slowed down"
+    r = api.post("/api/v1/login", json={"username": "admin", "password": "correct-horse-battery-staple"})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0, "even the right password waits out the lock"
+
+
+def test_per_token_rate_limit_answers_429(api) -> None:  # noqa: ANN001
+    from dockyard.api.limits import TokenBuckets
+
+    api.app.state.limiter.buckets = TokenBuckets(rate=5, burst=10)
+    codes = [api.get("/api/v1/whoami").status_code for _ in range(30)]
+    assert codes.count(200) >= 10 and 429 in codes
+    r = next(api.get("/api/v1/whoami") for _ in range(5))
+    assert r.status_code == 429 and "Retry-After" in r.headers
