@@ -3,6 +3,7 @@ helpers, statistics, goals and result files. Standard library and httpx only."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -221,10 +222,22 @@ def machine_info() -> dict[str, Any]:
         "docker_compose_version": _cmd("docker-compose", "version", "--short"),
         "python_version": platform.python_version(), "python_implementation": platform.python_implementation(),
         "kernel": platform.release(), "platform": platform.platform(),
-        "dockyard_version": dockyard_version,
+        "dockyard_version": dockyard_version, "dockyard_source": source_fingerprint(),
         "loadavg_at_start": [round(x, 2) for x in load] if load else None,
         "containers_running_on_engine": _count_running(),
     }
+
+
+def source_fingerprint() -> dict[str, Any]:
+    """A hash of the product's Python sources as they are now (they change while people work)."""
+    h = hashlib.sha256()
+    files = sorted((ROOT / "dockyard").rglob("*.py"))
+    newest = 0.0
+    for f in files:
+        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+        newest = max(newest, f.stat().st_mtime)
+    return {"sha256": h.hexdigest()[:16], "files": len(files),
+            "newest_mtime": datetime.fromtimestamp(newest, UTC).isoformat(timespec="seconds") if files else None}
 
 
 def _count_running() -> int | None:

@@ -4,17 +4,20 @@ Phase 1: a fresh server with 100 Apps of replicas 0 (no containers), all reconci
 without requests; VmRSS of the server process from /proc/PID/status (sampled every second, the
 last sample is the figure). Phase 2: the same 100 Apps scaled to 1 replica each (100 containers),
 all Ready, 30 s idle again. Peer for context: the RSS of dockerd itself at the same moments.
+Last, for context on peaks (not a goal): the peak RSS (VmHWM) after 8 concurrent logins.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from bench.common import (
+    PASSWORD,
     BenchError,
     Server,
     app_manifest,
@@ -33,6 +36,7 @@ from bench.common import (
 NAME = "footprint"
 APPS = 100
 GOAL_MB = 150
+LOGIN_BURST = 8
 
 
 def _mb(kb: int | None) -> float | None:
@@ -72,6 +76,27 @@ def _show(label: str, r: dict[str, Any]) -> None:
         f"  |  dockerd VmRSS {d} MB  ->  server/dockerd {ratio(r['rss_mb'], d) if d else 'n/a'}")
 
 
+def _login_burst(server: Server, n: int = LOGIN_BURST) -> dict[str, Any]:
+    """Context for peaks (after the idle figures): `n` concurrent logins, then VmHWM (peak RSS)."""
+    before = proc_status(server.pid)
+
+    def login(_: int) -> int:
+        return httpx.post(server.url + "/api/v1/login", json={"username": "admin", "password": PASSWORD},
+                          timeout=120).status_code
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(n) as ex:
+        codes = list(ex.map(login, range(n)))
+    took = time.perf_counter() - t0
+    after = proc_status(server.pid)
+    out = {"logins": n, "statuses": sorted(set(codes)), "seconds": round(took, 2),
+           "peak_rss_before_mb": _mb(before.get("VmHWM")), "peak_rss_after_mb": _mb(after.get("VmHWM")),
+           "rss_after_mb": _mb(after["VmRSS"])}
+    log(f"  context: {n} concurrent logins took {took:.2f} s (statuses {out['statuses']}); server peak RSS (VmHWM) "
+        f"{out['peak_rss_before_mb']} -> {out['peak_rss_after_mb']} MB, VmRSS afterwards {out['rss_after_mb']} MB")
+    return out
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     idle = 5.0 if quick else 30.0
     started = datetime.now(UTC)
@@ -103,7 +128,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             _show(f"{APPS} apps x 1 replica", p2)
         data["replicas_1"] = p2
         data["replicas_1_scale_until_ready_s"] = round(time.perf_counter() - t0, 1) if p2 else None
-        data["final_server_peak_rss_mb"] = _mb(proc_status(server.pid).get("VmHWM"))
+        data["login_burst"] = _login_burst(server)
 
     goals = [goal(f"idle RSS with {APPS} apps x 0 replicas <= {GOAL_MB} MB (is {p1['rss_mb']} MB)",
                   p1["rss_mb"] <= GOAL_MB)]

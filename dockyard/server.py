@@ -18,6 +18,7 @@ from dockyard.api.deps import LogRecord
 from dockyard.controllers.manager import ControllerManager
 from dockyard.engines import EngineDriver, EngineError, open_engine
 from dockyard.engines.base import WorkloadKey
+from dockyard.store.keyring import KeyRing
 from dockyard.store.repository import Store
 from dockyard.store.users import create_user, user_count
 
@@ -99,6 +100,7 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     os.chmod(config.data_dir, 0o700)
     store = Store(config.store_url)
     store.migrate()
+    store.keyring = KeyRing(config.data_dir / "secret-keys.json")
     instance = store.setting("instance", lambda: secrets.token_hex(3))
     ensure_admin(store, config.data_dir)
     engine = open_engine(config.engine_url, instance=instance)

@@ -29,17 +29,43 @@ def _database_url(server_url: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test; yields its postgresql:// URL."""
-    server_url = os.environ.get(PG_URL_ENV)
-    if not server_url:
+def _pg_server_url() -> str:
+    url = os.environ.get(PG_URL_ENV)
+    if not url:
         pytest.skip(f"{PG_URL_ENV} is not set: no PostgreSQL to test against (scripts/test.sh starts one)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated database that each test's database is copied from (saves migrating per test)."""
     import psycopg
 
-    name = f"dy_test_{secrets.token_hex(6)}"
+    server_url = _pg_server_url()
+    name = f"dy_template_{secrets.token_hex(6)}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        s = Store(_database_url(server_url, name))
+        try:
+            s.migrate()
+        finally:
+            s.close()  # CREATE DATABASE ... TEMPLATE needs the template to have no connections
+        yield name
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_database(pg_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database of its own for one test; yields its postgresql:// URL."""
+    import psycopg
+
+    server_url = _pg_server_url()
+    name = f"dy_test_{secrets.token_hex(6)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
     try:
         yield _database_url(server_url, name)
     finally:
@@ -88,22 +114,19 @@ def admin_credentials() -> dict[str, str]:
 def api(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """A TestClient over the real API and store, logged in as an admin (Authorization header set)."""
     from argon2 import PasswordHasher
-
-    from dockyard.store import users
-
-    # real argon2id, with the cheapest parameters: the default ones cost ~0.3 s per test for no coverage
-    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
     from starlette.exceptions import StarletteDeprecationWarning
+
+    from dockyard.api.app import create_app
+    from dockyard.store import users
 
     with warnings.catch_warnings():
         # starlette's notice that its TestClient will move to httpx2 is not about this project
         warnings.simplefilter("ignore", StarletteDeprecationWarning)
         from fastapi.testclient import TestClient
 
-    from dockyard.api.app import create_app
-    from dockyard.store.users import create_user
-
-    create_user(store, ADMIN_USER, ADMIN_PASSWORD, is_admin=True)
+    # real argon2id with its cheapest parameters: the defaults cost ~0.3 s per test and cover nothing more
+    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
+    users.create_user(store, ADMIN_USER, ADMIN_PASSWORD, is_admin=True)
     app = create_app(store, logs=FakeLogs(), platform=FakePlatform())
     with TestClient(app) as client:
         r = client.post("/api/v1/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})

@@ -202,3 +202,22 @@ def project_revoke(store: StoreDep, authz: AuthzDep, tenant: str, project: str, 
             summary="Quota used and hard, for the project and its tenant")
 def project_quota(store: StoreDep, authz: AuthzDep, tenant: str, project: str) -> dict:
     return objects.quota_report(store, authz, tenant, project)
+
+
+@router.post("/admin/secret-key/rotate", operation_id="rotateSecretKey", tags=["secrets"],
+             dependencies=[admin_only("users.manage")],
+             summary="Encrypt every Secret with a new key and retire the old keys")
+def rotate_secret_key(store: StoreDep) -> dict:
+    ring = store.keyring
+    new_id = ring.rotate()
+    count = 0
+    items, _, _ = store.list("Secret")
+    for obj in items:
+        if obj.spec.get("keyId") == new_id or "ciphertext" not in obj.spec:
+            continue
+        plain = ring.decrypt(obj.spec["ciphertext"])
+        key_id, token = ring.encrypt(plain)
+        store.replace("Secret", obj.scope, obj.name, {**obj.spec, "keyId": key_id, "ciphertext": token})
+        count += 1
+    ring.retire_except({new_id})
+    return {"activeKey": new_id, "reencrypted": count}

@@ -14,17 +14,20 @@ from dockyard.api.authz import check_path_visibility
 from dockyard.api.deps import LogProvider, PlatformInfo
 from dockyard.api.limits import LoginThrottle, RequestLimiter
 from dockyard.api.problems import Problem, problem_response
+from dockyard.store.keyring import KeyRing
 from dockyard.store.repository import Store
 
 MAX_BODY = 1024 * 1024  # 1 MiB: manifests and Compose files are far smaller
 
 
-def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo) -> FastAPI:
+def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyring: KeyRing | None = None) -> FastAPI:
     app = FastAPI(title="Dockyard", version=__version__, openapi_url="/api/v1/openapi.json",
                   docs_url="/api/v1/docs", redoc_url=None,
                   description="Multi-tenant container cloud platform API. Every route but /login needs "
                               "`Authorization: Bearer <token>`. Errors are application/problem+json.")
     app.state.store = store
+    if store.keyring is None:
+        store.keyring = keyring or KeyRing(None)  # tests: an in-memory key ring
     app.state.logs = logs
     app.state.platform = platform
     app.state.limiter = RequestLimiter()

@@ -5,6 +5,7 @@ every route that touches a tenant's objects goes through here with the caller's 
 from __future__ import annotations
 
 import copy
+import hashlib
 from typing import Any
 
 from sqlalchemy import Connection, and_, select
@@ -15,6 +16,7 @@ from dockyard.api.problems import Problem
 from dockyard.model.app import AppSpec
 from dockyard.model.project import ProjectSpec
 from dockyard.model.quota import Defaults, Quota
+from dockyard.model.secret import SecretSpec
 from dockyard.policy import quota as quota_math
 from dockyard.policy import security
 from dockyard.store.bindings import revoke_all
@@ -41,7 +43,11 @@ def _split(scope: str) -> tuple[str, str]:
 
 
 def _authorize(authz: Authorizer, kind: str, verb: str, scope: str, name: str | None) -> None:
-    if kind == "Tenant":
+    if kind in ("Secret", "Config"):
+        tenant, project = _split(scope)
+        authz.require("secret.read" if verb == "read" else "secret.write", tenant=tenant, project=project,
+                      missing=f"{kind.lower()} '{scope}/{name}' not found" if name else f"project '{scope}' not found")
+    elif kind == "Tenant":
         tenant = name or ""
         action = {"read": "tenant.read", "create": "tenant.create", "update": "tenant.update",
                   "delete": "tenant.delete"}[verb]
@@ -160,14 +166,35 @@ def _parent_check(store: Store, kind: str) -> Any:
     def check(conn: Connection, obj: StoredObject) -> None:
         if kind == "Project" and not store.exists(conn, "Tenant", "", obj.scope):
             raise NotFound(f"tenant '{obj.scope}' not found; create it first")
+        if kind in ("Secret", "Config"):
+            tenant, project = _split(obj.scope)
+            if not store.exists(conn, "Project", tenant, project):
+                raise NotFound(f"project '{obj.scope}' not found; create it first")
 
     return check
+
+
+def _seal_secret(store: Store, a: Admitted, current: StoredObject | None) -> dict:
+    """Encrypt a Secret's value for storage; a write without a value keeps the stored one."""
+    spec = SecretSpec.model_validate(a.spec)
+    plain = spec.plain()
+    if plain is None:
+        if current is None:
+            raise InvalidObject("Secret", [FieldError("spec.value", "is required: give value or valueBase64")])
+        return current.spec
+    digest = hashlib.sha256(plain).hexdigest()
+    if current is not None and current.spec.get("sha256") == digest:
+        return current.spec  # same value: no change, no new generation
+    if store.keyring is None:
+        raise Problem(503, "secrets are unavailable: the server has no key ring")
+    key_id, token = store.keyring.encrypt(plain)
+    return {"sha256": digest, "size": len(plain), "keyId": key_id, "ciphertext": token}
 
 
 # --- operations --------------------------------------------------------------------------
 
 def create(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str | None, dry_run: bool) -> dict:
-    if kind == "App" and scope is not None:
+    if kind in ("App", "Secret", "Config") and scope is not None:
         _authorize(authz, kind, "create", scope, None)  # an invisible project is a 404 before anything else
     elif kind == "Tenant":
         authz.require("tenant.create")
@@ -178,6 +205,8 @@ def create(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str 
         a.spec = _admit_app(store, a)
         check = _quota_check(store)
     else:
+        if kind == "Secret":
+            a.spec = _seal_secret(store, a, None)
         check = _parent_check(store, kind)
     obj = store.create(kind, a.scope, a.name, a.spec, labels=a.labels, annotations=a.annotations,
                        dry_run=dry_run, check=check)
@@ -191,6 +220,8 @@ def _replace_admitted(store: Store, authz: Authorizer, a: Admitted, *, dry_run: 
     if a.kind == "App":
         a.spec = _admit_app(store, a)
         check = _quota_check(store)
+    elif a.kind == "Secret":
+        a.spec = _seal_secret(store, a, current)
     obj = store.replace(a.kind, a.scope, a.name, a.spec, labels=a.labels, annotations=a.annotations,
                         expected_rv=a.resource_version, dry_run=dry_run, check=check)
     return obj.manifest()
@@ -270,7 +301,7 @@ def visible_filter(authz: Authorizer, kind: str) -> Any:
 def list_page(store: Store, authz: Authorizer, kind: str, *, scope: str | None = None,
               label_selector: str | None = None, limit: int | None = None, continue_token: str | None = None,
               name_contains: str | None = None) -> dict:
-    if scope is not None and kind == "App":
+    if scope is not None and kind in ("App", "Secret", "Config"):
         _authorize(authz, kind, "read", scope, None)
     elif scope and kind == "Project":
         authz.require("tenant.read", tenant=scope)

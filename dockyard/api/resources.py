@@ -150,6 +150,14 @@ add_kind_routes("App", collection="/projects/{tenant}/{project}/apps", item="/pr
                 collection_scope=_app_collection, item_key=_app_item)
 
 
+add_kind_routes("Secret", collection="/projects/{tenant}/{project}/secrets",
+                item="/projects/{tenant}/{project}/secrets/{name}",
+                collection_scope=_app_collection, item_key=_app_item)
+add_kind_routes("Config", collection="/projects/{tenant}/{project}/configs",
+                item="/projects/{tenant}/{project}/configs/{name}",
+                collection_scope=_app_collection, item_key=_app_item)
+
+
 @router.get("/apps", operation_id="listAllApps", tags=["apps"], summary="List apps of every project")
 def list_all_apps(store: StoreDep, authz: AuthzDep, label_selector: Selector = None, limit: Limit = None,
                   cont: Continue = None, name: NameFilter = None) -> dict:

@@ -121,7 +121,8 @@ def paths_for(obj: dict) -> tuple[str, str]:
         if "/" in str(name):
             tenant, name = str(name).split("/", 1)
         return "/projects", f"/projects/{tenant}/{name}"
-    if kind == "App":
+    if kind in ("App", "Secret", "Config"):
         project = meta.get("project") or ""
-        return f"/projects/{project}/apps", f"/projects/{project}/apps/{name}"
-    raise CliError(f"unknown kind '{kind}' (known: Tenant, Project, App)")
+        plural = f"{str(kind).lower()}s"
+        return f"/projects/{project}/{plural}", f"/projects/{project}/{plural}/{name}"
+    raise CliError(f"unknown kind '{kind}' (known: Tenant, Project, App, Secret, Config)")

@@ -26,7 +26,7 @@ app.add_typer(create_app, name="create")
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT (default: $DOCKYARD_PROJECT)")]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
 KINDS = {"app": "App", "apps": "App", "project": "Project", "projects": "Project", "tenant": "Tenant",
-         "tenants": "Tenant"}
+         "tenants": "Tenant", "secret": "Secret", "secrets": "Secret", "config": "Config", "configs": "Config"}
 # things `get` and `delete` know besides the declarative kinds
 EXTRA_GET = ("users", "user", "tokens", "token", "members", "quota")
 
@@ -55,7 +55,7 @@ def project_of(project: str | None) -> str:
 def kind_of(word: str) -> str:
     k = KINDS.get(word.lower())
     if not k:
-        fail(f"unknown kind '{word}' (known: apps, projects, tenants)")
+        fail(f"unknown kind '{word}' (known: apps, projects, tenants, secrets, configs)")
     return k
 
 
@@ -66,7 +66,7 @@ def item_path(kind: str, name: str, project: str | None) -> str:
         if "/" not in name:
             fail(f"give the project as TENANT/PROJECT, not '{name}'")
         return f"/projects/{name}"
-    return f"/projects/{project_of(project)}/apps/{name}"
+    return f"/projects/{project_of(project)}/{kind.lower()}s/{name}"
 
 
 def collection_path(kind: str, project: str | None, all_projects: bool = False) -> str:
@@ -74,9 +74,9 @@ def collection_path(kind: str, project: str | None, all_projects: bool = False) 
         return "/tenants"
     if kind == "Project":
         return "/projects"
-    if all_projects:
+    if all_projects and kind == "App":
         return "/apps"
-    return f"/projects/{project_of(project)}/apps"
+    return f"/projects/{project_of(project)}/{kind.lower()}s"
 
 
 # --- server and login ----------------------------------------------------------------------
@@ -191,7 +191,7 @@ def expand(c: Client, docs: list[tuple[str, Any, Path | None]], project: str | N
             fail(f"{name}: a document has no kind (expected a Dockyard manifest or a Compose file)")
         doc.setdefault("apiVersion", "dockyard/v1")
         meta = doc.setdefault("metadata", {})
-        if doc.get("kind") == "App":
+        if doc.get("kind") in ("App", "Secret", "Config"):
             if project and meta.get("project") not in (None, project):
                 fail(f"{name}: app {meta.get('name')} belongs to {meta.get('project')}, not {project}")
             if not meta.get("project"):
@@ -603,6 +603,87 @@ def create_token_cmd(name: Annotated[str, typer.Option("--name")] = "api",
     typer.echo(res["token"])
     typer.echo(f"token {res['id']} ({name}) expires {res.get('expiresAt') or 'never'}; "
                "it is shown only now", err=True)
+
+
+def _file_value(from_file: Path | None, from_literal: str | None) -> bytes:
+    if (from_file is None) == (from_literal is None):
+        fail("give exactly one of --from-file F or --from-literal VALUE")
+    if from_file is not None:
+        try:
+            return sys.stdin.buffer.read() if str(from_file) == "-" else from_file.read_bytes()
+        except OSError as e:
+            fail(f"cannot read {from_file}: {e.strerror}")
+    return (from_literal or "").encode()
+
+
+@create_app.command("secret")
+def create_secret_cmd(name: Annotated[str, typer.Argument()],
+                      from_file: Annotated[Path | None, typer.Option("--from-file", help="a file; - for stdin")] = None,
+                      from_literal: Annotated[str | None, typer.Option("--from-literal")] = None,
+                      project: ProjectOpt = None) -> None:
+    """Create or replace a secret (containers see it at /run/secrets/NAME)."""
+    import base64
+
+    value = _file_value(from_file, from_literal)
+    p = project_of(project)
+    body = {"apiVersion": "dockyard/v1", "kind": "Secret", "metadata": {"name": name, "project": p},
+            "spec": {"valueBase64": base64.b64encode(value).decode()}}
+    _upsert(body, f"/projects/{p}/secrets", f"/projects/{p}/secrets/{name}", f"secret/{name}")
+
+
+@create_app.command("config")
+def create_config_cmd(name: Annotated[str, typer.Argument()],
+                      from_file: Annotated[Path | None, typer.Option("--from-file")] = None,
+                      from_literal: Annotated[str | None, typer.Option("--from-literal")] = None,
+                      project: ProjectOpt = None) -> None:
+    """Create or replace a config (containers see it at /run/configs/NAME)."""
+    value = _file_value(from_file, from_literal)
+    try:
+        text = value.decode()
+    except UnicodeDecodeError:
+        fail("a config must be text (UTF-8); use a secret for binary data")
+    p = project_of(project)
+    body = {"apiVersion": "dockyard/v1", "kind": "Config", "metadata": {"name": name, "project": p},
+            "spec": {"data": text}}
+    _upsert(body, f"/projects/{p}/configs", f"/projects/{p}/configs/{name}", f"config/{name}")
+
+
+def _upsert(body: dict, collection: str, item: str, label: str) -> None:
+    c = run(Client)
+    current = run(lambda: c.request("GET", item, ok_404=True))
+    if current is None:
+        run(lambda: c.request("POST", collection, json_body=body))
+        typer.echo(f"{label} created")
+    else:
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        res = run(lambda: c.request("PUT", item, json_body=body))
+        changed = res["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]
+        typer.echo(f"{label} {'configured' if changed else 'unchanged'}")
+
+
+@app.command()
+def audit(project: ProjectOpt = None, tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+          user: Annotated[str | None, typer.Option("--user")] = None,
+          limit: Annotated[int, typer.Option("--limit")] = 100, output: OutputOpt = "table",
+          action: Annotated[str | None, typer.Argument(help="`verify` checks the hash chain")] = None) -> None:
+    """Who did what, when, from where: the audit log (`dockyard audit verify` checks it)."""
+    c = run(Client)
+    if action == "verify":
+        res = run(lambda: c.request("POST", "/audit/verify"))
+        if res["ok"]:
+            typer.echo(f"audit log intact: {res['entries']} entries, hash chain verified")
+            return
+        fail(f"audit log TAMPERED: {res['reason']}")
+    elif action is not None:
+        fail(f"unknown audit action '{action}' (verify)")
+    res = run(lambda: c.request("GET", "/audit", params={"project": project, "tenant": tenant, "user": user,
+                                                         "limit": limit}))
+    if output != "table":
+        emit(res, output)
+        return
+    typer.echo(table(["TIME", "USER", "FROM", "ACTION", "OBJECT", "RESULT"],
+                     [[e["at"][:19], e["user"], e["source"], e["action"], e["object"], e["outcome"]]
+                      for e in res["items"]]))
 
 
 @app.command()

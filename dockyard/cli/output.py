@@ -65,8 +65,19 @@ def tenant_row(t: dict) -> list[Any]:
     return [t["metadata"]["name"], (t.get("spec") or {}).get("displayName", ""), age(t["metadata"].get("createdAt"))]
 
 
+def secret_row(x: dict) -> list[Any]:
+    spec = x.get("spec") or {}
+    return [x["metadata"]["name"], (spec.get("sha256") or "")[:16], spec.get("size", ""), age(x["metadata"].get("createdAt"))]
+
+
+def config_row(x: dict) -> list[Any]:
+    return [x["metadata"]["name"], len((x.get("spec") or {}).get("data", "")), age(x["metadata"].get("createdAt"))]
+
+
 TABLES = {
     "App": (["NAME", "IMAGE", "READY", "STATUS", "AGE"], app_row),
     "Project": (["NAME", "NETWORK", "STATUS", "AGE"], project_row),
     "Tenant": (["NAME", "DISPLAY NAME", "AGE"], tenant_row),
+    "Secret": (["NAME", "SHA256", "SIZE", "AGE"], secret_row),
+    "Config": (["NAME", "SIZE", "AGE"], config_row),
 }

@@ -3,6 +3,7 @@ writes what it observes back into the App's status."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from dockyard.engines.base import (
     DesiredApp,
     EngineDriver,
     EngineError,
+    MountedFile,
     ObservedApp,
     ObservedContainer,
     WorkloadKey,
@@ -21,6 +23,10 @@ from dockyard.store.errors import NotFound
 from dockyard.store.repository import Event, Store, StoredObject
 
 log = logging.getLogger(__name__)
+
+
+class MissingReference(Exception):
+    pass
 
 
 @dataclass
@@ -61,9 +67,17 @@ class AppReconciler:
                 log.info("removed %d container(s) of deleted app %s/%s", removed, scope, name)
             return Outcome()
         spec = AppSpec.model_validate(app.spec)
-        h = template_hash(template_of(spec))
         status = dict(app.status)
-        revision = self._revision_for(scope, name, h, status)
+        revision = self._revision_for(scope, name, template_hash(template_of(spec)), status)
+        try:
+            files = self._files(scope, spec)
+        except MissingReference as e:
+            self._fail(app, status, EngineError(str(e), permanent=True, reason="ReferenceNotFound"))
+            return Outcome(requeue=5.0)
+        # containers are replaced when a secret's or config's content changes, too
+        h = template_hash({"template": template_of(spec),
+                           "files": {f.target: hashlib.sha256(f.data).hexdigest() for f in files}}) \
+            if files else template_hash(template_of(spec))
 
         # rollout bookkeeping lives in the status, so a restarted server resumes it correctly
         if status.get("templateHash") != h:
@@ -74,6 +88,7 @@ class AppReconciler:
         deadline_passed = (_now() - started).total_seconds() > spec.strategy.progress_deadline_seconds
         hold = self._dependency_hold(scope, spec, status)
         desired = DesiredApp(key=key, spec=spec, template_hash=h, revision=revision, generation=app.generation,
+                             files=files,
                              rollout_stalled=deadline_passed and status.get("phase") != "Ready",
                              hold_reason=hold)
         def drain(leaving: list[ObservedContainer], observed: list[ObservedContainer]) -> None:
@@ -105,6 +120,24 @@ class AppReconciler:
         if observed.stalled_reason:
             return Outcome(requeue=5.0)
         return Outcome(requeue=0.5 if observed.actions else 1.0)
+
+    def _files(self, scope: str, spec: AppSpec) -> list[MountedFile]:
+        out = []
+        for ref in spec.secrets:
+            try:
+                obj = self.store.get("Secret", scope, ref.name)
+            except NotFound:
+                raise MissingReference(f"secret '{ref.name}' not found in project {scope}") from None
+            data = self.store.keyring.decrypt(obj.spec["ciphertext"])
+            out.append(MountedFile(ref.name, ref.target or f"/run/secrets/{ref.name}", data, True))
+        for ref in spec.configs:
+            try:
+                obj = self.store.get("Config", scope, ref.name)
+            except NotFound:
+                raise MissingReference(f"config '{ref.name}' not found in project {scope}") from None
+            out.append(MountedFile(ref.name, ref.target or f"/run/configs/{ref.name}",
+                                   obj.spec.get("data", "").encode(), False))
+        return out
 
     def _revision_for(self, scope: str, name: str, h: str, status: dict) -> int:
         for rev in reversed(self.store.revisions(scope, name)):

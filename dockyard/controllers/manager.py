@@ -97,7 +97,7 @@ class ControllerManager:
                 cursor = self.store.current_rv()
                 continue
             try:
-                batch = self.store.changes_since(cursor, kinds=("App", "Project"))
+                batch = self.store.changes_since(cursor, kinds=("App", "Project", "Secret", "Config"))
             except Gone:
                 cursor = self.store.current_rv()
                 self._enqueue_all()
@@ -113,11 +113,21 @@ class ControllerManager:
                 if ch.type == "MODIFIED" and status.get("observedGeneration") == meta.get("generation") \
                         and ch.object.get("kind") == "App":
                     continue  # a status write: nothing new to act on
+                if ch.kind in ("Secret", "Config"):
+                    self._enqueue_users_of(ch.kind, ch.scope, ch.name)
+                    continue
                 self.queue.add((ch.kind, ch.scope, ch.name))
                 if ch.kind == "Project" and ch.type == "DELETED":
                     self.queue.add(("Project", ch.scope, ch.name))
             if not batch:
                 self.store.wait_for_change(cursor, timeout=1.0)
+
+    def _enqueue_users_of(self, kind: str, scope: str, name: str) -> None:
+        """Apps that mount a changed Secret or Config roll out its new content."""
+        field = "secrets" if kind == "Secret" else "configs"
+        for app in self.store.list("App", scope=scope)[0]:
+            if any(ref.get("name") == name for ref in app.spec.get(field) or []):
+                self.queue.add(("App", app.scope, app.name))
 
     def _events_loop(self) -> None:
         backoff = 0.5

@@ -38,6 +38,16 @@ class WorkloadKey:
         return f"{self.tenant}/{self.project}"
 
 
+@dataclass(frozen=True)
+class MountedFile:
+    """A Secret or Config given to every replica as a read-only file (secrets on tmpfs)."""
+
+    name: str
+    target: str
+    data: bytes
+    secret: bool
+
+
 @dataclass
 class DesiredApp:
     key: WorkloadKey
@@ -45,6 +55,7 @@ class DesiredApp:
     template_hash: str
     revision: int
     generation: int
+    files: list[MountedFile] = field(default_factory=list)
     # set by the controller: stop the rollout where it is (deadline passed) / create nothing yet
     rollout_stalled: bool = False
     hold_reason: str | None = None

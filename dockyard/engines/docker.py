@@ -9,11 +9,14 @@ crash finds the container it already created instead of making a duplicate.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -32,6 +35,7 @@ from dockyard.engines.base import (
     ObservedContainer,
     WorkloadKey,
 )
+from dockyard.engines.hostfw import HostFirewall
 from dockyard.engines.rollout import Action, Target, plan_step
 from dockyard.model.app import AppSpec
 from dockyard.model.image import parse_image
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 L_INSTANCE, L_TENANT, L_PROJECT, L_APP = "dockyard.instance", "dockyard.tenant", "dockyard.project", "dockyard.app"
 L_GENERATION, L_HASH, L_REVISION, L_SLOT = "dockyard.generation", "dockyard.spec-hash", "dockyard.revision", "dockyard.slot"
 DEFAULT_PIDS_LIMIT = 1024
+# secrets and configs are written here (a tmpfs) and bind-mounted read-only, file by file
+FILES_BASE = Path(os.environ.get("DOCKYARD_FILES_DIR", "/dev/shm/dockyard"))
 PARALLELISM = 12
 
 
@@ -67,6 +73,8 @@ class DockerDriver(EngineDriver):
         self._pool = ThreadPoolExecutor(max_workers=PARALLELISM, thread_name_prefix="engine")
         self._image_ok: dict[str, float] = {}
         self._locks: dict[str, threading.Lock] = {}
+        # host rules only make sense for an engine on this host
+        self.firewall = HostFirewall() if url.startswith("unix://") else None
         self._locks_guard = threading.Lock()
 
     # --- naming ---------------------------------------------------------------------------
@@ -112,8 +120,9 @@ class DockerDriver(EngineDriver):
         with self._lock_for(name):
             existing = [n for n in self._call(self.api.networks, names=[name]) if n["Name"] == name]
             if not existing:
-                self._call(self.api.create_network, name, driver="bridge", check_duplicate=True,
-                           labels={L_INSTANCE: self.instance, L_TENANT: tenant, L_PROJECT: project})
+                created = self._call(self.api.create_network, name, driver="bridge", check_duplicate=True,
+                                     labels={L_INSTANCE: self.instance, L_TENANT: tenant, L_PROJECT: project})
+                existing = [{"Id": created["Id"]}]
             elif len(existing) > 1:
                 keep = sorted(existing, key=lambda n: n.get("Created", ""))[0]
                 for extra in existing:
@@ -122,7 +131,16 @@ class DockerDriver(EngineDriver):
                             self._call(self.api.remove_network, extra["Id"])
                         except (EngineError, docker_errors.NotFound) as e:
                             log.warning("could not remove duplicate network %s: %s", extra["Id"][:12], e)
+                existing = [keep]
+            if self.firewall is not None:
+                self.firewall.isolate(_bridge_of(existing[0]["Id"]))
         return name
+
+    def project_isolated(self, tenant: str, project: str) -> bool | None:
+        """Whether the project's bridge is cut off from the host (None: not applicable)."""
+        if self.firewall is None:
+            return None
+        return self.firewall.available
 
     def _lock_for(self, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -132,6 +150,8 @@ class DockerDriver(EngineDriver):
         for key in [k for k in self.list_apps() if (k.tenant, k.project) == (tenant, project)]:
             self.remove_app(key)
         for net in self._call(self.api.networks, filters=self._filters(tenant=tenant, project=project)):
+            if self.firewall is not None:
+                self.firewall.release(_bridge_of(net["Id"]))
             try:
                 self._call(self.api.remove_network, net["Id"])
             except docker_errors.NotFound:
@@ -238,10 +258,12 @@ class DockerDriver(EngineDriver):
             if current.state == "running":
                 self._stop(current.id)
             self._remove(current.id)
+            self._forget_files(current.name)
         elif action.verb == "start" and current:
             self._call(self.api.start, current.id)
         elif action.verb == "recreate" and current:
             self._remove(current.id)
+            self._forget_files(current.name)
             self._create_and_start(desired, net, action.slot)
         elif action.verb == "create":
             self._create_and_start(desired, net, action.slot)
@@ -262,9 +284,31 @@ class DockerDriver(EngineDriver):
             if "already in progress" not in str(e):
                 raise
 
+    def _write_files(self, desired: DesiredApp, name: str) -> list[Mount]:
+        if not desired.files:
+            return []
+        if not self.url.startswith("unix://"):
+            raise EngineError("secrets and configs need the engine on this host (a unix:// engine) or a Swarm "
+                              "cluster", permanent=True, reason="FilesUnsupported")
+        base = FILES_BASE / self.instance / name
+        base.mkdir(parents=True, exist_ok=True)
+        os.chmod(FILES_BASE, 0o700)
+        mounts = []
+        for i, f in enumerate(desired.files):
+            path = base / f"{'s' if f.secret else 'c'}{i}-{f.name}"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(f.data)
+            os.chmod(path, 0o444)
+            mounts.append(Mount(target=f.target, source=str(path), type="bind", read_only=True))
+        return mounts
+
+    def _forget_files(self, name: str) -> None:
+        shutil.rmtree(FILES_BASE / self.instance / name, ignore_errors=True)
+
     def _create_and_start(self, desired: DesiredApp, net: str, slot: int) -> None:
         name = self.container_name(desired.key, desired.template_hash, slot)
-        config = self._container_config(desired, net, slot, name)
+        config = self._container_config(desired, net, slot, name, self._write_files(desired, name))
         try:
             created = self._call(self.api.create_container, **config)
             cid = created["Id"]
@@ -274,7 +318,8 @@ class DockerDriver(EngineDriver):
             cid = name  # made by an earlier step that crashed before starting it
         self._call(self.api.start, cid)
 
-    def _container_config(self, desired: DesiredApp, net: str, slot: int, name: str) -> dict[str, Any]:
+    def _container_config(self, desired: DesiredApp, net: str, slot: int, name: str,
+                          file_mounts: list[Mount]) -> dict[str, Any]:
         spec: AppSpec = desired.spec
         key = desired.key
         res = spec.resources
@@ -294,7 +339,7 @@ class DockerDriver(EngineDriver):
             "mounts": [Mount(target=v.mount_path, source=v.host_path, type="bind", read_only=v.read_only)
                        if v.host_path else
                        Mount(target=v.mount_path, source=self.volume_name(key.tenant, key.project, v.name),
-                             type="volume", read_only=v.read_only) for v in spec.volumes],
+                             type="volume", read_only=v.read_only) for v in spec.volumes] + file_mounts,
             "read_only": sc.read_only_root_filesystem,
         }
         if sc.capabilities.add:
@@ -391,6 +436,8 @@ class DockerDriver(EngineDriver):
         found = self._call(self.api.containers, all=True,
                            filters=self._filters(tenant=key.tenant, project=key.project, app=key.app))
         list(self._pool.map(lambda c: self._remove(c["Id"]), found))
+        for c in found:
+            self._forget_files(c["Names"][0].lstrip("/"))
         return len(found)
 
     # --- logs and events ------------------------------------------------------------------
@@ -484,6 +531,11 @@ class DockerDriver(EngineDriver):
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.api.close()
+
+
+def _bridge_of(network_id: str) -> str:
+    """The host interface of a Docker bridge network (Docker names it br-<first 12 of the id>)."""
+    return f"br-{network_id[:12]}"
 
 
 def _log_line(c: ObservedContainer, raw: bytes, timestamps: bool) -> LogLine:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from dockyard.model.app import App
 from dockyard.model.meta import Schema
 from dockyard.model.project import Project
+from dockyard.model.secret import Config, Secret
 from dockyard.model.tenant import Tenant
 
 
@@ -22,6 +23,8 @@ KINDS: dict[str, KindInfo] = {
     "Tenant": KindInfo("Tenant", "tenants", "cluster", Tenant),
     "Project": KindInfo("Project", "projects", "tenant", Project),
     "App": KindInfo("App", "apps", "project", App),
+    "Secret": KindInfo("Secret", "secrets", "project", Secret),
+    "Config": KindInfo("Config", "configs", "project", Config),
 }
 
 BY_PLURAL = {k.plural: k for k in KINDS.values()}

@@ -58,8 +58,12 @@ class StoredObject:
         meta.update(uid=self.uid, generation=self.generation, resourceVersion=str(self.resource_version),
                     labels=self.labels, annotations=self.annotations,
                     createdAt=_iso(self.created_at))
+        spec = self.spec
+        if self.kind == "Secret":
+            # write-only: the encrypted value never leaves the server, not even encrypted
+            spec = {k: v for k, v in spec.items() if k not in ("ciphertext", "keyId")}
         return {"apiVersion": "dockyard/v1", "kind": self.kind, "metadata": meta,
-                "spec": self.spec, "status": self.status}
+                "spec": spec, "status": self.status}
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -132,6 +136,7 @@ class Store:
         self.read_engine: Engine = db.make_read_engine(url) if url.startswith("sqlite") else self.engine
         # wakes watchers and controllers of this process at once; other replicas poll the feed
         self.changed = threading.Condition()
+        self.keyring: Any = None  # the KeyRing for Secret values, set by the server
         self._last_rv = 0
 
     def _notify(self, rv: int) -> None:

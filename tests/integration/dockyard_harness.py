@@ -135,6 +135,11 @@ def remove_instance_objects(api: docker.APIClient, instance: str) -> None:
             api.remove_network(n["Id"])
         except docker.errors.APIError:
             pass
+        # the server would have released its host isolation rule; it is stopped, so do it here
+        rule = ["DOCKYARD-INPUT", "-i", f"br-{n['Id'][:12]}", "-m", "conntrack", "!", "--ctstate",
+                "ESTABLISHED,RELATED", "-m", "comment", "--comment", f"dockyard isolation br-{n['Id'][:12]}",
+                "-j", "DROP"]
+        subprocess.run(["iptables", "-w", "5", "-D", *rule], capture_output=True)
     for v in (api.volumes(filters={"label": label}) or {}).get("Volumes") or []:
         try:
             api.remove_volume(v["Name"], force=True)
