@@ -41,6 +41,7 @@ from bench.common import (
     check,
     goal,
     log,
+    machine_info,
     ms_summary,
     proc_cpu_seconds,
     ratio,
@@ -322,6 +323,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     many = 1000 if quick else 10_000
     passes = 2 if quick else 5
     started = datetime.now(UTC)
+    machine = machine_info()
     client_kind = "httpx" if os.environ.get("BENCH_CLIENT") == "httpx" else "http.client"
     log(f"== api: GET / apply at {CLIENTS} concurrent clients ({seconds:.0f} s each), list of {many} apps "
         f"(limit={PAGE}, {passes} passes); peer GET /healthz; client {client_kind}")
@@ -405,5 +407,5 @@ def run(quick: bool = False) -> dict[str, Any]:
                    "list_page_p99_vs_sequential_healthz_p99": ratio(lp["p99"], hz1["latency_ms"]["p99"])},
         "goals": goals,
     })
-    write_result(NAME, data, quick=quick, started=started)
+    write_result(NAME, data, quick=quick, started=started, machine=machine)
     return data

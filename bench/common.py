@@ -247,13 +247,14 @@ def _count_running() -> int | None:
         return None
 
 
-def write_result(name: str, data: dict[str, Any], *, quick: bool, started: datetime) -> Path:
+def write_result(name: str, data: dict[str, Any], *, quick: bool, started: datetime,
+                 machine: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "-quick" if quick else ""
     path = RESULTS / f"{name}-{started.strftime('%Y-%m-%d')}{suffix}.json"
     doc = {"benchmark": name, "date": started.isoformat(timespec="seconds"),
            "finished": datetime.now(UTC).isoformat(timespec="seconds"), "quick": quick,
-           "machine": machine_info(), **data}
+           "machine": machine, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()], **data}
     path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     log(f"  result file: {path.relative_to(ROOT)}")
     return path

@@ -26,6 +26,7 @@ from bench.common import (
     goal,
     is_ready,
     log,
+    machine_info,
     proc_cpu_seconds,
     proc_status,
     ratio,
@@ -100,6 +101,7 @@ def _login_burst(server: Server, n: int = LOGIN_BURST) -> dict[str, Any]:
 def run(quick: bool = False) -> dict[str, Any]:
     idle = 5.0 if quick else 30.0
     started = datetime.now(UTC)
+    machine = machine_info()
     log(f"== footprint: idle server RSS with {APPS} apps ({idle:.0f} s idle), replicas 0 then 1; peer dockerd RSS")
     data: dict[str, Any] = {"apps": APPS, "idle_seconds": idle}
     with Server(NAME) as server, server.client(timeout=120) as c:
@@ -139,5 +141,5 @@ def run(quick: bool = False) -> dict[str, Any]:
     data["ratio_server_to_dockerd"] = ratio(p1["rss_mb"], p1["dockerd_rss_mb"]) if p1["dockerd_rss_mb"] else None
     data["note"] = ("replicas_0: 100 Apps with 0 replicas (no containers); replicas_1: the same Apps scaled to 1 "
                     "replica each (100 containers). RSS is VmRSS of the `dockyard server` process.")
-    write_result(NAME, data, quick=quick, started=started)
+    write_result(NAME, data, quick=quick, started=started, machine=machine)
     return data

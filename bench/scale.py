@@ -9,6 +9,7 @@ unique and `docker-compose down` follows each run (not timed). The runs alternat
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import tempfile
@@ -26,10 +27,13 @@ from bench.common import (
     app_manifest,
     check,
     containers,
+    dockerd_pid,
     goal,
     is_ready,
     log,
+    machine_info,
     parse_ts,
+    proc_cpu_seconds,
     ratio,
     remove_containers,
     run_id,
@@ -51,9 +55,16 @@ services:
 """
 
 
+def _cpu(server: Server | None) -> tuple[float, float]:
+    """CPU seconds so far of dockerd and (if given) the Dockyard server."""
+    dpid = dockerd_pid()
+    return (proc_cpu_seconds(dpid) if dpid else 0.0), (proc_cpu_seconds(server.pid) if server else 0.0)
+
+
 def _dockyard_once(server: Server, c: Any, watcher: Watcher, replicas: int) -> dict[str, Any]:
     path = server.apps_path()
     watcher.drain()
+    cpu0 = _cpu(server)
     t0 = time.perf_counter()
     r = c.post(path, json=app_manifest(APP, replicas))
     check(r, 201, "create app")
@@ -72,13 +83,15 @@ def _dockyard_once(server: Server, c: Any, watcher: Watcher, replicas: int) -> d
     w0 = time.time() - (time.perf_counter() - t0)
     t_ready, _, obj = watcher.wait_for(done, timeout=600, what=f"{replicas} ready replicas")
     total = t_ready - t0
+    cpu1 = _cpu(server)
     starts = sorted(s - w0 for s in (parse_ts(x.get("startedAt")) for x in obj["status"].get("containers") or [])
                     if s is not None)
     t_del = time.perf_counter()
     check(c.delete(f"{path}/{APP}"), 200, "delete app")
     labels = (f"dockyard.instance={server.instance}", f"dockyard.app={APP}")
     wait_until(lambda: not containers(*labels), timeout=300, interval=0.2, what="the app's containers to go")
-    return {"total": total, "first_container_started_s": round(starts[0], 3) if starts else None,
+    return {"total": total, "dockerd_cpu_s": round(cpu1[0] - cpu0[0], 2), "server_cpu_s": round(cpu1[1] - cpu0[1], 2),
+            "first_container_started_s": round(starts[0], 3) if starts else None,
             "last_container_started_s": round(starts[-1], 3) if starts else None,
             "ready_milestones_s": {str(k): round(v, 3) for k, v in sorted(milestones.items())},
             "delete_until_gone_s": round(time.perf_counter() - t_del, 3)}
@@ -91,9 +104,14 @@ def _compose(workdir: Path, project: str, *args: str, timeout: float) -> subproc
 
 def _compose_once(workdir: Path, project: str, replicas: int) -> dict[str, Any]:
     try:
+        cpu0 = _cpu(None)
+        c0 = os.times()
         t0 = time.perf_counter()
         r = _compose(workdir, project, "up", "-d", "--scale", f"web={replicas}", timeout=600)
         total = time.perf_counter() - t0
+        c1 = os.times()
+        compose_cpu = (c1.children_user + c1.children_system) - (c0.children_user + c0.children_system)
+        cpu = {"dockerd_cpu_s": round(_cpu(None)[0] - cpu0[0], 2), "compose_cpu_s": round(compose_cpu, 2)}
         if r.returncode != 0:
             raise BenchError(f"docker-compose up failed ({r.returncode}): {r.stderr.strip()[-800:]}")
         running = containers(f"com.docker.compose.project={project}")
@@ -105,13 +123,14 @@ def _compose_once(workdir: Path, project: str, replicas: int) -> dict[str, Any]:
         if d.returncode != 0:
             log(f"  warning: docker-compose down: {d.stderr.strip()[-300:]}")
         remove_containers(f"com.docker.compose.project={project}")
-    return {"total": total, "down_s": round(time.perf_counter() - t_down, 3)}
+    return {"total": total, **cpu, "down_s": round(time.perf_counter() - t_down, 3)}
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     n = 1 if quick else 3
     replicas = REPLICAS
     started = datetime.now(UTC)
+    machine = machine_info()
     rid = run_id()
     log(f"== scale: App of {replicas} replicas -> all Ready vs `docker-compose up -d --scale web={replicas}` "
         f"({n} run(s) each, alternating)")
@@ -154,6 +173,10 @@ def run(quick: bool = False) -> dict[str, Any]:
     rat = ratio(med_dy, med_cp)
     log(f"  Dockyard {replicas} replicas -> Ready: median {med_dy:.2f} s  (runs {[round(d['total'], 2) for d in dy]})")
     log(f"  docker-compose up --scale:        median {med_cp:.2f} s  (runs {[round(x['total'], 2) for x in cp]})")
+    log(f"  CPU seconds per run (medians): dockerd {statistics.median(d['dockerd_cpu_s'] for d in dy):.1f} "
+        f"with Dockyard (+ Dockyard server {statistics.median(d['server_cpu_s'] for d in dy):.1f}) vs dockerd "
+        f"{statistics.median(x['dockerd_cpu_s'] for x in cp):.1f} with compose "
+        f"(+ docker-compose {statistics.median(x['compose_cpu_s'] for x in cp):.1f})")
     log(f"  ratio Dockyard / compose = {rat:.2f};  compose CLI start-up alone (`docker-compose version`) "
         f"median {statistics.median(compose_startup):.2f} s")
     goals = [goal(f"Dockyard <= 0.8x compose's time (is {rat:.2f}x)", rat <= 0.8)]
@@ -165,5 +188,5 @@ def run(quick: bool = False) -> dict[str, Any]:
         "compose_cli_startup_median_s": round(statistics.median(compose_startup), 3),
         "goals": goals,
     }
-    write_result(NAME, data, quick=quick, started=started)
+    write_result(NAME, data, quick=quick, started=started, machine=machine)
     return data

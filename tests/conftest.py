@@ -13,6 +13,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -37,40 +38,39 @@ def _pg_server_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
-    """A migrated database that each test's database is copied from (saves migrating per test)."""
+def pg_admin() -> Iterator:
+    """One autocommit connection to the test server, for creating and dropping databases."""
     import psycopg
 
-    server_url = _pg_server_url()
+    with psycopg.connect(_pg_server_url(), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin: Any) -> Iterator[str]:
+    """A migrated database that each test's database is copied from (saves migrating per test)."""
     name = f"dy_template_{secrets.token_hex(6)}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    pg_admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        s = Store(_database_url(server_url, name))
+        s = Store(_database_url(_pg_server_url(), name))
         try:
             s.migrate()
         finally:
             s.close()  # CREATE DATABASE ... TEMPLATE needs the template to have no connections
         yield name
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
-def pg_database(pg_template: str) -> Iterator[str]:
+def pg_database(pg_admin: Any, pg_template: str) -> Iterator[str]:
     """A fresh PostgreSQL database of its own for one test; yields its postgresql:// URL."""
-    import psycopg
-
-    server_url = _pg_server_url()
     name = f"dy_test_{secrets.token_hex(6)}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    pg_admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
     try:
-        yield _database_url(server_url, name)
+        yield _database_url(_pg_server_url(), name)
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -3,9 +3,11 @@ the store and the engine-backed providers."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from dockyard import __version__
@@ -14,6 +16,7 @@ from dockyard.api.authz import check_path_visibility
 from dockyard.api.deps import LogProvider, PlatformInfo
 from dockyard.api.limits import LoginThrottle, RequestLimiter
 from dockyard.api.problems import Problem, problem_response
+from dockyard.model.kinds import KINDS
 from dockyard.store.keyring import KeyRing
 from dockyard.store.repository import Store
 
@@ -55,4 +58,76 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
 
     for r in (system.router, resources.router, apps.router, access.router, audit.router):
         app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
-    return app
+
+    def openapi_with_kinds() -> dict:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            for info in KINDS.values():
+                s = info.model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+                schemas.update(s.pop("$defs", {}))
+                schemas[info.kind] = s
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi_with_kinds  # type: ignore[method-assign]
+    return BodyLimit(app)  # type: ignore[return-value]
+
+
+class BodyLimit:
+    """Refuses request bodies over MAX_BODY with 413, whether or not they state a Content-Length
+    (a chunked body is counted as it arrives)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.state = app.state
+        self.router = app.router
+        self.openapi = app.openapi
+
+    def __getattr__(self, name: str):  # noqa: ANN204 — behave like the FastAPI app for tests and tools
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seen = 0
+        started = False
+        refused = False
+
+        async def counting_receive():  # noqa: ANN202
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > MAX_BODY:
+                    # answer now; the application sees the client gone and stops reading
+                    refused = True
+                    if not started:
+                        await _send_413(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracking_send(message) -> None:  # noqa: ANN001
+            nonlocal started
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except Exception:
+            if not refused:
+                raise
+
+
+async def _send_413(send) -> None:  # noqa: ANN001
+    body = json.dumps({"type": "https://dockyard.dev/problems/413", "title": "Request too large", "status": 413,
+                       "detail": f"request bodies are limited to {MAX_BODY} bytes"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

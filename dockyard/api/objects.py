@@ -164,8 +164,13 @@ def _quota_check(store: Store) -> Any:
 
 def _parent_check(store: Store, kind: str) -> Any:
     def check(conn: Connection, obj: StoredObject) -> None:
-        if kind == "Project" and not store.exists(conn, "Tenant", "", obj.scope):
-            raise NotFound(f"tenant '{obj.scope}' not found; create it first")
+        if kind == "Project":
+            # lock the tenant row: a concurrent tenant delete either sees this project or wins first
+            tenant = conn.execute(select(resources.c.id).where(and_(
+                resources.c.kind == "Tenant", resources.c.scope == "", resources.c.name == obj.scope))
+                .with_for_update()).first()
+            if tenant is None:
+                raise NotFound(f"tenant '{obj.scope}' not found; create it first")
         if kind in ("Secret", "Config"):
             tenant, project = _split(obj.scope)
             if not store.exists(conn, "Project", tenant, project):
@@ -265,13 +270,16 @@ def patch(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str, 
 
 def delete(store: Store, authz: Authorizer, kind: str, *, scope: str, name: str, dry_run: bool) -> dict:
     _authorize(authz, kind, "delete", scope, name)
+    check = None
     if kind == "Tenant":
-        projects, _, _ = store.list("Project", scope=name, limit=1)
-        if projects:
-            raise Conflict(f"tenant '{name}' still has projects (for example {name}/{projects[0].name}); "
-                           "delete them first")
-    cascade = ("App",) if kind == "Project" else ()
-    obj = store.delete(kind, scope, name, dry_run=dry_run, cascade=cascade)
+        def check(conn: Connection, obj: StoredObject) -> None:
+            # inside the delete's transaction: a project created meanwhile cannot be orphaned
+            first = conn.execute(select(resources.c.name).where(and_(
+                resources.c.kind == "Project", resources.c.scope == name)).limit(1)).scalar()
+            if first is not None:
+                raise Conflict(f"tenant '{name}' still has projects (for example {name}/{first}); delete them first")
+    cascade = ("App", "Secret", "Config") if kind == "Project" else ()
+    obj = store.delete(kind, scope, name, dry_run=dry_run, cascade=cascade, check=check)
     if not dry_run and kind == "Project":
         revoke_all(store, tenant=scope, project=name)
     elif not dry_run and kind == "Tenant":

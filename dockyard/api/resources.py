@@ -30,8 +30,9 @@ NameFilter = Annotated[str | None, Query(alias="name", max_length=63, descriptio
 
 
 def _body_schema(kind: str) -> dict[str, Any]:
-    schema = KINDS[kind].model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    # the kind's sub-schemas are published under components/schemas by api/app.py:openapi_with_kinds
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{kind}"}}}}}
 
 
 def _patch_schema() -> dict[str, Any]:

@@ -80,8 +80,8 @@ def parse_duration(value: str | int | float) -> float:
         total += n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
         pos = m.end()
     if pos != len(text):
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"'{value}' is not a duration (examples: 10s, 1m30s, 500ms)") from None
+        # a bare number of seconds; not "nan", "inf" or a negative number, which float() accepts
+        if not re.fullmatch(r"\d+(?:\.\d+)?", text):
+            raise ValueError(f"'{value}' is not a duration (examples: 10s, 1m30s, 500ms)")
+        return float(text)
     return total

@@ -287,15 +287,21 @@ class Store:
         return obj
 
     def delete(self, kind: str, scope: str, name: str, *, expected_rv: int | None = None,
-               dry_run: bool = False, cascade: Iterable[str] = ()) -> StoredObject:
-        """Delete an object, and with `cascade` the objects of those kinds scoped under it."""
+               dry_run: bool = False, cascade: Iterable[str] = (),
+               check: Callable[[Connection, StoredObject], None] | None = None) -> StoredObject:
+        """Delete an object, and with `cascade` the objects of those kinds scoped under it.
+        `check` runs inside the transaction and may refuse (e.g. a tenant that still has projects)."""
         with self.engine.begin() as conn:
             cur = self._fetch(conn, kind, scope, name)
             if cur is None:
                 raise NotFound(f"{kind.lower()} '{_display(scope, name)}' not found")
-            if expected_rv is not None and expected_rv != cur.resource_version:
+            spec_version = conn.execute(select(resources.c.spec_version).where(
+                resources.c.uid == cur.uid).with_for_update()).scalar_one()
+            if expected_rv is not None and expected_rv < spec_version:
                 raise Conflict(f"{kind.lower()} '{_display(scope, name)}' was changed by someone else; "
                                "get it again before deleting")
+            if check:
+                check(conn, cur)
             if dry_run:
                 conn.rollback()
                 return cur

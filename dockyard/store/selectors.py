@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 _TERM = re.compile(
     r"^\s*(?:(?P<not>!)\s*(?P<nk>[^\s,=!()]+)"
-    r"|(?P<k>[^\s,=!()]+)\s*(?:(?P<op>==|=|!=)\s*(?P<v>[^\s,()]*)"
+    r"|(?P<k>[^\s,=!()]+)\s*(?:(?P<op>==|=|!=)\s*(?P<v>[^\s,()=!]*)"
     r"|\s+(?P<setop>in|notin)\s*\((?P<set>[^)]*)\))?)\s*$"
 )
 

@@ -103,7 +103,7 @@ def test_openapi_document_lists_the_routes(api: Any) -> None:
         ("/healthz", "get"),
     ]:
         assert method in paths.get(path, {}), f"{method.upper()} {path} missing from the OpenAPI document"
-    op_ids = [op["operationId"] for p in paths.values() for op in p.values()]
+    op_ids = [op.get("operationId") for p in paths.values() for op in p.values() if isinstance(op, dict)]
     assert len(op_ids) == len(set(op_ids)), "operationIds must be unique for generated clients"
 
 
@@ -119,10 +119,6 @@ def _refs(node: Any) -> Iterator[str]:
             yield from _refs(v)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: dockyard/api/resources.py _body_schema puts the kind's sub-schemas under an inline "
-    "'$defs' but points $ref at '#/components/schemas/<Model>', which the document does not define "
-    "(e.g. Metadata, AppSpec), so Swagger UI and client generators cannot resolve the request bodies"))
 def test_openapi_references_all_resolve(api: Any) -> None:
     doc = ok(api.get(f"{V1}/openapi.json"))
     schemas = doc.get("components", {}).get("schemas", {})
@@ -517,10 +513,13 @@ def test_watch_streams_changes_after_a_resource_version(project: Any) -> None:
         assert data["object"]["spec"]["replicas"] == 3
 
         # a change made while the stream is open arrives too
-        writer = threading.Thread(target=lambda: project.patch(f"{APPS}/web", json={"spec": {"replicas": 5}}))
+        statuses: list[int] = []
+        writer = threading.Thread(target=lambda: statuses.append(
+            project.patch(f"{APPS}/web", json={"spec": {"replicas": 5}}).status_code))
         writer.start()
         event, data = next_event(events)
         writer.join(10)
+        assert statuses == [200]
         assert event == "MODIFIED"
         assert data["object"]["spec"]["replicas"] == 5
         assert int(data["object"]["metadata"]["resourceVersion"]) > int(since)
@@ -562,10 +561,6 @@ def test_body_over_one_mebibyte_is_413(project: Any) -> None:
     ok(project.post(APPS, json=small), 201)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: the body limit in dockyard/api/app.py (limit_body middleware) only reads the "
-    "Content-Length header, so a chunked request (no Content-Length) of any size is read whole into "
-    "memory and parsed (here answered 422 'JSON decode error' after reading 3 MiB instead of 413)"))
 def test_chunked_body_over_one_mebibyte_is_413(project: Any) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(3):
