@@ -173,3 +173,13 @@ def test_security_doc_publishes_the_permission_table() -> None:
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
     assert permission_table_markdown() in doc, "docs/security.md must contain the current permission table"
+
+
+def test_expired_token_gets_401(api, store) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    from dockyard.store.users import get_user, issue_token
+
+    issued = issue_token(store, get_user(store, "admin"), kind="api", name="short", ttl=timedelta(seconds=-1))
+    r = api.get("/api/v1/whoami", headers={"Authorization": f"Bearer {issued.token}"})
+    assert r.status_code == 401 and "expired" in r.json()["detail"]
