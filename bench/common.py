@@ -180,6 +180,31 @@ def remove_containers(*labels: str) -> int:
         return 0
 
 
+def networks(*labels: str) -> list[str]:
+    """Ids of the networks carrying every one of `labels` (k=v)."""
+    args = ["network", "ls", "-q", "--no-trunc"]
+    for lb in labels:
+        args += ["--filter", f"label={lb}"]
+    return docker(*args, timeout=60).split()
+
+
+def remove_networks(*labels: str) -> int:
+    """docker network rm every network carrying all `labels`; returns how many went. Never raises."""
+    if not labels:
+        return 0
+    removed = 0
+    try:
+        for nid in networks(*labels):
+            r = subprocess.run(["docker", "network", "rm", nid], capture_output=True, text=True, timeout=60)
+            if r.returncode == 0:
+                removed += 1
+            else:
+                log(f"  warning: cannot remove network {nid[:12]}: {r.stderr.strip()[:300]}")
+    except (BenchError, subprocess.SubprocessError, OSError) as e:
+        log(f"  warning: cleanup of networks {labels} failed: {e}")
+    return removed
+
+
 def image_present(image: str = IMAGE) -> bool:
     return subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=30).returncode == 0
 
@@ -404,6 +429,8 @@ class Server:
                 if labels:
                     wait_until(lambda: not containers(*labels), timeout=timeout, interval=0.5,
                                what="the project's containers to be removed by the controller")
+                    wait_until(lambda: not networks(*labels), timeout=30, interval=0.5,
+                               what="the project's network to be removed by the controller")
         except (BenchError, httpx.HTTPError) as e:
             log(f"  warning: project teardown: {e}")
         finally:
@@ -411,6 +438,9 @@ class Server:
                 n = remove_containers(*labels)
                 if n:
                     log(f"  removed {n} leftover container(s) of {tenant}/{project} ourselves")
+                n = remove_networks(*labels)
+                if n:
+                    log(f"  removed {n} leftover network(s) of {tenant}/{project} ourselves")
 
 
 def app_manifest(name: str, replicas: int, *, project: str = PROJECT, tenant: str = TENANT,

@@ -36,6 +36,7 @@ from bench.common import (
     proc_cpu_seconds,
     ratio,
     remove_containers,
+    remove_networks,
     run_id,
     wait_until,
     write_result,
@@ -166,6 +167,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         finally:
             for project in projects:
                 remove_containers(f"com.docker.compose.project={project}")
+                remove_networks(f"com.docker.compose.project={project}")
             remove_containers(f"{PEER_LABEL}={rid}")
 
     med_dy = statistics.median(d["total"] for d in dy)

@@ -4,9 +4,8 @@ the store and the engine-backed providers."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
@@ -15,10 +14,10 @@ from dockyard.api import access, apps, audit, problems, resources, system
 from dockyard.api.authz import check_path_visibility
 from dockyard.api.deps import LogProvider, PlatformInfo
 from dockyard.api.limits import LoginThrottle, RequestLimiter
-from dockyard.api.problems import Problem, problem_response
 from dockyard.model.kinds import KINDS
 from dockyard.store.keyring import KeyRing
 from dockyard.store.repository import Store
+from dockyard.store.users import TokenCache
 
 MAX_BODY = 1024 * 1024  # 1 MiB: manifests and Compose files are far smaller
 
@@ -29,6 +28,8 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
                   description="Multi-tenant container cloud platform API. Every route but /login needs "
                               "`Authorization: Bearer <token>`. Errors are application/problem+json.")
     app.state.store = store
+    if store.token_cache is None:
+        store.token_cache = TokenCache()
     if store.keyring is None:
         store.keyring = keyring or KeyRing(None)  # tests: an in-memory key ring
     app.state.logs = logs
@@ -37,14 +38,6 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
     app.state.login_throttle = LoginThrottle()
     problems.install(app)
 
-    app.middleware("http")(audit.audit_middleware)
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return problem_response(Problem(413, f"request bodies are limited to {MAX_BODY} bytes"), request)
-        return await call_next(request)
 
     @app.get("/healthz", tags=["system"], operation_id="healthz", summary="Liveness and dependencies")
     async def healthz() -> dict:
@@ -71,7 +64,7 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
         return app.openapi_schema
 
     app.openapi = openapi_with_kinds  # type: ignore[method-assign]
-    return BodyLimit(app)  # type: ignore[return-value]
+    return BodyLimit(audit.AuditTrail(app))  # type: ignore[return-value]
 
 
 class BodyLimit:
@@ -91,6 +84,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        for k, v in scope.get("headers", ()):
+            if k == b"content-length" and (not v.isdigit() or int(v) > MAX_BODY):
+                await _send_413(send)
+                return
         seen = 0
         started = False
         refused = False

@@ -4,10 +4,9 @@ routes that read and verify it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.authz import AuthzDep, admin_only
@@ -21,40 +20,57 @@ MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 NOT_AUDITED = {"/api/v1/compose/convert"}  # pure conversions change nothing
 
 
-async def audit_middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    if request.method not in MUTATING or not request.url.path.startswith("/api/v1/") or \
-            request.url.path in NOT_AUDITED:
-        return await call_next(request)
-    response = await call_next(request)
-    try:
-        entry = _entry(request, response)
-        await run_in_threadpool(audit.append, request.app.state.store, entry)
-    except Exception:  # noqa: BLE001 — the audit must never turn a done request into an error
-        log.exception("could not write an audit entry for %s %s", request.method, request.url.path)
-    return response
+class AuditTrail:
+    """ASGI middleware: after a mutating request is answered, append its audit entry."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope.get("method") not in MUTATING or not path.startswith("/api/v1/") \
+                or path in NOT_AUDITED:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def capture(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            try:
+                entry = _entry(scope, status)
+                await run_in_threadpool(audit.append, self.app.state.store, entry)
+            except Exception:  # noqa: BLE001 — the audit must never turn a done request into an error
+                log.exception("could not write an audit entry for %s %s", scope.get("method"), path)
 
 
-def _entry(request: Request, response: Response) -> audit.AuditEntry:
-    user = getattr(request.state, "user", None)
-    name = user.name if user is not None else getattr(request.state, "audit_user", "") or "(anonymous)"
-    params = request.path_params
-    route = request.scope.get("route")
-    template = getattr(route, "path", request.url.path)
+def _entry(scope: dict, status: int) -> audit.AuditEntry:
+    state = scope.get("state") or {}
+    user = state.get("user")
+    name = user.name if user is not None else state.get("audit_user") or "(anonymous)"
+    params = scope.get("path_params") or {}
+    template = getattr(scope.get("route"), "path", scope.get("path", ""))
     tenant = params.get("tenant", "")
     project = params.get("project", "")
     if template.startswith("/api/v1/tenants/{name}"):
         tenant = params.get("name", "")
     elif template.startswith("/api/v1/projects/{tenant}/{name}"):
         project = params.get("name", "")
-    extra = getattr(request.state, "audit_scope", None)
-    if extra:
-        tenant, project = extra
-    detail = getattr(request.state, "audit_detail", "")
-    client = request.client.host if request.client else ""
-    return audit.AuditEntry(at=now(), user=name, source=client, method=request.method, path=request.url.path,
-                            action=f"{request.method} {template.removeprefix('/api/v1')}", tenant=tenant,
-                            project=project, object=request.url.path.removeprefix("/api/v1"),
-                            outcome=response.status_code, detail=detail)
+    client = scope.get("client")
+    path = scope.get("path", "")
+    return audit.AuditEntry(at=now(), user=name, source=client[0] if client else "", method=scope["method"],
+                            path=path, action=f"{scope['method']} {template.removeprefix('/api/v1')}", tenant=tenant,
+                            project=project, object=path.removeprefix("/api/v1"), outcome=status,
+                            detail=state.get("audit_detail", ""))
 
 
 def _show(e: audit.AuditEntry) -> dict:

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
-from dockyard.api.deps import PrincipalDep, StoreDep, get_principal
+from dockyard.api.deps import PrincipalDep, StoreDep, principal
 from dockyard.api.problems import Problem
 from dockyard.policy.permissions import BY_ACTION, RANK, at_least, strongest
 from dockyard.store.bindings import Binding, bindings_of_user
@@ -114,7 +115,7 @@ class Authorizer:
             raise Problem(403, f"{rule.description} in {where} needs the {rule.min_role} role; {have}")
 
 
-def get_authorizer(request: Request, store: StoreDep, user: PrincipalDep) -> Authorizer:
+async def get_authorizer(request: Request, store: StoreDep, user: PrincipalDep) -> Authorizer:
     cached = getattr(request.state, "authz", None)
     return cached if cached is not None else Authorizer(store, user)
 
@@ -122,7 +123,7 @@ def get_authorizer(request: Request, store: StoreDep, user: PrincipalDep) -> Aut
 AuthzDep = Annotated[Authorizer, Depends(get_authorizer)]
 
 
-def check_path_visibility(request: Request) -> None:
+async def check_path_visibility(request: Request) -> None:
     """Applied to every route: a tenant or project named in the path that the caller may not see
     is a 404 with the same words as one that does not exist, before the body is even read."""
     params = request.path_params
@@ -136,8 +137,14 @@ def check_path_visibility(request: Request) -> None:
     if not tenant:
         return
     store: Store = request.app.state.store
-    authz = Authorizer(store, get_principal(request))
+    authz = Authorizer(store, await principal(request))
     request.state.authz = authz
+    if authz.is_admin:
+        return  # admins see everything; the handler answers 404 for what does not exist
+    await run_in_threadpool(_check_visible, store, authz, tenant, project)
+
+
+def _check_visible(store: Store, authz: Authorizer, tenant: str, project: str | None) -> None:
     if project:
         if not authz.can_see_project(tenant, project) or not _exists(store, "Project", tenant, project):
             raise NotFound(f"project '{tenant}/{project}' not found")
@@ -155,7 +162,7 @@ def _exists(store: Store, kind: str, scope: str, name: str) -> bool:
 
 def admin_only(action: str) -> Any:
     """A route dependency for admin-level actions: refused before the body is read."""
-    def dependency(authz: AuthzDep) -> None:
+    async def dependency(authz: AuthzDep) -> None:
         authz.require(action)
 
     return Depends(dependency)

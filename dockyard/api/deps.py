@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.problems import Problem
 from dockyard.store.repository import Store
-from dockyard.store.users import User, authenticate_token
+from dockyard.store.users import User
 
 
 @dataclass
@@ -35,25 +36,30 @@ class PlatformInfo(Protocol):
     def leader(self) -> bool: ...
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_logs(request: Request) -> LogProvider:
+async def get_logs(request: Request) -> LogProvider:
     return request.app.state.logs
 
 
-def get_platform(request: Request) -> PlatformInfo:
+async def get_platform(request: Request) -> PlatformInfo:
     return request.app.state.platform
 
 
 def get_principal(request: Request) -> User:
+    """The caller, from the bearer token (401 without a valid one). Blocking: may query the store."""
+    cached = getattr(request.state, "user", None)
+    if cached is not None:
+        return cached
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Problem(401, "log in first: this request carries no bearer token",
                       headers={"WWW-Authenticate": 'Bearer realm="dockyard"'})
-    user = authenticate_token(request.app.state.store, token.strip())
+    store = request.app.state.store
+    user = store.token_cache.authenticate(store, token.strip())
     if user is None:
         raise Problem(401, "the token is invalid, expired or revoked; log in again",
                       headers={"WWW-Authenticate": 'Bearer realm="dockyard", error="invalid_token"'})
@@ -62,7 +68,20 @@ def get_principal(request: Request) -> User:
     return user
 
 
+async def principal(request: Request) -> User:
+    """get_principal for the event loop: a cached token costs no thread hop, others one."""
+    cached = getattr(request.state, "user", None)
+    if cached is not None:
+        return cached
+    store = request.app.state.store
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token and store.token_cache.peek(token.strip()) is not None:
+        return get_principal(request)
+    return await run_in_threadpool(get_principal, request)
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
-PrincipalDep = Annotated[User, Depends(get_principal)]
+PrincipalDep = Annotated[User, Depends(principal)]
 LogsDep = Annotated[LogProvider, Depends(get_logs)]
 PlatformDep = Annotated[PlatformInfo, Depends(get_platform)]

@@ -119,27 +119,27 @@ def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: 
 Name = Annotated[str, Query()]
 
 
-def _tenant_collection() -> str:
+async def _tenant_collection() -> str:
     return ""
 
 
-def _tenant_item(name: str) -> tuple[str, str]:
+async def _tenant_item(name: str) -> tuple[str, str]:
     return "", name
 
 
-def _project_collection(tenant: Annotated[str | None, Query(max_length=63)] = None) -> str | None:
+async def _project_collection(tenant: Annotated[str | None, Query(max_length=63)] = None) -> str | None:
     return tenant
 
 
-def _project_item(tenant: str, name: str) -> tuple[str, str]:
+async def _project_item(tenant: str, name: str) -> tuple[str, str]:
     return tenant, name
 
 
-def _app_collection(tenant: str, project: str) -> str:
+async def _app_collection(tenant: str, project: str) -> str:
     return f"{tenant}/{project}"
 
 
-def _app_item(tenant: str, project: str, name: str) -> tuple[str, str]:
+async def _app_item(tenant: str, project: str, name: str) -> tuple[str, str]:
     return f"{tenant}/{project}", name
 
 

@@ -47,7 +47,7 @@ class AuditEntry:
 def append(store: Store, e: AuditEntry) -> None:
     """Append one entry; the head row is updated first, which serialises appenders."""
     e.at = e.at or now()
-    with store.engine.begin() as conn:
+    with store.tx() as conn:
         conn.execute(update(settings).where(settings.c.key == HEAD).values(number=settings.c.number + 1))
         head = conn.execute(select(settings.c.value).where(settings.c.key == HEAD)).scalar()
         if head is None:

@@ -35,7 +35,7 @@ def bindings_in(store: Store, tenant: str, project: str | None = None) -> list[B
 
 
 def grant(store: Store, user: str, tenant: str, project: str, role: str) -> None:
-    with store.engine.begin() as conn:
+    with store.tx() as conn:
         key = and_(role_bindings.c.user == user, role_bindings.c.tenant == tenant, role_bindings.c.project == project)
         if conn.execute(select(role_bindings.c.id).where(key)).first():
             conn.execute(update(role_bindings).where(key).values(role=role))
@@ -45,7 +45,7 @@ def grant(store: Store, user: str, tenant: str, project: str, role: str) -> None
 
 
 def revoke(store: Store, user: str, tenant: str, project: str) -> bool:
-    with store.engine.begin() as conn:
+    with store.tx() as conn:
         res = conn.execute(delete(role_bindings).where(and_(
             role_bindings.c.user == user, role_bindings.c.tenant == tenant, role_bindings.c.project == project)))
         return res.rowcount > 0
@@ -60,5 +60,5 @@ def revoke_all(store: Store, *, user: str | None = None, tenant: str | None = No
         q = q.where(role_bindings.c.tenant == tenant)
     if project is not None:
         q = q.where(role_bindings.c.project == project)
-    with store.engine.begin() as conn:
+    with store.tx() as conn:
         conn.execute(q)

@@ -14,7 +14,7 @@ from dockyard.store.tables import leases
 def try_acquire(store: Store, name: str, holder: str, ttl: float) -> bool:
     """Take or renew lease `name` for `holder`; True while `holder` holds it."""
     expires = now() + timedelta(seconds=ttl)
-    with store.engine.begin() as conn:
+    with store.tx() as conn:
         res = conn.execute(update(leases).where(and_(leases.c.name == name, or_(
             leases.c.holder == holder, leases.c.expires_at < now()))).values(holder=holder, expires_at=expires))
         if res.rowcount == 1:
@@ -22,7 +22,7 @@ def try_acquire(store: Store, name: str, holder: str, ttl: float) -> bool:
         if conn.execute(select(leases.c.name).where(leases.c.name == name)).first() is not None:
             return False
     try:
-        with store.engine.begin() as conn:
+        with store.tx() as conn:
             conn.execute(insert(leases).values(name=name, holder=holder, expires_at=expires))
         return True
     except IntegrityError:
@@ -30,7 +30,7 @@ def try_acquire(store: Store, name: str, holder: str, ttl: float) -> bool:
 
 
 def release(store: Store, name: str, holder: str) -> None:
-    with store.engine.begin() as conn:
+    with store.tx() as conn:
         conn.execute(update(leases).where(and_(leases.c.name == name, leases.c.holder == holder))
                      .values(expires_at=now() - timedelta(seconds=1)))
 

@@ -12,7 +12,8 @@ import base64
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -137,6 +138,20 @@ class Store:
         # wakes watchers and controllers of this process at once; other replicas poll the feed
         self.changed = threading.Condition()
         self.keyring: Any = None  # the KeyRing for Secret values, set by the server
+        self.token_cache: Any = None  # users.TokenCache, set by the API
+        # SQLite has one writer at a time; queueing writers on a lock here is fair and fast, where
+        # SQLite's own busy handler sleeps with growing back-off under contention
+        self._write_lock = threading.Lock() if url.startswith("sqlite") else None
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """A write transaction."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
         self._last_rv = 0
 
     def _notify(self, rv: int) -> None:
@@ -152,7 +167,7 @@ class Store:
 
     def migrate(self) -> None:
         db.migrate(self.engine)
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             if conn.execute(select(settings.c.key).where(settings.c.key == "resource_version")).first() is None:
                 try:
                     conn.execute(insert(settings).values(key="resource_version", value="", number=0))
@@ -173,7 +188,7 @@ class Store:
         if row:
             return row.value
         try:
-            with self.engine.begin() as conn:
+            with self.tx() as conn:
                 conn.execute(insert(settings).values(key=key, value=default(), number=0))
         except IntegrityError:
             pass
@@ -204,7 +219,7 @@ class Store:
 
         `check` runs inside the transaction before commit (parent exists, quota...) and may raise.
         """
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             if self._fetch(conn, kind, scope, name) is not None:
                 raise AlreadyExists(f"{kind.lower()} '{_display(scope, name)}' already exists")
             ts = now()
@@ -234,7 +249,7 @@ class Store:
                 annotations: dict | None = None, expected_rv: int | None = None, dry_run: bool = False,
                 check: Callable[[Connection, StoredObject], None] | None = None) -> StoredObject:
         """Replace spec, labels and annotations. A stale expected_rv raises Conflict (409)."""
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             cur = self._fetch(conn, kind, scope, name)
             if cur is None:
                 raise NotFound(f"{kind.lower()} '{_display(scope, name)}' not found")
@@ -272,7 +287,7 @@ class Store:
     def update_status(self, kind: str, scope: str, name: str, status: dict,
                       uid: str | None = None) -> StoredObject | None:
         """Write an object's observed status; a no-op when unchanged or the object is gone."""
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             cur = self._fetch(conn, kind, scope, name)
             if cur is None or (uid is not None and cur.uid != uid):
                 return None
@@ -291,7 +306,7 @@ class Store:
                check: Callable[[Connection, StoredObject], None] | None = None) -> StoredObject:
         """Delete an object, and with `cascade` the objects of those kinds scoped under it.
         `check` runs inside the transaction and may refuse (e.g. a tenant that still has projects)."""
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             cur = self._fetch(conn, kind, scope, name)
             if cur is None:
                 raise NotFound(f"{kind.lower()} '{_display(scope, name)}' not found")
@@ -403,7 +418,7 @@ class Store:
 
     def compact_changes(self, keep: int = CHANGE_FEED_KEEP) -> int:
         """Drop all but the newest `keep` changes; returns how many were dropped."""
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             top = conn.execute(select(func.max(changes.c.resource_version))).scalar() or 0
             below = top - keep
             if below <= 0:
@@ -448,7 +463,7 @@ class Store:
     def record_event(self, ev: Event) -> None:
         """Append an event; the same event repeated in a row is counted instead of stored again."""
         message = ev.message[:2000]
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             last = conn.execute(select(events).where(and_(events.c.scope == ev.scope, events.c.kind == ev.kind,
                                                           events.c.name == ev.name))
                                 .order_by(events.c.id.desc()).limit(1)).first()

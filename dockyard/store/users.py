@@ -44,7 +44,7 @@ def hash_token(token: str) -> str:
 def create_user(store: Store, name: str, password: str, *, is_admin: bool = False) -> User:
     h = _hasher.hash(password)
     try:
-        with store.engine.begin() as conn:
+        with store.tx() as conn:
             res = conn.execute(insert(users).values(name=name, password_hash=h, is_admin=is_admin, created_at=now()))
             return User(int(res.inserted_primary_key[0]), name, is_admin)
     except IntegrityError:
@@ -74,7 +74,8 @@ def verify_password(store: Store, name: str, password: str) -> User | None:
 
 
 def set_password(store: Store, name: str, password: str) -> None:
-    with store.engine.begin() as conn:
+    _forget_cached_tokens(store)
+    with store.tx() as conn:
         conn.execute(update(users).where(users.c.name == name).values(password_hash=_hasher.hash(password)))
 
 
@@ -83,7 +84,7 @@ def issue_token(store: Store, user: User, *, kind: str = "session", name: str = 
                 role: str | None = None) -> IssuedToken:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires = now() + ttl if ttl else None
-    with store.engine.begin() as conn:
+    with store.tx() as conn:
         res = conn.execute(insert(tokens).values(user_id=user.id, name=name, token_hash=hash_token(token), kind=kind,
                                                  expires_at=expires, revoked=False, created_at=now(), project=project,
                                                  role=role))
@@ -110,7 +111,8 @@ def list_tokens(store: Store, user_id: int) -> list[TokenInfo]:
 
 
 def revoke_token_id(store: Store, user_id: int, token_id: int) -> bool:
-    with store.engine.begin() as conn:
+    _forget_cached_tokens(store)
+    with store.tx() as conn:
         res = conn.execute(update(tokens).where(and_(tokens.c.id == token_id, tokens.c.user_id == user_id))
                            .values(revoked=True))
         return res.rowcount > 0
@@ -130,9 +132,10 @@ def get_user(store: Store, name: str) -> User | None:
 
 def delete_user(store: Store, name: str) -> bool:
     """Delete a user, their tokens and their role bindings."""
+    _forget_cached_tokens(store)
     from dockyard.store.tables import role_bindings
 
-    with store.engine.begin() as conn:
+    with store.tx() as conn:
         r = conn.execute(select(users.c.id).where(users.c.name == name)).first()
         if r is None:
             return False
@@ -160,8 +163,70 @@ def authenticate_token(store: Store, token: str) -> User | None:
 
 
 def revoke_token(store: Store, token: str) -> None:
-    with store.engine.begin() as conn:
+    _forget_cached_tokens(store)
+    with store.tx() as conn:
         conn.execute(update(tokens).where(and_(tokens.c.token_hash == hash_token(token))).values(revoked=True))
 
 
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+class TokenCache:
+    """Recently verified tokens, for a few seconds: most requests then need no token query.
+    Revocation, logout, password changes and user deletion through this server clear it at once;
+    another replica's revocation takes effect here within `ttl` seconds."""
+
+    def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
+        import threading
+
+        self.ttl = ttl
+        self.size = size
+        self._d: dict[str, tuple[float, User, datetime | None]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, store: Store, token: str) -> User | None:
+        import time
+
+        h = hash_token(token)
+        now_m = time.monotonic()
+        with self._lock:
+            hit = self._d.get(h)
+        if hit is not None and now_m - hit[0] < self.ttl and (hit[2] is None or hit[2] > now()):
+            return hit[1]
+        user = authenticate_token(store, token)
+        with self._lock:
+            if user is None:
+                self._d.pop(h, None)
+            else:
+                if len(self._d) >= self.size:
+                    self._d.clear()
+                self._d[h] = (now_m, user, _token_expiry(store, h))
+        return user
+
+    def peek(self, token: str) -> User | None:
+        """The cached user for a token still fresh in the cache, without touching the store."""
+        import time
+
+        with self._lock:
+            hit = self._d.get(hash_token(token))
+        if hit is not None and time.monotonic() - hit[0] < self.ttl and (hit[2] is None or hit[2] > now()):
+            return hit[1]
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+def _token_expiry(store: Store, token_hash: str) -> datetime | None:
+    with store.read_engine.connect() as conn:
+        exp = conn.execute(select(tokens.c.expires_at).where(tokens.c.token_hash == token_hash)).scalar()
+    if exp is not None and exp.tzinfo is None:
+        exp = exp.replace(tzinfo=UTC)
+    return exp
+
+
+def _forget_cached_tokens(store: Store) -> None:
+    cache = getattr(store, "token_cache", None)
+    if cache is not None:
+        cache.clear()
