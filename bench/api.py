@@ -11,8 +11,9 @@
 Peer: GET /healthz of the same server, at the same concurrency (50 clients for 1 and 2, one
 sequential client for 3), measured in the same run; the ratios are printed.
 
-Clients are threads in this process. Each uses the standard library's http.client on a
-keep-alive connection, because on a 2-core machine httpx's own per-request CPU (about 3x that of
+Clients are threads in this process, each with its own session token (the server rate-limits
+per token) and its own keep-alive connection. They use the standard library's http.client,
+because on a 2-core machine httpx's own per-request CPU (about 3x that of
 http.client, measured) would be taken from the server under test; BENCH_CLIENT=httpx selects
 httpx instead. The client's CPU seconds are recorded next to the server's.
 """
@@ -60,10 +61,10 @@ CREATE_CLIENTS = 8
 class Conn:
     """One keep-alive HTTP/1.1 connection to the server (stdlib, or httpx with BENCH_CLIENT=httpx)."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, token: str | None = None) -> None:
         self.server = server
         self.use_httpx = os.environ.get("BENCH_CLIENT") == "httpx"
-        self.headers = {**server.headers(), "Content-Type": "application/json", "Accept": "application/json"}
+        self.headers = {**server.headers(token), "Content-Type": "application/json", "Accept": "application/json"}
         self._c: Any = None
         self._open()
 
@@ -113,10 +114,11 @@ def load(server: Server, clients: int, seconds: float, make_op: Callable[[int, C
     results: list[list[tuple[int, float]]] = [[] for _ in range(clients)]
     errors: list[str] = []
     deadline = [0.0]
+    tokens = server.client_tokens(clients)
     barrier = threading.Barrier(clients + 1, action=lambda: deadline.__setitem__(0, time.perf_counter() + seconds))
 
     def worker(i: int) -> None:
-        conn = Conn(server)
+        conn = Conn(server, tokens[i])
         try:
             op = make_op(i, conn)
             op(conn)  # warm-up: connection and first-request costs are not measured
@@ -166,6 +168,9 @@ def load(server: Server, clients: int, seconds: float, make_op: Callable[[int, C
 
 def _line(label: str, r: dict[str, Any]) -> None:
     lat = r["latency_ms"]
+    if r["ok"] != r["requests"]:
+        log(f"    note: {r['requests'] - r['ok']} of {r['requests']} answers were not 2xx ({r['statuses']}); "
+            "the latencies below are of the 2xx answers only")
     log(f"  {label:<34} p50 {lat['median']:7.1f} ms  p99 {lat['p99']:7.1f} ms  max {lat['max']:7.1f} ms  "
         f"{r['rps']:7.1f} req/s  (statuses {r['statuses']}; server CPU {r['server_cpu_ms_per_request']:.2f} ms/req, "
         f"client CPU {r['client_cpu_s']:.1f} s)")
@@ -225,9 +230,10 @@ def _create_many(server: Server, project: str, count: int, clients: int) -> dict
     statuses: Counter[int] = Counter()
     errors: list[str] = []
     path = server.apps_path(TENANT, project)
+    tokens = server.client_tokens(clients)
 
-    def worker() -> None:
-        conn = Conn(server)
+    def worker(token: str) -> None:
+        conn = Conn(server, token)
         mine: list[float] = []
         try:
             while True:
@@ -249,7 +255,7 @@ def _create_many(server: Server, project: str, count: int, clients: int) -> dict
                 lat.extend(mine)
 
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    threads = [threading.Thread(target=worker, args=(tokens[i],), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
     last_report = time.monotonic()

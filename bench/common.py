@@ -301,6 +301,7 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self.log_path = self.tmp / "server.log"
         self.token = ""
+        self._tokens: list[str] = []
         self.instance = ""
 
     # lifecycle
@@ -325,12 +326,22 @@ class Server:
             return h.get("status") == "ok" and h.get("leader") is True and h.get("engine") == "ok"
 
         wait_until(healthy, timeout=timeout, interval=0.1, what="dockyard /healthz (leader, engine ok)")
-        r = httpx.post(self.url + "/api/v1/login", json={"username": "admin", "password": PASSWORD}, timeout=30)
-        if r.status_code != 200:
-            raise BenchError(f"login failed: {r.status_code} {r.text[:300]}")
-        self.token = r.json()["token"]
+        self.token = self.login()
         self.instance = self._read_instance()
         return self
+
+    def login(self) -> str:
+        """A new session token of admin."""
+        r = httpx.post(self.url + "/api/v1/login", json={"username": "admin", "password": PASSWORD}, timeout=60)
+        if r.status_code != 200:
+            raise BenchError(f"login failed: {r.status_code} {r.text[:300]}")
+        return r.json()["token"]
+
+    def client_tokens(self, n: int) -> list[str]:
+        """`n` tokens, one per load client (made once, reused): the server limits requests per token."""
+        while len(self._tokens) < n:
+            self._tokens.append(self.login())
+        return self._tokens[:n]
 
     def _read_instance(self) -> str:
         """This installation's id: every container it creates carries dockyard.instance=<id>."""
@@ -392,8 +403,8 @@ class Server:
 
     # API helpers
 
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+    def headers(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.token}"}
 
     def client(self, timeout: float = 60.0) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self.headers(), timeout=timeout)

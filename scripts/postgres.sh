@@ -1,11 +1,12 @@
 # shellcheck shell=sh
-# pg_start / pg_stop: a throw-away PostgreSQL cluster on 127.0.0.1:${PG_PORT:-55432} for tests.
+# pg_start / pg_stop: a throw-away PostgreSQL cluster on 127.0.0.1 (a free port, or $PG_PORT) for tests.
 # Sets DOCKYARD_TEST_PG_URL. Needs Debian's postgresql package; runs the server as user postgres.
-PG_PORT=${PG_PORT:-55432}
 PG_DIR=""
 pg_start() {
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
   [ -n "$bin" ] && [ -x "$bin/initdb" ] || return 1
+  # a free port, so that a cluster left by an interrupted run cannot be mistaken for ours
+  PG_PORT=${PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
   PG_DIR=$(mktemp -d /tmp/dockyard-pg.XXXXXX)
   if [ "$(id -u)" = 0 ]; then
     chown postgres "$PG_DIR"
