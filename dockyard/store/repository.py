@@ -137,6 +137,7 @@ class Store:
         self.read_engine: Engine = db.make_read_engine(url) if url.startswith("sqlite") else self.engine
         # wakes watchers and controllers of this process at once; other replicas poll the feed
         self.changed = threading.Condition()
+        self._last_rv = 0
         self.keyring: Any = None  # the KeyRing for Secret values, set by the server
         self.token_cache: Any = None  # users.TokenCache, set by the API
         # SQLite has one writer at a time; queueing writers on a lock here is fair and fast, where
@@ -152,7 +153,6 @@ class Store:
             return
         with self._write_lock, self.engine.begin() as conn:
             yield conn
-        self._last_rv = 0
 
     def _notify(self, rv: int) -> None:
         with self.changed:
