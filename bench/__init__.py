@@ -1,0 +1,1 @@
+"""Dockyard benchmarks: `python -m bench [deploy|scale|api|footprint] [--quick]` (see README.md)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -62,7 +61,8 @@ def watch_response(request: Request, store: Store, kind: str, *, since: int | No
             if now - last_beat >= HEARTBEAT:
                 last_beat = now
                 yield ": keep-alive\n\n"
-            await asyncio.sleep(0.05)
+            # woken at once by a write of this process; otherwise poll for other replicas' writes
+            await store.changed_after(rv, timeout=0.5)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -119,7 +119,7 @@ class AppReconciler:
             return Outcome()
         if observed.stalled_reason:
             return Outcome(requeue=5.0)
-        return Outcome(requeue=0.5 if observed.actions else 1.0)
+        return Outcome(requeue=0.01 if observed.actions else 1.0)
 
     def _files(self, scope: str, spec: AppSpec) -> list[MountedFile]:
         out = []

@@ -160,12 +160,33 @@ class ControllerManager:
             if not self.leading.is_set() or not self.engine_ok.is_set():
                 continue
             try:
-                self._enqueue_all()
+                self._resync()
                 for what in self.orphans.collect():
                     log.info("removed orphaned %s", what)
                 self.store.compact_changes()
             except Exception:  # noqa: BLE001
                 log.exception("resync failed")
+
+    def _resync(self) -> None:
+        """Periodic safety net: reconcile every App whose engine state may differ from its status.
+        One container listing covers all apps, so thousands of settled apps cost next to nothing."""
+        for obj in self.store.list("Project")[0]:
+            self.queue.add(("Project", obj.scope, obj.name))
+        seen = self.engine.summary()
+        apps = self.store.list("App")[0]
+        if seen is None:
+            for obj in apps:
+                self.queue.add(("App", obj.scope, obj.name))
+            return
+        by_scope = {(k.scope, k.app): v for k, v in seen.items()}
+        for obj in apps:
+            st = obj.status or {}
+            engine_side = by_scope.get((obj.scope, obj.name), [])
+            settled = (st.get("phase") == "Ready" and st.get("observedGeneration") == obj.generation
+                       and {n for n, _ in engine_side} == {c.get("name") for c in st.get("containers") or []}
+                       and all(state == "running" for _, state in engine_side))
+            if not settled:
+                self.queue.add(("App", obj.scope, obj.name))
 
     def collect_orphans_now(self) -> list[str]:
         return self.orphans.collect()

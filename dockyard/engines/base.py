@@ -175,5 +175,10 @@ class EngineDriver(ABC):
     def events(self, stop: threading.Event) -> Iterator[EngineEvent]:
         """Engine events about this installation's objects, until `stop` is set or the engine goes."""
 
+    def summary(self) -> dict[WorkloadKey, list[tuple[str, str]]] | None:
+        """(container name, state) of every app's containers in one cheap call, for resyncs;
+        None when the driver cannot tell (then every app is reconciled)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 — optional for drivers
         pass

@@ -49,6 +49,7 @@ DEFAULT_PIDS_LIMIT = 1024
 # secrets and configs are written here (a tmpfs) and bind-mounted read-only, file by file
 FILES_BASE = Path(os.environ.get("DOCKYARD_FILES_DIR", "/dev/shm/dockyard"))
 PARALLELISM = 12
+MAX_STARTS_PER_STEP = 24
 
 
 def _ns(seconds: float) -> int:
@@ -176,6 +177,19 @@ class DockerDriver(EngineDriver):
                 out.add(WorkloadKey(lb[L_TENANT], lb[L_PROJECT], lb[L_APP]))
         return out
 
+    def summary(self) -> dict[WorkloadKey, list[tuple[str, str]]]:
+        out: dict[WorkloadKey, list[tuple[str, str]]] = {}
+        for c in self._call(self.api.containers, all=True, filters=self._filters()):
+            lb = c.get("Labels") or {}
+            if not all(k in lb for k in (L_TENANT, L_PROJECT, L_APP)):
+                continue
+            state = c.get("State", "")
+            if "(unhealthy)" in (c.get("Status") or ""):
+                state = "unhealthy"
+            key = WorkloadKey(lb[L_TENANT], lb[L_PROJECT], lb[L_APP])
+            out.setdefault(key, []).append((c["Names"][0].lstrip("/"), state))
+        return out
+
     def observe_app(self, key: WorkloadKey) -> list[ObservedContainer]:
         summaries = self._call(self.api.containers, all=True,
                                filters=self._filters(tenant=key.tenant, project=key.project, app=key.app))
@@ -228,6 +242,8 @@ class DockerDriver(EngineDriver):
             ordered = sorted(plan.actions, key=lambda a: 0 if a.verb == "remove" else 1)
             removes = [a for a in ordered if a.verb == "remove"]
             others = [a for a in ordered if a.verb != "remove"]
+            # big steps are cut into batches, so that status (and its watchers) see progress
+            others = others[:MAX_STARTS_PER_STEP]
             for group in (removes, others):
                 futures = [self._pool.submit(self._execute, desired, net, a, by_name.get(a.container or ""))
                            for a in group]

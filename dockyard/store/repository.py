@@ -138,6 +138,7 @@ class Store:
         # wakes watchers and controllers of this process at once; other replicas poll the feed
         self.changed = threading.Condition()
         self._last_rv = 0
+        self._async_waiters: list[tuple[Any, Any]] = []
         self.keyring: Any = None  # the KeyRing for Secret values, set by the server
         self.token_cache: Any = None  # users.TokenCache, set by the API
         # SQLite has one writer at a time; queueing writers on a lock here is fair and fast, where
@@ -158,6 +159,26 @@ class Store:
         with self.changed:
             self._last_rv = max(self._last_rv, rv)
             self.changed.notify_all()
+            waiters, self._async_waiters = self._async_waiters, []
+        for loop, ev in waiters:
+            try:
+                loop.call_soon_threadsafe(ev.set)
+            except RuntimeError:
+                pass  # that loop is closed
+
+    async def changed_after(self, after_rv: int, timeout: float) -> None:
+        """For the event loop: return when this process writes past `after_rv`, or after `timeout`."""
+        import asyncio
+
+        ev = asyncio.Event()
+        with self.changed:
+            if self._last_rv > after_rv:
+                return
+            self._async_waiters.append((asyncio.get_running_loop(), ev))
+        try:
+            await asyncio.wait_for(ev.wait(), timeout)
+        except TimeoutError:
+            pass
 
     def wait_for_change(self, after_rv: int, timeout: float) -> None:
         """Block until this process writes past `after_rv` or `timeout` passes (then poll)."""
@@ -287,6 +308,12 @@ class Store:
     def update_status(self, kind: str, scope: str, name: str, status: dict,
                       uid: str | None = None) -> StoredObject | None:
         """Write an object's observed status; a no-op when unchanged or the object is gone."""
+        with self.read_engine.connect() as conn:
+            cur = self._fetch(conn, kind, scope, name)
+        if cur is None or (uid is not None and cur.uid != uid):
+            return None
+        if cur.status == status:
+            return cur  # the common case of a resync: no write, no lock
         with self.tx() as conn:
             cur = self._fetch(conn, kind, scope, name)
             if cur is None or (uid is not None and cur.uid != uid):

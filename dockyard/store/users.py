@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,8 @@ from dockyard.store.repository import Store, now
 from dockyard.store.tables import tokens, users
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+# each check takes 64 MiB: at most two at a time, so a burst of logins cannot exhaust memory
+_argon_slots = threading.BoundedSemaphore(2)
 TOKEN_PREFIX = "dy_"
 
 
@@ -62,12 +65,14 @@ def verify_password(store: Store, name: str, password: str) -> User | None:
     if row is None:
         # spend the same time as a real check, so that timing does not reveal which names exist
         try:
-            _hasher.verify(_DUMMY_HASH, password)
+            with _argon_slots:
+                _hasher.verify(_DUMMY_HASH, password)
         except VerificationError:
             pass
         return None
     try:
-        _hasher.verify(row.password_hash, password)
+        with _argon_slots:
+            _hasher.verify(row.password_hash, password)
     except (VerificationError, InvalidHashError):
         return None
     return User(row.id, row.name, bool(row.is_admin))
