@@ -144,7 +144,8 @@ def test_two_concurrent_applies_one_wins_one_conflicts(server) -> None:  # noqa:
             barrier.wait()
             codes.append(c.put("/projects/acme/shop/apps/web", json=body).status_code)
 
-    threads = [threading.Thread(target=apply, args=(img,)) for img in ("dockyard/demo:1.0", "dockyard/demo:2.0")]
+    # both change the app (an apply that changes nothing is no conflict with anyone)
+    threads = [threading.Thread(target=apply, args=(img,)) for img in ("dockyard/demo:2.0", "dockyard/demo:broken")]
     for t in threads:
         t.start()
     for t in threads:
