@@ -73,6 +73,7 @@ class DockerDriver(EngineDriver):
             raise EngineUnavailable(f"cannot open engine {url}: {e}") from None
         self._pool = ThreadPoolExecutor(max_workers=PARALLELISM, thread_name_prefix="engine")
         self._image_ok: dict[str, float] = {}
+        self._network_ok: dict[str, float] = {}
         self._locks: dict[str, threading.Lock] = {}
         # host rules only make sense for an engine on this host
         self.firewall = HostFirewall() if url.startswith("unix://") else None
@@ -117,6 +118,8 @@ class DockerDriver(EngineDriver):
 
     def ensure_project(self, tenant: str, project: str) -> str:
         name = self.network_name(tenant, project)
+        if time.monotonic() - self._network_ok.get(name, -1e9) < 30:
+            return name  # seen moments ago; a create that finds it gone clears this
         # the engine's duplicate check is best effort: serialise creation here, and heal duplicates
         with self._lock_for(name):
             existing = [n for n in self._call(self.api.networks, names=[name]) if n["Name"] == name]
@@ -135,6 +138,7 @@ class DockerDriver(EngineDriver):
                 existing = [keep]
             if self.firewall is not None:
                 self.firewall.isolate(_bridge_of(existing[0]["Id"]))
+            self._network_ok[name] = time.monotonic()
         return name
 
     def project_isolated(self, tenant: str, project: str) -> bool | None:
@@ -148,6 +152,7 @@ class DockerDriver(EngineDriver):
             return self._locks.setdefault(name, threading.Lock())
 
     def remove_project(self, tenant: str, project: str) -> None:
+        self._network_ok.pop(self.network_name(tenant, project), None)
         for key in [k for k in self.list_apps() if (k.tenant, k.project) == (tenant, project)]:
             self.remove_app(key)
         for net in self._call(self.api.networks, filters=self._filters(tenant=tenant, project=project)):
@@ -328,8 +333,12 @@ class DockerDriver(EngineDriver):
         try:
             created = self._call(self.api.create_container, **config)
             cid = created["Id"]
-        except EngineError as e:
+        except (EngineError, docker_errors.NotFound) as e:
+            if "network" in str(e).lower():
+                self._network_ok.pop(net, None)  # removed behind our back: recreated on the retry
             if "is already in use" not in str(e):
+                if isinstance(e, docker_errors.NotFound):
+                    raise EngineError(str(e)) from None
                 raise
             cid = name  # made by an earlier step that crashed before starting it
         self._call(self.api.start, cid)
