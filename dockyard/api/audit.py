@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.authz import AuthzDep, admin_only
 from dockyard.api.deps import StoreDep
+from dockyard.api.problems import Problem
 from dockyard.store import audit
 from dockyard.store.repository import now
 
@@ -90,7 +91,9 @@ def audit_list(store: StoreDep, authz: AuthzDep,
     if project:
         tenant, _, pname = project.partition("/")
     if not authz.is_admin:
-        owned = {b.tenant for b in authz.bindings if b.project == "" and b.role == "owner"}
+        if authz.user.token_project:
+            raise Problem(403, "a project-scoped token cannot read the audit log (it needs a tenant owner)")
+        owned = {b.tenant for b in authz.bindings if b.project == "" and authz.tenant_role(b.tenant) == "owner"}
         if tenant:
             authz.require("audit.read", tenant=tenant)
         tenants = owned

@@ -110,6 +110,8 @@ class Authorizer:
         if not visible:
             raise NotFound(missing or (f"project '{tenant}/{project}' not found" if project
                                        else f"tenant '{tenant}' not found"))
+        if action == "tenant.read":
+            return  # any role in the tenant or in one of its projects lets one see the tenant
         if not at_least(role, rule.min_role):
             have = f"your role there is {role}" if role else "you have no role there"
             raise Problem(403, f"{rule.description} in {where} needs the {rule.min_role} role; {have}")

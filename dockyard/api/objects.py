@@ -306,13 +306,27 @@ def visible_filter(authz: Authorizer, kind: str) -> Any:
     return lambda scope, name: scope.split("/")[0] in tenants or scope in projects
 
 
-def list_page(store: Store, authz: Authorizer, kind: str, *, scope: str | None = None,
-              label_selector: str | None = None, limit: int | None = None, continue_token: str | None = None,
-              name_contains: str | None = None) -> dict:
+def reauthorize(store: Store, request: Any) -> Authorizer:
+    """The caller's Authorizer as of now, from the request's token (for long-lived streams)."""
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    user = store.token_cache.authenticate(store, token)
+    if user is None:
+        raise Problem(401, "the token is no longer valid")
+    return Authorizer(store, user)
+
+
+def check_list_scope(authz: Authorizer, kind: str, scope: str | None) -> None:
+    """Whether the caller may list `kind` in `scope` (raises like a list would)."""
     if scope is not None and kind in ("App", "Secret", "Config"):
         _authorize(authz, kind, "read", scope, None)
     elif scope and kind == "Project":
         authz.require("tenant.read", tenant=scope)
+
+
+def list_page(store: Store, authz: Authorizer, kind: str, *, scope: str | None = None,
+              label_selector: str | None = None, limit: int | None = None, continue_token: str | None = None,
+              name_contains: str | None = None) -> dict:
+    check_list_scope(authz, kind, scope)
     try:
         selector = parse_selector(label_selector) if label_selector else None
     except ValueError as e:

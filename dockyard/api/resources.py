@@ -62,16 +62,20 @@ def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: 
             # the first page also checks that the caller may see the scope
             first = await run_in_threadpool(objects.list_page, store, authz, kind, scope=scope,
                                             label_selector=label_selector, limit=None)
-            visible = objects.visible_filter(authz, kind)
 
             def initial() -> tuple[list[dict], int]:
                 return first["items"], int(first["metadata"]["resourceVersion"])
 
             def matches(s: str, n: str, o: dict) -> bool:
-                return (scope is None or s == scope) and (visible is None or visible(s, n))
+                return scope is None or s == scope
+
+            def revalidate() -> Any:
+                again = objects.reauthorize(store, request)
+                objects.check_list_scope(again, kind, scope)
+                return objects.visible_filter(again, kind)
 
             return watch_response(request, store, kind, since=int(since) if since else None,
-                                  matches=matches, selector=sel, initial=initial)
+                                  matches=matches, selector=sel, initial=initial, revalidate=revalidate)
         return await run_in_threadpool(objects.list_page, store, authz, kind, scope=scope,
                                        label_selector=label_selector, limit=limit, continue_token=cont,
                                        name_contains=name)
@@ -94,9 +98,13 @@ def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: 
             def initial() -> tuple[list[dict], int]:
                 return [current], rv_now
 
+            def revalidate_one() -> Any:
+                objects.get(store, objects.reauthorize(store, request), kind, scope=scope, name=name)
+                return None
+
             return watch_response(request, store, kind, since=int(since) if since else None,
                                   matches=lambda s, n, o: (s, n) == (scope, name), selector=None,
-                                  initial=initial)
+                                  initial=initial, revalidate=revalidate_one)
         return await run_in_threadpool(objects.get, store, authz, kind, scope=scope, name=name)
 
     @router.put(item, operation_id=f"replace{kind}", tags=[plural], summary=f"Replace a {kind} (apply)",

@@ -10,7 +10,8 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.store.errors import Gone
+from dockyard.api.problems import Problem
+from dockyard.store.errors import Gone, NotFound
 from dockyard.store.repository import Store
 from dockyard.store.selectors import Selector
 
@@ -23,11 +24,18 @@ def _sse(event: str, data: dict, rv: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+Revalidate = Callable[[], Callable[[str, str], bool] | None]
+RECHECK = 1.0  # how often an open stream re-checks the caller's token and rights
+
+
 def watch_response(request: Request, store: Store, kind: str, *, since: int | None,
                    matches: Callable[[str, str, dict], bool], selector: Selector | None,
-                   initial: Callable[[], tuple[list[dict], int]] | None) -> StreamingResponse:
+                   initial: Callable[[], tuple[list[dict], int]] | None,
+                   revalidate: Revalidate | None = None) -> StreamingResponse:
     """Stream changes of `kind` that `matches(scope, name, object)`; with no `since`, first the
-    current objects as ADDED events (like kubectl get -w)."""
+    current objects as ADDED events (like kubectl get -w). `revalidate` re-authorizes the caller
+    every second and returns what they may see now (None: everything); when it raises, the
+    stream ends with an ERROR event: a revoked token or a lost role stops the stream."""
 
     async def stream() -> AsyncIterator[str]:
         rv = since
@@ -38,11 +46,22 @@ def watch_response(request: Request, store: Store, kind: str, *, since: int | No
         if rv is None:
             rv = await run_in_threadpool(store.current_rv)
         yield _sse("BOOKMARK", {"type": "BOOKMARK", "resourceVersion": str(rv)}, rv)
-        last_beat = last_poll = time.monotonic()
+        last_beat = last_poll = last_check = time.monotonic()
+        visible = None
+        if revalidate is not None:
+            visible = await run_in_threadpool(revalidate)
         while True:
             if await request.is_disconnected():
                 return
             now = time.monotonic()
+            if revalidate is not None and now - last_check >= RECHECK:
+                last_check = now
+                try:
+                    visible = await run_in_threadpool(revalidate)
+                except (Problem, NotFound) as e:
+                    status = e.status if isinstance(e, Problem) else 404
+                    yield _sse("ERROR", {"type": "ERROR", "status": status, "detail": str(e)})
+                    return
             if store._last_rv > rv or now - last_poll >= POLL:
                 last_poll = now
                 try:
@@ -53,7 +72,8 @@ def watch_response(request: Request, store: Store, kind: str, *, since: int | No
                 for ch in changes:
                     rv = ch.resource_version
                     labels = (ch.object.get("metadata") or {}).get("labels") or {}
-                    if matches(ch.scope, ch.name, ch.object) and (selector is None or selector.matches(labels)):
+                    if matches(ch.scope, ch.name, ch.object) and (selector is None or selector.matches(labels)) \
+                            and (visible is None or visible(ch.scope, ch.name)):
                         yield _sse(ch.type, {"type": ch.type, "object": ch.object}, rv)
                         last_beat = now
                 if changes:

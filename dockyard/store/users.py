@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -38,6 +40,21 @@ class IssuedToken:
     token: str
     expires_at: datetime | None
     id: int = 0
+
+
+def _forgets_cached_tokens(fn: Any) -> Any:
+    """After `fn` has committed, drop cached tokens so the change takes effect at once (clearing
+    before the commit would let a concurrent request cache the old state again)."""
+    @functools.wraps(fn)
+    def wrapper(store: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(store, *args, **kwargs)
+        finally:
+            cache = getattr(store, "token_cache", None)
+            if cache is not None:
+                cache.clear()
+
+    return wrapper
 
 
 def hash_token(token: str) -> str:
@@ -78,8 +95,8 @@ def verify_password(store: Store, name: str, password: str) -> User | None:
     return User(row.id, row.name, bool(row.is_admin))
 
 
+@_forgets_cached_tokens
 def set_password(store: Store, name: str, password: str) -> None:
-    _forget_cached_tokens(store)
     with store.tx() as conn:
         conn.execute(update(users).where(users.c.name == name).values(password_hash=_hasher.hash(password)))
 
@@ -115,8 +132,8 @@ def list_tokens(store: Store, user_id: int) -> list[TokenInfo]:
             for r in rows]
 
 
+@_forgets_cached_tokens
 def revoke_token_id(store: Store, user_id: int, token_id: int) -> bool:
-    _forget_cached_tokens(store)
     with store.tx() as conn:
         res = conn.execute(update(tokens).where(and_(tokens.c.id == token_id, tokens.c.user_id == user_id))
                            .values(revoked=True))
@@ -135,9 +152,9 @@ def get_user(store: Store, name: str) -> User | None:
     return User(r.id, r.name, bool(r.is_admin)) if r else None
 
 
+@_forgets_cached_tokens
 def delete_user(store: Store, name: str) -> bool:
     """Delete a user, their tokens and their role bindings."""
-    _forget_cached_tokens(store)
     from dockyard.store.tables import role_bindings
 
     with store.tx() as conn:
@@ -167,8 +184,8 @@ def authenticate_token(store: Store, token: str) -> User | None:
                 token_id=row.id)
 
 
+@_forgets_cached_tokens
 def revoke_token(store: Store, token: str) -> None:
-    _forget_cached_tokens(store)
     with store.tx() as conn:
         conn.execute(update(tokens).where(and_(tokens.c.token_hash == hash_token(token))).values(revoked=True))
 
@@ -230,8 +247,3 @@ def _token_expiry(store: Store, token_hash: str) -> datetime | None:
         exp = exp.replace(tzinfo=UTC)
     return exp
 
-
-def _forget_cached_tokens(store: Store) -> None:
-    cache = getattr(store, "token_cache", None)
-    if cache is not None:
-        cache.clear()

@@ -183,3 +183,51 @@ def test_expired_token_gets_401(api, store) -> None:  # noqa: ANN001
     issued = issue_token(store, get_user(store, "admin"), kind="api", name="short", ttl=timedelta(seconds=-1))
     r = api.get("/api/v1/whoami", headers={"Authorization": f"Bearer {issued.token}"})
     assert r.status_code == 401 and "expired" in r.json()["detail"]
+
+
+def test_open_watch_ends_when_the_token_is_revoked(api) -> None:  # noqa: ANN001
+    """A stream checks the caller again every second: logging out (or losing the role) ends it."""
+    import json
+    import threading
+
+    _world(api)
+    bob = _login(api, "bob")
+    with api.stream("GET", "/api/v1/projects/beta/shop/apps?watch=1", headers=bob) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        seen: list[dict] = []
+
+        def read() -> None:
+            data = None
+            for line in lines:
+                if line.startswith("data:"):
+                    data = json.loads(line[5:])
+                    seen.append(data)
+                    if data["type"] == "ERROR":
+                        return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert api.post("/api/v1/logout", headers=bob).status_code == 204
+        api.post("/api/v1/projects/beta/shop/apps", json={
+            "kind": "App", "metadata": {"name": "after"}, "spec": {"image": "a", "replicas": 0}})
+        reader.join(10)
+    assert seen and seen[-1]["type"] == "ERROR" and seen[-1]["status"] == 401
+
+
+def test_project_token_cannot_read_the_tenant_audit_log(api) -> None:  # noqa: ANN001
+    _world(api)
+    alice = _login(api, "alice")
+    r = api.post("/api/v1/tokens", json={"name": "ci", "project": "alpha/shop", "role": "viewer"}, headers=alice)
+    tok = {"Authorization": f"Bearer {r.json()['token']}"}
+    assert api.get("/api/v1/audit", headers=tok).status_code == 403
+    assert api.get("/api/v1/audit", headers=alice).status_code == 200
+
+
+def test_project_member_may_see_its_tenant(api) -> None:  # noqa: ANN001
+    _world(api)
+    victor = _login(api, "victor")
+    assert api.get("/api/v1/tenants/alpha", headers=victor).status_code == 200
+    assert api.get("/api/v1/tenants/beta", headers=victor).status_code == 404
+    r = api.patch("/api/v1/tenants/alpha", json={"spec": {"displayName": "x"}}, headers=victor)
+    assert r.status_code == 403
