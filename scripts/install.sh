@@ -12,8 +12,12 @@ have dockerd || need_pkgs="$need_pkgs docker.io"
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || \
   dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs="$need_pkgs busybox-static"
 have iptables || need_pkgs="$need_pkgs iptables"
+# Debian's python3 makes venvs only with python3-venv (ensurepip)
+$PY -c "import ensurepip, venv" >/dev/null 2>&1 || need_pkgs="$need_pkgs python3-venv"
 if [ "$WANT_TEST" = 1 ]; then
   have docker-compose || need_pkgs="$need_pkgs docker-compose"
+  have ip || need_pkgs="$need_pkgs iproute2"          # private engines in network namespaces
+  have nsenter || need_pkgs="$need_pkgs util-linux"
   [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
     need_pkgs="$need_pkgs postgresql"
 fi
