@@ -12,8 +12,12 @@ have dockerd || need_pkgs="$need_pkgs docker.io"
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || \
   dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs="$need_pkgs busybox-static"
 have iptables || need_pkgs="$need_pkgs iptables"
-# Debian's python3 makes venvs only with python3-venv (ensurepip)
-$PY -c "import ensurepip, venv" >/dev/null 2>&1 || need_pkgs="$need_pkgs python3-venv"
+# Debian's python3 makes venvs only with python3-venv (ensurepip); try once, before the first venv
+if [ ! -x .venv/bin/python ]; then
+  probe=$(mktemp -d)
+  $PY -m venv "$probe/v" >/dev/null 2>&1 || need_pkgs="$need_pkgs python3-venv"
+  rm -rf "$probe"
+fi
 if [ "$WANT_TEST" = 1 ]; then
   have docker-compose || need_pkgs="$need_pkgs docker-compose"
   have ip || need_pkgs="$need_pkgs iproute2"          # private engines in network namespaces
