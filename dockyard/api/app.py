@@ -4,6 +4,7 @@ the store and the engine-backed providers."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -71,11 +72,8 @@ class BodyLimit:
     """Refuses request bodies over MAX_BODY with 413, whether or not they state a Content-Length
     (a chunked body is counted as it arrives)."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: Any) -> None:
         self.app = app
-        self.state = app.state
-        self.router = app.router
-        self.openapi = app.openapi
 
     def __getattr__(self, name: str):  # noqa: ANN204 — behave like the FastAPI app for tests and tools
         return getattr(self.app, name)

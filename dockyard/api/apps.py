@@ -16,6 +16,7 @@ from dockyard.api import objects
 from dockyard.api.authz import AuthzDep
 from dockyard.api.deps import LogsDep, StoreDep
 from dockyard.api.problems import Problem
+from dockyard.model.app import AppSpec, template_hash, template_of
 from dockyard.model.meta import Schema
 from dockyard.model.quantity import parse_duration
 from dockyard.store.errors import Conflict
@@ -57,8 +58,6 @@ def rollback(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: 
     authz.require("app.write", tenant=tenant, project=project, missing=f"app '{scope}/{name}' not found")
     app = store.get("App", scope, name)
     history = store.revisions(scope, name)
-    from dockyard.model.app import AppSpec, template_hash, template_of
-
     current_hash = template_hash(template_of(AppSpec.model_validate(app.spec)))
     if body and body.revision is not None:
         target = next((r for r in history if r.revision == body.revision), None)

@@ -48,18 +48,24 @@ async def get_platform(request: Request) -> PlatformInfo:
     return request.app.state.platform
 
 
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer …` header, or None."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def get_principal(request: Request) -> User:
     """The caller, from the bearer token (401 without a valid one). Blocking: may query the store."""
     cached = getattr(request.state, "user", None)
     if cached is not None:
         return cached
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request)
+    if token is None:
         raise Problem(401, "log in first: this request carries no bearer token",
                       headers={"WWW-Authenticate": 'Bearer realm="dockyard"'})
     store = request.app.state.store
-    user = store.token_cache.authenticate(store, token.strip())
+    user = store.token_cache.authenticate(store, token)
     if user is None:
         raise Problem(401, "the token is invalid, expired or revoked; log in again",
                       headers={"WWW-Authenticate": 'Bearer realm="dockyard", error="invalid_token"'})
@@ -69,14 +75,10 @@ def get_principal(request: Request) -> User:
 
 
 async def principal(request: Request) -> User:
-    """get_principal for the event loop: a cached token costs no thread hop, others one."""
-    cached = getattr(request.state, "user", None)
-    if cached is not None:
-        return cached
-    store = request.app.state.store
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token and store.token_cache.peek(token.strip()) is not None:
+    """get_principal for the event loop: a token fresh in the cache costs no thread hop."""
+    token = bearer_token(request)
+    if getattr(request.state, "user", None) is not None or (
+            token is not None and request.app.state.store.token_cache.peek(token) is not None):
         return get_principal(request)
     return await run_in_threadpool(get_principal, request)
 

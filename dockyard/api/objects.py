@@ -12,6 +12,7 @@ from sqlalchemy import Connection, and_, select
 
 from dockyard.admission import Admitted, FieldError, InvalidObject, admit  # noqa: F401 (FieldError re-exported)
 from dockyard.api.authz import Authorizer
+from dockyard.api.deps import bearer_token
 from dockyard.api.problems import Problem
 from dockyard.model.app import AppSpec
 from dockyard.model.project import ProjectSpec
@@ -308,8 +309,8 @@ def visible_filter(authz: Authorizer, kind: str) -> Any:
 
 def reauthorize(store: Store, request: Any) -> Authorizer:
     """The caller's Authorizer as of now, from the request's token (for long-lived streams)."""
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
-    user = store.token_cache.authenticate(store, token)
+    token = bearer_token(request)
+    user = store.token_cache.authenticate(store, token) if token else None
     if user is None:
         raise Problem(401, "the token is no longer valid")
     return Authorizer(store, user)

@@ -124,9 +124,6 @@ def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: 
         return objects.delete(store, authz, kind, scope=key[0], name=key[1], dry_run=dry_run)
 
 
-Name = Annotated[str, Query()]
-
-
 async def _tenant_collection() -> str:
     return ""
 

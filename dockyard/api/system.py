@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from dockyard import __version__
-from dockyard.api.deps import PlatformDep, PrincipalDep, StoreDep
+from dockyard.admission import FieldError
+from dockyard.api.deps import PlatformDep, PrincipalDep, StoreDep, bearer_token
 from dockyard.api.problems import Problem
 from dockyard.compose.convert import ComposeError, convert_compose
 from dockyard.model.meta import ProjectRef, Schema
@@ -51,8 +51,7 @@ def login(request: Request, store: StoreDep, body: LoginRequest) -> dict:
 
 @router.post("/logout", operation_id="logout", tags=["auth"], status_code=204, summary="Revoke this token")
 def logout(request: Request, store: StoreDep, _: PrincipalDep) -> None:
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
-    revoke_token(store, token)
+    revoke_token(store, bearer_token(request) or "")
 
 
 @router.get("/whoami", operation_id="whoami", tags=["auth"])
@@ -67,12 +66,10 @@ def info(_: PrincipalDep, platform: PlatformDep) -> dict:
 
 @router.post("/compose/convert", operation_id="convertCompose", tags=["compose"],
              summary="Turn a Compose file into App manifests of a project (nothing is stored)")
-def convert(_: PrincipalDep, body: Annotated[ComposeRequest, None]) -> JSONResponse:
+def convert(_: PrincipalDep, body: ComposeRequest) -> JSONResponse:
     try:
         result = convert_compose(body.compose, body.project, files=body.files, env=body.env)
     except ComposeError as e:
-        from dockyard.admission import FieldError
-
         raise Problem(422, f"the Compose file cannot be imported: {e}", title="Invalid Compose file",
                       errors=[FieldError(i.path, i.message) for i in e.issues]) from None
     return JSONResponse({"items": result.items,

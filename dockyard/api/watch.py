@@ -62,7 +62,7 @@ def watch_response(request: Request, store: Store, kind: str, *, since: int | No
                     status = e.status if isinstance(e, Problem) else 404
                     yield _sse("ERROR", {"type": "ERROR", "status": status, "detail": str(e)})
                     return
-            if store._last_rv > rv or now - last_poll >= POLL:
+            if store.last_local_rv > rv or now - last_poll >= POLL:
                 last_poll = now
                 try:
                     changes = await run_in_threadpool(store.changes_since, rv, kinds=(kind,))

@@ -453,7 +453,7 @@ def parse_timeout(text: str) -> float:
         return parse_duration(text)
     except ValueError as e:
         fail(f"--timeout: {e}")
-        raise
+        raise AssertionError("unreachable") from e  # fail() exits
 
 
 def _condition(obj: dict, cond: str) -> bool:

@@ -41,8 +41,6 @@ class ControllerManager:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._failures: dict[tuple, int] = {}
-        self.reconciles = 0
-        self.reconcile_errors = 0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -188,9 +186,6 @@ class ControllerManager:
             if not settled:
                 self.queue.add(("App", obj.scope, obj.name))
 
-    def collect_orphans_now(self) -> list[str]:
-        return self.orphans.collect()
-
     # --- workers --------------------------------------------------------------------------
 
     def _worker(self) -> None:
@@ -206,7 +201,6 @@ class ControllerManager:
                 if outcome.requeue is not None:
                     self.queue.add(key, delay=outcome.requeue)
             except Exception as e:  # noqa: BLE001 — any failure is retried with backoff
-                self.reconcile_errors += 1
                 n = self._failures.get(key, 0) + 1
                 self._failures[key] = n
                 delay = min(0.5 * 2 ** (n - 1), 10.0)
@@ -220,7 +214,6 @@ class ControllerManager:
 
     def _handle(self, key: tuple) -> Outcome:
         kind, scope, name = key
-        self.reconciles += 1
         t0 = time.monotonic()
         try:
             if kind == "App":

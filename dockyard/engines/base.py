@@ -133,9 +133,6 @@ class EngineDriver(ABC):
     def ping(self) -> None: ...
 
     @abstractmethod
-    def info(self) -> dict: ...
-
-    @abstractmethod
     def ensure_project(self, tenant: str, project: str) -> str:
         """Create the project's network if missing; return its engine name."""
 

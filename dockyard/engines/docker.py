@@ -108,12 +108,6 @@ class DockerDriver(EngineDriver):
     def ping(self) -> None:
         self._call(self.api.ping)
 
-    def info(self) -> dict:
-        i = self._call(self.api.info)
-        return {"name": i.get("Name"), "serverVersion": i.get("ServerVersion"), "cpus": i.get("NCPU"),
-                "memory": i.get("MemTotal"), "runtimes": sorted((i.get("Runtimes") or {}).keys()),
-                "containersRunning": i.get("ContainersRunning"), "os": i.get("OperatingSystem")}
-
     # --- projects -------------------------------------------------------------------------
 
     def ensure_project(self, tenant: str, project: str) -> str:
@@ -141,11 +135,6 @@ class DockerDriver(EngineDriver):
             self._network_ok[name] = time.monotonic()
         return name
 
-    def project_isolated(self, tenant: str, project: str) -> bool | None:
-        """Whether the project's bridge is cut off from the host (None: not applicable)."""
-        if self.firewall is None:
-            return None
-        return self.firewall.available
 
     def _lock_for(self, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -276,18 +265,21 @@ class DockerDriver(EngineDriver):
 
     def _execute(self, desired: DesiredApp, net: str, action: Action, current: ObservedContainer | None) -> None:
         if action.verb == "remove" and current:
-            if current.state == "running":
-                self._stop(current.id)
-            self._remove(current.id)
-            self._forget_files(current.name)
+            self._discard(current, graceful=current.state == "running")
         elif action.verb == "start" and current:
             self._call(self.api.start, current.id)
         elif action.verb == "recreate" and current:
-            self._remove(current.id)
-            self._forget_files(current.name)
+            self._discard(current, graceful=False)
             self._create_and_start(desired, net, action.slot)
         elif action.verb == "create":
             self._create_and_start(desired, net, action.slot)
+
+    def _discard(self, c: ObservedContainer, *, graceful: bool) -> None:
+        """Stop (gracefully if asked), remove, and forget the container's secret files."""
+        if graceful:
+            self._stop(c.id)
+        self._remove(c.id)
+        self._forget_files(c.name)
 
     def _stop(self, cid: str, grace: int = 10) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds: in-flight requests may finish."""

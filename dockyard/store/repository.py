@@ -166,6 +166,11 @@ class Store:
             except RuntimeError:
                 pass  # that loop is closed
 
+    @property
+    def last_local_rv(self) -> int:
+        """The newest resourceVersion this process has written (0 before its first write)."""
+        return self._last_rv
+
     async def changed_after(self, after_rv: int, timeout: float) -> None:
         """For the event loop: return when this process writes past `after_rv`, or after `timeout`."""
         import asyncio
@@ -377,10 +382,6 @@ class Store:
 
     def exists(self, conn: Connection, kind: str, scope: str, name: str) -> bool:
         return self._fetch(conn, kind, scope, name) is not None
-
-    def count(self, conn: Connection, kind: str, scope: str) -> int:
-        return conn.execute(select(func.count()).select_from(resources).where(and_(
-            resources.c.kind == kind, resources.c.scope == scope))).scalar_one()
 
     def list(self, kind: str, *, scope: str | None = None, scope_prefix: str | None = None,
              selector: Selector | None = None, limit: int | None = None,
