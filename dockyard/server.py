@@ -13,6 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
+from dockyard import web
 from dockyard.api.app import create_app
 from dockyard.api.deps import LogRecord
 from dockyard.controllers.manager import ControllerManager
@@ -107,6 +108,7 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     server_id = _server_id(config.data_dir)
     manager = ControllerManager(store, engine, workers=config.workers, resync=config.resync, identity=server_id)
     app = create_app(store, logs=EngineLogs(engine), platform=Platform(engine, manager))
+    web.mount(app)
     return app, store, manager, engine
 
 

@@ -12,6 +12,7 @@ have dockerd || need_pkgs="$need_pkgs docker.io"
 [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || \
   dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs="$need_pkgs busybox-static"
 have iptables || need_pkgs="$need_pkgs iptables"
+have npm || need_pkgs="$need_pkgs npm"            # the dashboard's pinned front-end libraries
 # Debian's python3 makes venvs only with python3-venv (ensurepip); try once, before the first venv
 if [ ! -x .venv/bin/python ]; then
   probe=$(mktemp -d)
@@ -22,6 +23,8 @@ if [ "$WANT_TEST" = 1 ]; then
   have docker-compose || need_pkgs="$need_pkgs docker-compose"
   have ip || need_pkgs="$need_pkgs iproute2"          # private engines in network namespaces
   have nsenter || need_pkgs="$need_pkgs util-linux"
+  have chromium || need_pkgs="$need_pkgs chromium"    # dashboard tests drive Debian's Chromium
+  fc-list 2>/dev/null | grep -qi "cjk" || need_pkgs="$need_pkgs fonts-noto-cjk"  # Chinese pages in screenshots
   [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
     need_pkgs="$need_pkgs postgresql"
 fi
@@ -49,5 +52,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || { [ "$WANT_TEST" = 1 
   else
     .venv/bin/pip install -q --disable-pip-version-check -e .
     echo run > "$stamp"
+  fi
+fi
+
+# the dashboard's front-end libraries, exactly as package-lock.json pins them (from npm, never a CDN)
+web=dockyard/web
+if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+  if have npm; then
+    (cd "$web" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
+  else
+    echo "npm is missing: the dashboard's terminal and YAML editor will not load (install npm, run make install)" >&2
   fi
 fi

@@ -1,0 +1,247 @@
+// App: replicas, live logs, events, rollout history with rollback, scale, restart, edit image
+// and environment, the manifest as YAML, and the web terminal. The header follows the App's
+// watch stream, so states change on screen without a reload.
+
+import { api, session, streamLines, watch } from "../api.js";
+import { h, clear, age } from "../dom.js";
+import { t } from "../i18n.js";
+import { errorBox, navigate, toast } from "../app.js";
+import { stateBadge, tabs, emptyRow, confirmAction, showFieldErrors } from "../widgets.js";
+import { manifestEditor } from "./manifest.js";
+import { terminalPanel } from "./terminal.js";
+
+function stateOf(app) {
+  const phase = app.status?.phase;
+  if (phase === "Ready") return "ready";
+  if (phase === "Degraded") return "degraded";
+  if (phase === "Stalled" || phase === "Failed") return "failed";
+  return "progressing";
+}
+
+function readyCondition(app) {
+  return (app.status?.conditions || []).find((c) => c.type === "Ready");
+}
+
+export async function appPage(main, [tenant, project, name, tab = "replicas"], signal) {
+  const path = `/projects/${tenant}/${project}/apps/${name}`;
+  const base = `#${path}`;
+  const [app, rights] = await Promise.all([
+    api("GET", path, undefined, { signal }),
+    api("GET", `/projects/${tenant}/${project}/rights`, undefined, { signal }),
+  ]);
+  const canWrite = rights.allowed["app.write"];
+  const ctx = { tenant, project, name, path, app, rights, canWrite, signal };
+  const head = h("div", { class: "app-head", id: "app-head" });
+  main.append(h("p", { class: "crumbs" }, h("a", { href: `#/projects/${tenant}/${project}` }, `${tenant}/${project}`), " / ", name),
+    head,
+    tabs([["replicas", t("app.replicas"), base], ["logs", t("app.logs"), `${base}/logs`], ["events", t("app.events"), `${base}/events`],
+      ["history", t("app.history"), `${base}/history`], ["settings", t("app.settings"), `${base}/settings`],
+      ["manifest", t("app.manifest"), `${base}/manifest`],
+      rights.allowed["app.exec"] && ["terminal", t("app.terminal"), `${base}/terminal`]].filter(Boolean), tab));
+  const body = h("div", { class: "tab-body" });
+  main.append(body);
+  const listeners = [];
+  ctx.onChange = (fn) => listeners.push(fn);
+  renderHead(head, ctx);
+
+  const tabsByName = { replicas: replicasTab, logs: logsTab, events: eventsTab, history: historyTab,
+    settings: settingsTab, manifest: manifestTab, terminal: terminalTab };
+  await (tabsByName[tab] || replicasTab)(body, ctx);
+
+  watch(path, { resourceVersion: app.metadata.resourceVersion, signal, onEvent: (ev) => {
+    if (ev.type === "DELETED") { toast(t("app.deleted", { name })); navigate(`#/projects/${tenant}/${project}`); return; }
+    ctx.app = ev.object;
+    renderHead(head, ctx);
+    for (const fn of listeners) fn(ctx.app);
+  } });
+}
+
+function renderHead(head, ctx) {
+  const { app, canWrite, path } = ctx;
+  const st = app.status || {};
+  const cond = readyCondition(app);
+  const scale = h("form", { class: "inline-form", id: "scale-form", onsubmit: async (e) => {
+    e.preventDefault();
+    const replicas = Number(new FormData(scale).get("replicas"));
+    try {
+      await api("POST", `${path}/scale`, { replicas });
+      toast(t("app.scaled", { n: replicas }));
+    } catch (err) { toast(err.message, "error"); }
+  } }, h("label", {}, t("app.replicasLabel"), h("input", { type: "number", name: "replicas", id: "replicas", min: 0, max: 1000,
+    value: app.spec.replicas ?? 1 })), h("button", { type: "submit", id: "scale" }, t("app.scale")));
+  clear(head,
+    h("div", { class: "title" }, h("h1", {}, app.metadata.name), stateBadge(stateOf(app)),
+      h("span", { class: "ready-count", id: "ready-count" }, t("app.readyOf", { ready: st.readyReplicas ?? 0, desired: app.spec.replicas ?? 1 }))),
+    h("p", { class: "mono" }, app.spec.image),
+    cond && h("p", { class: "condition", id: "condition" }, cond.message || cond.reason),
+    canWrite && h("div", { class: "actions" }, scale,
+      h("button", { type: "button", id: "restart", onclick: async () => {
+        if (!confirmAction(t("app.confirmRestart", { name: app.metadata.name }))) return;
+        try { await api("POST", `${path}/restart`); toast(t("app.restarting")); } catch (err) { toast(err.message, "error"); }
+      } }, t("app.restart")),
+      h("button", { type: "button", id: "delete-app", class: "danger", onclick: async () => {
+        if (!confirmAction(t("app.confirmDelete", { name: app.metadata.name }))) return;
+        try { await api("DELETE", path); toast(t("app.deleted", { name: app.metadata.name })); } catch (err) { toast(err.message, "error"); }
+      } }, t("app.delete"))));
+}
+
+async function replicasTab(body, ctx) {
+  const tbody = h("tbody");
+  const draw = (app) => clear(tbody, (app.status?.containers || []).length ? app.status.containers.map((c) => h("tr", { "data-slot": c.slot },
+    h("td", {}, String(c.slot)), h("td", { class: "mono" }, c.name), h("td", {}, t(`container.${c.state}`) === `container.${c.state}` ? c.state : t(`container.${c.state}`)),
+    h("td", {}, c.health ? t(`health.${c.health}`) : "—"), h("td", {}, c.ready ? t("app.yes") : t("app.no")),
+    h("td", {}, String(c.restarts ?? 0)), h("td", { class: "mono" }, c.ip || ""), h("td", {}, String(c.revision ?? "")),
+    h("td", {}, age(c.startedAt)),
+    h("td", {}, ctx.rights.allowed["app.exec"] && c.state === "running" &&
+      h("a", { href: `#${ctx.path}/terminal?replica=${c.slot}`, class: "button small" }, t("app.terminal")))))
+    : emptyRow(10, t("app.noReplicas")));
+  body.append(h("table", { class: "data", id: "replicas-table" }, h("thead", {}, h("tr", {},
+    [t("col.slot"), t("col.container"), t("col.state"), t("col.health"), t("col.ready"), t("col.restarts"), t("col.ip"),
+      t("col.revision"), t("col.age"), ""].map((x) => h("th", {}, x)))), tbody));
+  draw(ctx.app);
+  ctx.onChange(draw);
+}
+
+async function logsTab(body, ctx) {
+  const out = h("pre", { class: "logs", id: "logs", "aria-live": "off" });
+  const search = h("input", { type: "search", id: "log-search", placeholder: t("logs.search"), "aria-label": t("logs.search") });
+  const follow = h("input", { type: "checkbox", id: "log-follow", checked: true });
+  const count = h("span", { class: "muted", id: "log-count" });
+  const lines = [];
+  const MAX = 5000;
+  let streamAbort = null;
+
+  const matches = (line) => !search.value || line.toLowerCase().includes(search.value.toLowerCase());
+  function redraw() {
+    const shown = lines.filter(matches);
+    out.textContent = shown.join("\n") + (shown.length ? "\n" : "");
+    count.textContent = t("logs.count", { shown: shown.length, total: lines.length });
+    out.scrollTop = out.scrollHeight;
+  }
+  function add(line) {
+    lines.push(line);
+    if (lines.length > MAX) lines.splice(0, lines.length - MAX);
+    if (matches(line)) {
+      out.append(document.createTextNode(`${line}\n`));
+      if (out.childNodes.length > MAX) out.firstChild.remove();
+      out.scrollTop = out.scrollHeight;
+    }
+    count.textContent = t("logs.count", { shown: out.childNodes.length, total: lines.length });
+  }
+  async function start() {
+    streamAbort?.abort();
+    streamAbort = new AbortController();
+    ctx.signal.addEventListener("abort", () => streamAbort.abort());
+    lines.length = 0;
+    redraw();
+    try {
+      await streamLines(`${ctx.path}/logs`, add, { signal: streamAbort.signal,
+        query: { follow: follow.checked ? "true" : "false", tail: "500", timestamps: "true" } });
+    } catch (e) {
+      if (e.name !== "AbortError") body.append(errorBox(e));
+    }
+  }
+  search.addEventListener("input", redraw);
+  follow.addEventListener("change", start);
+  const download = h("button", { type: "button", id: "log-download", onclick: async () => {
+    try {
+      const text = await api("GET", `${ctx.path}/logs`, undefined, { query: { timestamps: "true" } });
+      const url = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
+      const a = h("a", { href: url, download: `${ctx.name}-logs.txt` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 1000);
+    } catch (e) { toast(e.message, "error"); }
+  } }, t("logs.download"));
+  body.append(h("div", { class: "toolbar" }, search, h("label", { class: "check" }, follow, t("logs.follow")), download, count), out);
+  start();
+}
+
+async function eventsTab(body, ctx) {
+  const tbody = h("tbody");
+  async function load() {
+    const data = await api("GET", `${ctx.path}/events`, undefined, { signal: ctx.signal, query: { limit: 100 } });
+    clear(tbody, data.items.length ? data.items.slice().reverse().map((e) => h("tr", { class: e.type === "Warning" ? "warn" : "" },
+      h("td", { title: e.at }, age(e.at)), h("td", {}, e.type === "Warning" ? t("events.warning") : t("events.normal")),
+      h("td", {}, e.reason), h("td", {}, e.message), h("td", {}, String(e.count)))) : emptyRow(5, t("events.none")));
+  }
+  body.append(h("table", { class: "data", id: "events" }, h("thead", {}, h("tr", {},
+    [t("col.when"), t("col.type"), t("col.reason"), t("col.message"), t("col.count")].map((x) => h("th", {}, x)))), tbody));
+  await load();
+  ctx.onChange(() => load().catch(() => {}));
+}
+
+async function historyTab(body, ctx) {
+  const tbody = h("tbody");
+  async function load() {
+    const data = await api("GET", `${ctx.path}/revisions`, undefined, { signal: ctx.signal });
+    clear(tbody, data.items.slice().reverse().map((r) => h("tr", { "data-revision": r.revision, class: r.current ? "current" : "" },
+      h("td", {}, String(r.revision), r.current ? h("span", { class: "badge state-ready" }, t("history.current")) : null),
+      h("td", { class: "mono" }, r.image), h("td", {}, r.changeCause || ""), h("td", { title: r.createdAt }, age(r.createdAt)),
+      h("td", {}, ctx.canWrite && !r.current && h("button", { type: "button", class: "small", "data-rollback": r.revision, onclick: async () => {
+        if (!confirmAction(t("history.confirm", { revision: r.revision }))) return;
+        try {
+          await api("POST", `${ctx.path}/rollback`, { revision: r.revision });
+          toast(t("history.rolledBack", { revision: r.revision }));
+        } catch (e) { toast(e.message, "error"); }
+      } }, t("history.rollback"))))));
+  }
+  body.append(h("table", { class: "data", id: "history" }, h("thead", {}, h("tr", {},
+    [t("col.revision"), t("col.image"), t("col.cause"), t("col.age"), ""].map((x) => h("th", {}, x)))), tbody));
+  await load();
+  ctx.onChange(() => load().catch(() => {}));
+}
+
+async function settingsTab(body, ctx) {
+  const { app } = ctx;
+  const env = Object.entries(app.spec.env || {}).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join("\n");
+  const message = h("div");
+  const form = h("form", { class: "stack", id: "settings-form", onsubmit: async (e) => {
+    e.preventDefault();
+    message.replaceChildren();
+    const d = new FormData(form);
+    const parsed = parseEnv(d.get("env"));
+    if (parsed.error) { message.append(errorBox(new Error(parsed.error))); return; }
+    // merge patch: keys removed from the box become null, which removes them
+    const envPatch = {};
+    for (const k of Object.keys(ctx.app.spec.env || {})) envPatch[k] = null;
+    Object.assign(envPatch, parsed.env);
+    try {
+      await api("PATCH", ctx.path, { metadata: { resourceVersion: ctx.app.metadata.resourceVersion },
+        spec: { image: d.get("image"), env: envPatch } });
+      toast(t("settings.saved"));
+    } catch (err) {
+      if (!showFieldErrors(form, err)) message.append(errorBox(err));
+    }
+  } },
+  h("label", {}, t("deploy.image"), h("input", { name: "image", id: "edit-image", value: app.spec.image, required: true,
+    "data-field": "spec.image", disabled: !ctx.canWrite })),
+  h("label", {}, t("deploy.env"), h("textarea", { name: "env", id: "edit-env", rows: 6, "data-field": "spec.env",
+    disabled: !ctx.canWrite, placeholder: "KEY=value" }, env)),
+  message,
+  ctx.canWrite && h("button", { type: "submit", class: "primary", id: "save-settings" }, t("settings.save")));
+  body.append(h("section", { class: "card" }, h("h2", {}, t("settings.title")), form));
+}
+
+export function parseEnv(text) {
+  const env = {};
+  const lines = String(text || "").split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (!line || line.startsWith("#")) continue;
+    const eq = line.indexOf("=");
+    if (eq <= 0) return { error: t("deploy.envLine", { line: i + 1 }) };
+    env[line.slice(0, eq).trim()] = line.slice(eq + 1);
+  }
+  return { env };
+}
+
+async function manifestTab(body, ctx) {
+  manifestEditor(body, ctx);
+}
+
+async function terminalTab(body, ctx) {
+  const wanted = new URLSearchParams(location.hash.split("?")[1] || "").get("replica");
+  terminalPanel(body, ctx, wanted, session.token);
+}

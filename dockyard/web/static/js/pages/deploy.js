@@ -1,0 +1,141 @@
+// Deploy: a form for a single-image app, and a box (paste or upload) for manifests or a
+// Compose file. Errors are the API's own messages, the same the CLI prints.
+
+import { api } from "../api.js";
+import { h, clear } from "../dom.js";
+import { t } from "../i18n.js";
+import { errorBox, navigate, toast } from "../app.js";
+import { showFieldErrors, tabs } from "../widgets.js";
+import { parseEnv } from "./app.js";
+import yaml from "../../vendor/js-yaml.mjs";
+
+export async function deployPage(main, [tenant, project], signal) {
+  const projects = (await api("GET", "/projects", undefined, { signal })).items.map((p) => `${p.metadata.tenant}/${p.metadata.name}`);
+  const chosen = tenant ? `${tenant}/${project}` : projects[0];
+  const mode = new URLSearchParams(location.hash.split("?")[1] || "").get("mode") === "manifest" ? "manifest" : "form";
+  const here = tenant ? `#/projects/${tenant}/${project}/deploy` : "#/deploy";
+  const picker = h("select", { id: "deploy-project", name: "project", "aria-label": t("deploy.project") },
+    projects.map((p) => h("option", { value: p, selected: p === chosen }, p)));
+  main.append(h("h1", {}, t("deploy.title")),
+    projects.length ? h("label", { class: "project-pick" }, t("deploy.project"), picker) : h("p", { class: "empty" }, t("deploy.noProjects")),
+    tabs([["form", t("deploy.fromImage"), here], ["manifest", t("deploy.fromManifest"), `${here}?mode=manifest`]], mode));
+  if (!projects.length) return;
+  const body = h("div", { class: "tab-body" });
+  main.append(body);
+  if (mode === "manifest") manifestForm(body, picker);
+  else imageForm(body, picker);
+}
+
+function imageForm(body, picker) {
+  const message = h("div");
+  const form = h("form", { class: "stack card", id: "deploy-form", onsubmit: async (e) => {
+    e.preventDefault();
+    message.replaceChildren();
+    const d = new FormData(form);
+    const env = parseEnv(d.get("env"));
+    if (env.error) { message.append(errorBox(new Error(env.error))); return; }
+    const spec = { image: d.get("image").trim(), replicas: Number(d.get("replicas") || 1), env: env.env };
+    if (d.get("port")) spec.ports = [{ containerPort: Number(d.get("port")) }];
+    if (d.get("memory")) spec.resources = { memory: d.get("memory").trim() };
+    const project = picker.value;
+    const manifest = { apiVersion: "dockyard/v1", kind: "App", metadata: { name: d.get("name").trim(), project }, spec };
+    try {
+      await api("POST", `/projects/${project}/apps`, manifest);
+      toast(t("deploy.created", { name: manifest.metadata.name }));
+      navigate(`#/projects/${project}/apps/${manifest.metadata.name}`);
+    } catch (err) {
+      showFieldErrors(form, err);
+      message.append(errorBox(err));
+    }
+  } },
+  h("label", {}, t("deploy.name"), h("input", { name: "name", id: "deploy-name", required: true, maxlength: 63, "data-field": "metadata.name",
+    placeholder: "web" })),
+  h("label", {}, t("deploy.image"), h("input", { name: "image", id: "deploy-image", required: true, "data-field": "spec.image",
+    placeholder: "registry.example/team/web:1.0" })),
+  h("div", { class: "row" },
+    h("label", {}, t("deploy.replicas"), h("input", { name: "replicas", id: "deploy-replicas", type: "number", min: 0, max: 1000, value: 1,
+      "data-field": "spec.replicas" })),
+    h("label", {}, t("deploy.port"), h("input", { name: "port", id: "deploy-port", type: "number", min: 1, max: 65535, "data-field": "spec.ports" })),
+    h("label", {}, t("deploy.memory"), h("input", { name: "memory", id: "deploy-memory", placeholder: "256Mi", "data-field": "spec.resources" }))),
+  h("label", {}, t("deploy.env"), h("textarea", { name: "env", id: "deploy-env", rows: 4, placeholder: "KEY=value", "data-field": "spec.env" })),
+  message,
+  h("button", { type: "submit", class: "primary", id: "deploy-submit" }, t("deploy.submit")));
+  body.append(form);
+}
+
+function kindPaths(obj, project) {
+  const meta = obj.metadata || {};
+  const name = meta.name || "";
+  if (obj.kind === "Project") {
+    const tenant = meta.tenant || project.split("/")[0];
+    return ["/projects", `/projects/${tenant}/${name}`];
+  }
+  if (obj.kind === "Tenant") return ["/tenants", `/tenants/${name}`];
+  const scope = meta.project || project;
+  const plural = `${String(obj.kind || "").toLowerCase()}s`;
+  return [`/projects/${scope}/${plural}`, `/projects/${scope}/${plural}/${name}`];
+}
+
+function manifestForm(body, picker) {
+  const box = h("textarea", { id: "manifest-input", class: "code", rows: 20, spellcheck: "false", "aria-label": t("deploy.manifestBox"),
+    placeholder: "apiVersion: dockyard/v1\nkind: App\nmetadata: {name: web}\nspec: {image: dockyard/demo:1.0}" });
+  const upload = h("input", { type: "file", id: "manifest-file", accept: ".yml,.yaml,.json,text/yaml", onchange: async () => {
+    const file = upload.files[0];
+    if (file) box.value = await file.text();
+  } });
+  const results = h("ul", { class: "problems", id: "deploy-results", role: "status" });
+  async function run(dryRun) {
+    clear(results);
+    const project = picker.value;
+    let docs;
+    try {
+      docs = yaml.loadAll(box.value).filter((d) => d !== null && d !== undefined);
+    } catch (e) {
+      results.append(h("li", { class: "error" }, t("manifest.yamlError", { line: (e.mark?.line ?? 0) + 1, message: e.reason || e.message })));
+      return;
+    }
+    if (!docs.length) { results.append(h("li", { class: "error" }, t("deploy.empty"))); return; }
+    if (docs.length === 1 && docs[0] && typeof docs[0] === "object" && docs[0].services) {
+      try {
+        const converted = await api("POST", "/compose/convert", { project, compose: docs[0] });
+        for (const w of converted.warnings) results.append(h("li", { class: "warn" }, t("deploy.warning", { field: w.field, message: w.message })));
+        docs = converted.items;
+      } catch (err) {
+        results.append(h("li", { class: "error" }, err.message));
+        for (const e of err.errors) results.append(h("li", { class: "error" }, `${e.field}: ${e.message}`));
+        return;
+      }
+    }
+    const order = { Tenant: 0, Project: 1 };
+    docs.sort((a, b) => (order[a.kind] ?? 2) - (order[b.kind] ?? 2));
+    for (const doc of docs) {
+      if (!doc || typeof doc !== "object") { results.append(h("li", { class: "error" }, t("deploy.notObject"))); continue; }
+      const label = `${String(doc.kind || "?").toLowerCase()}/${doc.metadata?.name || "?"}`;
+      const [collection, item] = kindPaths(doc, project);
+      const query = dryRun ? { dryRun: "true" } : undefined;
+      try {
+        let current = null;
+        try { current = await api("GET", item); } catch (e) { if (e.status !== 404) throw e; }
+        let verb;
+        if (!current) {
+          if (["App", "Secret", "Config"].includes(doc.kind)) doc.metadata = { ...doc.metadata, project: doc.metadata?.project || project };
+          await api("POST", collection, doc, { query });
+          verb = t("deploy.verbCreated");
+        } else {
+          doc.metadata = { ...doc.metadata, resourceVersion: current.metadata.resourceVersion };
+          const res = await api("PUT", item, doc, { query });
+          verb = res.metadata.resourceVersion !== current.metadata.resourceVersion ? t("deploy.verbConfigured") : t("deploy.verbUnchanged");
+        }
+        results.append(h("li", { class: "ok" }, `${label} ${verb}${dryRun ? ` ${t("deploy.dryRun")}` : ""}`));
+      } catch (err) {
+        results.append(h("li", { class: "error" }, `${label}: ${err.message}`));
+      }
+    }
+  }
+  body.append(h("section", { class: "card stack", id: "manifest-deploy" },
+    h("p", { class: "muted" }, t("deploy.manifestHelp")), box,
+    h("label", {}, t("deploy.upload"), upload), results,
+    h("div", { class: "actions" },
+      h("button", { type: "button", id: "manifest-dry-run", onclick: () => run(true) }, t("deploy.dryRunButton")),
+      h("button", { type: "button", class: "primary", id: "manifest-apply", onclick: () => run(false) }, t("deploy.apply")))));
+}

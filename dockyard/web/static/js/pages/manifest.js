@@ -1,0 +1,90 @@
+// The App as YAML: edit and save; the API's validation errors appear under the editor with
+// the line each field is on.
+
+import { api } from "../api.js";
+import { h, clear } from "../dom.js";
+import { t } from "../i18n.js";
+import { toast } from "../app.js";
+import yaml from "../../vendor/js-yaml.mjs";
+
+// the parts of a stored object a user edits (status and server-set metadata left out)
+export function editable(obj) {
+  const meta = { name: obj.metadata.name, project: obj.metadata.project, resourceVersion: obj.metadata.resourceVersion };
+  if (obj.metadata.labels && Object.keys(obj.metadata.labels).length) meta.labels = obj.metadata.labels;
+  if (obj.metadata.annotations && Object.keys(obj.metadata.annotations).length) meta.annotations = obj.metadata.annotations;
+  return { apiVersion: obj.apiVersion, kind: obj.kind, metadata: meta, spec: obj.spec };
+}
+
+// the 1-based line of a field path like "spec.resources.memory" or "spec.ports[0].port" in YAML text
+export function lineOf(text, field) {
+  const parts = String(field).replace(/\[(\d+)\]/g, ".$1").split(".").filter(Boolean);
+  const lines = text.split("\n");
+  let from = 0;
+  let indent = -1;
+  let found = 0;
+  for (const part of parts) {
+    let hit = -1;
+    let index = -1;
+    for (let i = from; i < lines.length; i++) {
+      const line = lines[i];
+      if (!line.trim() || line.trim().startsWith("#")) continue;
+      const ind = line.length - line.trimStart().length;
+      if (i > from && ind <= indent && found) break;
+      const body = line.trim().replace(/^- /, "");
+      if (/^\d+$/.test(part)) {
+        if (line.trimStart().startsWith("- ") && ind > indent) {
+          index += 1;
+          if (index === Number(part)) { hit = i; indent = ind; break; }
+        }
+      } else if (ind > indent && (body.startsWith(`${part}:`) || body.startsWith(`"${part}":`))) {
+        hit = i;
+        indent = ind + (line.trimStart().startsWith("- ") ? 2 : 0);
+        break;
+      }
+    }
+    if (hit < 0) break;
+    found = hit + 1;
+    from = hit;
+  }
+  return found || null;
+}
+
+export function manifestEditor(body, ctx) {
+  const text = yaml.dump(editable(ctx.app), { lineWidth: 120, noRefs: true });
+  const editor = h("textarea", { id: "manifest", class: "code", rows: 28, spellcheck: "false", "aria-label": t("app.manifest"),
+    readonly: !ctx.canWrite }, text);
+  const problems = h("ul", { class: "problems", id: "manifest-errors", role: "alert" });
+  async function save(dryRun) {
+    clear(problems);
+    let doc;
+    try {
+      doc = yaml.load(editor.value);
+    } catch (e) {
+      problems.append(h("li", {}, t("manifest.yamlError", { line: (e.mark?.line ?? 0) + 1, message: e.reason || e.message })));
+      return;
+    }
+    try {
+      const saved = await api("PUT", ctx.path, doc, { query: dryRun ? { dryRun: "true" } : undefined });
+      toast(dryRun ? t("manifest.valid") : t("manifest.saved"));
+      if (!dryRun) editor.value = yaml.dump(editable(saved), { lineWidth: 120, noRefs: true });
+    } catch (err) {
+      problems.append(h("li", { class: "summary" }, err.message));
+      for (const e of err.errors) {
+        const line = lineOf(editor.value, e.field);
+        problems.append(h("li", { "data-field": e.field }, line ? h("button", { type: "button", class: "link", onclick: () => goto(editor, line) },
+          t("manifest.line", { line })) : null, ` ${e.field}: ${e.message}`));
+      }
+    }
+  }
+  body.append(h("section", { class: "card" }, editor, problems,
+    ctx.canWrite && h("div", { class: "actions" },
+      h("button", { type: "button", id: "manifest-validate", onclick: () => save(true) }, t("manifest.validate")),
+      h("button", { type: "button", class: "primary", id: "manifest-save", onclick: () => save(false) }, t("manifest.save")))));
+}
+
+function goto(textarea, line) {
+  const lines = textarea.value.split("\n");
+  const start = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0);
+  textarea.focus();
+  textarea.setSelectionRange(start, start + (lines[line - 1] || "").length);
+}

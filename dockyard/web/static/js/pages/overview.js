@@ -1,0 +1,88 @@
+// Overview: the engine's health, the projects the user can see with their apps by state and
+// their CPU and memory against quota, and a form to create a project.
+
+import { api, session, watch } from "../api.js";
+import { h, clear, debounce } from "../dom.js";
+import { t } from "../i18n.js";
+import { errorBox, navigate, toast } from "../app.js";
+import { STATES, stateBadge, usageBar, showFieldErrors } from "../widgets.js";
+
+export async function overviewPage(main, _params, signal) {
+  const body = h("div", { id: "overview" });
+  main.append(h("h1", {}, t("overview.title")), body);
+
+  async function refresh() {
+    const [data, tenants] = await Promise.all([
+      api("GET", "/overview", undefined, { signal }),
+      api("GET", "/tenants", undefined, { signal }).catch(() => ({ items: [] })),
+    ]);
+    clear(body, engineCard(data), totalsCard(data.totals), projectsCard(data.projects),
+      newProjectCard(tenants.items, refresh));
+    return data;
+  }
+  await refresh();
+  const again = debounce(() => refresh().catch(() => {}), 800);
+  // apps and projects of every visible scope change the counts: follow both streams
+  watch("/apps", { onEvent: again, onReset: again, signal });
+  watch("/projects", { onEvent: again, onReset: again, signal });
+}
+
+function engineCard(data) {
+  const engine = data.engine || {};
+  const ok = engine.status === "ok";
+  return h("section", { class: "card", id: "engines" },
+    h("h2", {}, t("overview.engines")),
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, t("overview.engine")), h("th", {}, t("overview.endpoint")),
+      h("th", {}, t("overview.health")), h("th", {}, t("overview.controller")))),
+    h("tbody", {}, h("tr", {}, h("td", {}, t("overview.localEngine")), h("td", { class: "mono" }, engine.url || ""),
+      h("td", {}, h("span", { class: `badge ${ok ? "state-ready" : "state-failed"}` }, ok ? t("overview.healthy") : t("overview.unavailable"))),
+      h("td", {}, data.leader ? t("overview.leading") : t("overview.standby"))))));
+}
+
+function totalsCard(totals) {
+  return h("section", { class: "card", id: "totals" }, h("h2", {}, t("overview.appsByState")),
+    h("div", { class: "tiles" }, STATES.map((s) => h("div", { class: `tile state-${s}`, "data-state": s },
+      h("div", { class: "count" }, String(totals?.[s] ?? 0)), stateBadge(s)))));
+}
+
+function projectsCard(projects) {
+  const rows = projects.map((p) => h("tr", { "data-project": `${p.tenant}/${p.project}` },
+    h("td", {}, h("a", { href: `#/projects/${p.tenant}/${p.project}` }, `${p.tenant}/${p.project}`)),
+    h("td", {}, String(p.appCount)),
+    h("td", { class: "states" }, STATES.filter((s) => p.apps?.[s]).map((s) => h("span", {}, stateBadge(s), ` ${p.apps[s]}`))),
+    h("td", { class: "bar-cell" }, usageBar(t("quota.cpu"), p.cpu?.used, p.cpu?.hard)),
+    h("td", { class: "bar-cell" }, usageBar(t("quota.memory"), p.memory?.used, p.memory?.hard))));
+  return h("section", { class: "card", id: "projects" }, h("h2", {}, t("overview.projects")),
+    projects.length ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, t("overview.project")), h("th", {}, t("overview.apps")),
+      h("th", {}, t("overview.states")), h("th", {}, t("quota.cpu")), h("th", {}, t("quota.memory")))), h("tbody", {}, rows))
+      : h("p", { class: "empty" }, t("overview.noProjects")));
+}
+
+function newProjectCard(tenants, refresh) {
+  const user = session.user;
+  if (!tenants.length && !user?.admin) return null;
+  const message = h("div");
+  const form = h("form", { class: "inline-form", id: "new-project", onsubmit: async (e) => {
+    e.preventDefault();
+    message.replaceChildren();
+    const data = new FormData(form);
+    const tenant = data.get("tenant");
+    const name = data.get("name");
+    try {
+      await api("POST", "/projects", { apiVersion: "dockyard/v1", kind: "Project", metadata: { name, tenant },
+        spec: { description: data.get("description") || undefined } });
+      toast(t("overview.projectCreated", { name: `${tenant}/${name}` }));
+      navigate(`#/projects/${tenant}/${name}`);
+    } catch (err) {
+      if (!showFieldErrors(form, err)) message.append(errorBox(err));
+    }
+  } },
+  h("label", {}, t("overview.tenant"), h("select", { name: "tenant", id: "new-project-tenant", "data-field": "metadata.tenant" },
+    tenants.map((tn) => h("option", { value: tn.metadata.name }, tn.metadata.name)))),
+  h("label", {}, t("overview.projectName"), h("input", { name: "name", id: "new-project-name", required: true, "data-field": "metadata.name",
+    pattern: "[a-z0-9]([-a-z0-9]*[a-z0-9])?", maxlength: 63 })),
+  h("label", {}, t("overview.description"), h("input", { name: "description", "data-field": "spec.description" })),
+  h("button", { type: "submit", class: "primary" }, t("overview.createProject")));
+  return h("section", { class: "card" }, h("h2", {}, t("overview.newProject")),
+    tenants.length ? form : h("p", {}, t("overview.noTenants"), " ", h("a", { href: "#/admin/tenants" }, t("nav.admin"))), message);
+}

@@ -1,0 +1,67 @@
+// The web terminal: xterm.js over a WebSocket to the exec endpoint. The token goes in the first
+// message (browsers cannot set headers on WebSockets); the server checks the developer role
+// and records the session in the audit log.
+
+import { h, clear } from "../dom.js";
+import { t } from "../i18n.js";
+
+export function terminalPanel(body, ctx, wanted, token) {
+  const running = (ctx.app.status?.containers || []).filter((c) => c.state === "running");
+  const status = h("span", { class: "muted", id: "terminal-status" });
+  const screen = h("div", { class: "terminal", id: "terminal" });
+  const select = h("select", { id: "terminal-replica", "aria-label": t("terminal.replica") },
+    running.map((c) => h("option", { value: c.slot, selected: String(c.slot) === wanted }, t("terminal.replicaN", { n: c.slot, name: c.name }))));
+  let socket = null;
+  let term = null;
+
+  function disconnect() {
+    socket?.close();
+    socket = null;
+    term?.dispose();
+    term = null;
+  }
+
+  function connect() {
+    disconnect();
+    if (!window.Terminal) { status.textContent = t("terminal.missing"); return; }
+    clear(screen);
+    term = new window.Terminal({ convertEol: false, cursorBlink: true, fontSize: 14, scrollback: 2000 });
+    const fit = new window.FitAddon.FitAddon();
+    term.loadAddon(fit);
+    term.open(screen);
+    fit.fit();
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    const query = new URLSearchParams({ replica: select.value });
+    socket = new WebSocket(`${proto}://${location.host}/api/v1${ctx.path}/exec?${query}`);
+    socket.binaryType = "arraybuffer";
+    status.textContent = t("terminal.connecting");
+    socket.onopen = () => socket.send(JSON.stringify({ token, cols: term.cols, rows: term.rows }));
+    socket.onmessage = (ev) => {
+      if (typeof ev.data !== "string") {
+        status.textContent = t("terminal.connected");
+        screen.dataset.connected = "true";
+        term.write(new Uint8Array(ev.data));
+        return;
+      }
+      const msg = JSON.parse(ev.data);
+      if (msg.type === "error") status.textContent = msg.message;
+      else if (msg.type === "exit") { status.textContent = t("terminal.exited", { code: msg.code }); term.write(`\r\n[${t("terminal.exited", { code: msg.code })}]\r\n`); }
+      else if (msg.type === "ready") { status.textContent = t("terminal.connected"); screen.dataset.connected = "true"; }
+    };
+    socket.onclose = (ev) => {
+      delete screen.dataset.connected;
+      if (ev.code !== 1000 && !status.textContent.includes(":")) status.textContent = ev.reason || t("terminal.closed");
+    };
+    term.onData((data) => socket?.readyState === 1 && socket.send(JSON.stringify({ type: "input", data })));
+    term.onResize(({ cols, rows }) => socket?.readyState === 1 && socket.send(JSON.stringify({ type: "resize", cols, rows })));
+    window.addEventListener("resize", () => fit.fit(), { signal: ctx.signal });
+    term.focus();
+  }
+
+  ctx.signal.addEventListener("abort", disconnect);
+  body.append(h("div", { class: "toolbar" }, select,
+    h("button", { type: "button", class: "primary", id: "terminal-connect", disabled: !running.length, onclick: connect }, t("terminal.connect")),
+    h("button", { type: "button", id: "terminal-disconnect", onclick: disconnect }, t("terminal.disconnect")), status),
+  running.length ? screen : h("p", { class: "empty" }, t("terminal.noRunning")));
+  if (running.length) connect();
+}

@@ -1,0 +1,61 @@
+// Small pieces several pages share: state badges, usage bars, tabs, field errors, confirm.
+
+import { h } from "./dom.js";
+import { t } from "./i18n.js";
+
+export const STATES = ["ready", "progressing", "degraded", "failed"];
+
+export function stateBadge(state) {
+  return h("span", { class: `badge state-${state}`, "data-state": state }, t(`state.${state}`));
+}
+
+// amounts like "500m", "1.5", "512Mi", "2Gi" → numbers comparable within one resource
+export function amount(value) {
+  if (value === null || value === undefined || value === "") return null;
+  const m = String(value).match(/^([0-9.]+)\s*([a-zA-Z]*)$/);
+  if (!m) return null;
+  const n = parseFloat(m[1]);
+  const units = { "": 1, m: 1e-3, k: 1e3, K: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 };
+  return m[2] in units ? n * units[m[2]] : null;
+}
+
+export function usageBar(label, used, hard) {
+  const u = amount(used) ?? 0;
+  const cap = amount(hard);
+  const share = cap ? Math.min(1, u / cap) : 0;
+  const pct = Math.round(share * 100);
+  return h("div", { class: "usage", "data-resource": label },
+    h("div", { class: "usage-label" }, h("span", {}, label),
+      h("span", {}, cap ? t("quota.usedOf", { used, hard }) : t("quota.usedNoLimit", { used }))),
+    h("div", { class: "bar", role: "progressbar", "aria-label": label, "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100 },
+      h("div", { class: `fill ${share > 0.9 ? "hot" : share > 0.7 ? "warm" : ""}`, style: `width:${pct}%` })));
+}
+
+// tabs as links, so each tab has its own address
+export function tabs(items, active) {
+  return h("div", { class: "tabs", role: "tablist" }, items.map(([id, label, href]) =>
+    h("a", { href, role: "tab", id: `tab-${id}`, "aria-selected": id === active ? "true" : "false",
+      class: id === active ? "active" : "" }, label)));
+}
+
+// show problem+json field errors next to the inputs named after them (data-field="spec.image")
+export function showFieldErrors(form, error) {
+  for (const el of form.querySelectorAll(".field-error")) el.remove();
+  let shown = 0;
+  for (const e of error.errors || []) {
+    const input = [...form.querySelectorAll("[data-field]")].find((i) => e.field === i.dataset.field || e.field.startsWith(`${i.dataset.field}.`) || e.field.startsWith(`${i.dataset.field}[`));
+    if (input) {
+      input.closest("label")?.append(h("span", { class: "field-error", role: "alert" }, `${e.field}: ${e.message}`));
+      shown += 1;
+    }
+  }
+  return shown;
+}
+
+export function confirmAction(message) {
+  return window.confirm(message);
+}
+
+export function emptyRow(cols, text) {
+  return h("tr", {}, h("td", { colspan: cols, class: "empty" }, text));
+}
