@@ -1,4 +1,4 @@
-// Building DOM nodes without innerHTML: every value from the API becomes a text node.
+// Building DOM nodes from elements and text nodes only (no HTML strings): every value from the API becomes a text node.
 
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
