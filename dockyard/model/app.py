@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
@@ -37,6 +38,14 @@ def _check_cpu(v: str | int | float) -> str | int | float:
 
 def _check_duration(v: str | int | float) -> str | int | float:
     parse_duration(v)
+    return v
+
+
+def _check_timestamp(v: str) -> str:
+    try:
+        datetime.fromisoformat(v)
+    except ValueError:
+        raise ValueError(f"'{v}' is not an ISO 8601 date and time (example: 2024-05-01T12:00:00Z)") from None
     return v
 
 
@@ -273,6 +282,10 @@ class AppSpec(Schema):
     security_context: SecurityContext = Field(default_factory=SecurityContext)
     secrets: list[FileRef] = Field(default_factory=list)
     configs: list[FileRef] = Field(default_factory=list)
+    # part of the template: setting it (POST .../restart) changes the template hash, so every
+    # replica is replaced by a rolling update, as `kubectl rollout restart` does
+    restarted_at: Annotated[str, Field(max_length=40), AfterValidator(_check_timestamp)] | None = Field(
+        default=None, description="when a restart was asked for (ISO 8601); changing it replaces every replica")
 
     @field_validator("runtime")
     @classmethod
@@ -321,6 +334,12 @@ def template_of(spec: AppSpec) -> dict:
     return data
 
 
+def without_restart(template: dict) -> dict:
+    """A template without its restart marker: what the containers are configured to be. Rollbacks
+    compare and restore this, so that a restart is never mistaken for (or undone as) a change."""
+    return {k: v for k, v in template.items() if k != "restartedAt"}
+
+
 def template_hash(template: dict) -> str:
     """A short stable hash of a template; containers carry it as a label to find drift."""
     blob = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
@@ -357,6 +376,24 @@ class AppStatus(Schema):
     phase: str = "Pending"
     conditions: list[Condition] = Field(default_factory=list)
     containers: list[ContainerStatus] = Field(default_factory=list)
+
+
+APP_STATES = ("ready", "progressing", "degraded", "failed")
+
+
+def app_state(spec: dict, status: dict) -> str:
+    """An App's state in one word, for tables and counts: Ready → ready; Degraded → degraded;
+    Stalled or Failed → failed; anything else (Pending, Progressing, no status yet) →
+    progressing. Only the status decides today; `spec` is taken so that callers need not
+    change when a rule comes to depend on the desired state."""
+    phase = (status or {}).get("phase")
+    if phase == "Ready":
+        return "ready"
+    if phase == "Degraded":
+        return "degraded"
+    if phase in ("Stalled", "Failed"):
+        return "failed"
+    return "progressing"
 
 
 class App(Schema):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from dockyard.model.app import AppSpec, Strategy, template_hash, template_of
+from dockyard.model.app import APP_STATES, AppSpec, Strategy, app_state, template_hash, template_of, without_restart
 from dockyard.model.image import parse_image
 from dockyard.model.meta import check_dns_label, check_labels, check_project_ref
 from dockyard.model.quantity import format_memory, parse_cpu, parse_duration, parse_memory
@@ -270,3 +270,36 @@ def test_template_hash_is_stable_and_order_independent() -> None:
     # env written as a mapping or as a list is the same template
     assert _hash(env={"A": "1"}) == _hash(env=[{"name": "A", "value": "1"}])
     assert len(a) == 12 and all(c in "0123456789abcdef" for c in a)
+
+
+def test_restart_marker_is_part_of_the_template() -> None:
+    base = _hash()
+    assert _hash(restartedAt="2024-05-01T12:00:00Z") != base, "a restart must roll the replicas"
+    assert _hash(restartedAt="2024-05-01T12:00:00Z") != _hash(restartedAt="2024-05-01T12:00:01Z")
+    template = template_of(AppSpec.model_validate({"image": "busybox:1", "restartedAt": "2024-05-01T12:00:00Z"}))
+    assert without_restart(template) == template_of(AppSpec.model_validate({"image": "busybox:1"}))
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2024-13-01T00:00:00Z", "", "x" * 41])
+def test_restart_marker_must_be_a_timestamp(bad: str) -> None:
+    with pytest.raises(ValidationError) as e:
+        AppSpec.model_validate({"image": "busybox:1", "restartedAt": bad})
+    assert e.value.errors()[0]["loc"] == ("restartedAt",)
+
+
+# --- app state --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "state"), [
+    ({"phase": "Ready"}, "ready"),
+    ({"phase": "Degraded"}, "degraded"),
+    ({"phase": "Stalled"}, "failed"),
+    ({"phase": "Failed"}, "failed"),
+    ({"phase": "Progressing"}, "progressing"),
+    ({"phase": "Pending"}, "progressing"),
+    ({}, "progressing"),
+    ({"phase": "SomethingNew"}, "progressing"),
+])
+def test_app_state_in_one_word(status: dict, state: str) -> None:
+    assert app_state({"image": "busybox:1"}, status) == state
+    assert state in APP_STATES
