@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, Path
 from pydantic import Field
@@ -19,12 +19,14 @@ from dockyard.store.errors import NotFound
 from dockyard.store.users import (
     create_user,
     delete_user,
+    get_preferences,
     get_user,
     issue_token,
     list_tokens,
     list_users,
     revoke_token_id,
     set_password,
+    update_preferences,
     verify_password,
 )
 
@@ -55,6 +57,18 @@ class TokenCreate(Schema):
 class Grant(Schema):
     user: DnsLabel
     role: Role
+
+
+Language = Literal["en", "zh-CN"]
+Theme = Literal["light", "dark", "system"]
+DEFAULT_PREFERENCES = {"language": "en", "theme": "system"}
+
+
+class PreferencesUpdate(Schema):
+    """Fields left out keep their value; null returns a field to its default."""
+
+    language: Language | None = None
+    theme: Theme | None = None
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -92,6 +106,26 @@ def users_password(store: StoreDep, authz: AuthzDep, name: UserName, body: Passw
     elif verify_password(store, name, body.current_password or "") is None:
         raise Problem(403, "the current password is wrong")
     set_password(store, name, body.password)
+
+
+# --- preferences -----------------------------------------------------------------------------
+
+def _with_defaults(stored: dict) -> dict:
+    # a value this server no longer offers reads as the default
+    offered = {"language": get_args(Language), "theme": get_args(Theme)}
+    return {k: stored[k] if stored.get(k) in offered[k] else default for k, default in DEFAULT_PREFERENCES.items()}
+
+
+@router.get("/preferences", operation_id="getPreferences", tags=["users"], summary="Your console preferences")
+def preferences_get(store: StoreDep, authz: AuthzDep) -> dict:
+    return _with_defaults(get_preferences(store, authz.user.id))
+
+
+@router.put("/preferences", operation_id="setPreferences", tags=["users"],
+            summary="Change your console preferences (the fields given)")
+def preferences_set(store: StoreDep, authz: AuthzDep, body: PreferencesUpdate) -> dict:
+    changes = body.model_dump(by_alias=True, exclude_unset=True)
+    return _with_defaults(update_preferences(store, authz.user.id, changes))
 
 
 # --- tokens --------------------------------------------------------------------------------

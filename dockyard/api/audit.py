@@ -80,11 +80,17 @@ def _show(e: audit.AuditEntry) -> dict:
             "detail": e.detail or None}
 
 
-@router.get("/audit", operation_id="listAudit", summary="Audit entries: admins see all, tenant owners their tenant's")
+@router.get("/audit", operation_id="listAudit",
+            summary="Audit entries: admins see all, tenant owners their tenant's",
+            description="The newest `limit` matching entries, listed oldest first. For the page before "
+                        "them, pass `before` = the `nextBefore` of this answer (null when there is none).")
 def audit_list(store: StoreDep, authz: AuthzDep,
                tenant: Annotated[str | None, Query(max_length=63)] = None,
                project: Annotated[str | None, Query(max_length=130, description="TENANT/PROJECT")] = None,
                user: Annotated[str | None, Query(max_length=63)] = None,
+               action: Annotated[str | None, Query(max_length=64, description="actions containing this, "
+                                                   "e.g. EXEC or /apps/{name}/restart")] = None,
+               before: Annotated[int | None, Query(ge=1, le=2**62, description="only entries with a smaller id")] = None,
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     tenants = None
     pname = None
@@ -97,8 +103,12 @@ def audit_list(store: StoreDep, authz: AuthzDep,
         if tenant:
             authz.require("audit.read", tenant=tenant)
         tenants = owned
-    entries = audit.query(store, tenants=tenants, tenant=tenant, project=pname, user=user, limit=limit)
-    return {"items": [_show(e) for e in entries]}
+    # one more than asked for tells whether an older page exists
+    entries = audit.query(store, tenants=tenants, tenant=tenant, project=pname, user=user, limit=limit + 1,
+                          before_id=before, action=action)
+    more = len(entries) > limit
+    entries = entries[-limit:]
+    return {"items": [_show(e) for e in entries], "nextBefore": entries[0].id if more and entries else None}
 
 
 @router.post("/audit/verify", operation_id="verifyAudit", dependencies=[admin_only("audit.read")],

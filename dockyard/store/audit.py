@@ -63,7 +63,10 @@ def append(store: Store, e: AuditEntry) -> None:
 
 
 def query(store: Store, *, tenants: set[str] | None = None, tenant: str | None = None, project: str | None = None,
-          user: str | None = None, limit: int = 100, before_id: int | None = None) -> list[AuditEntry]:
+          user: str | None = None, limit: int = 100, before_id: int | None = None,
+          action: str | None = None) -> list[AuditEntry]:
+    """The newest `limit` entries that match (with `before_id`: the newest older than that
+    entry), returned oldest first. `action` matches a part of the action."""
     q = select(audit_log)
     if tenants is not None:
         q = q.where(audit_log.c.tenant.in_(sorted(tenants)))
@@ -75,6 +78,8 @@ def query(store: Store, *, tenants: set[str] | None = None, tenant: str | None =
         q = q.where(audit_log.c.user == user)
     if before_id:
         q = q.where(audit_log.c.id < before_id)
+    if action:
+        q = q.where(audit_log.c.action.contains(action, autoescape=True))
     with store.read_engine.connect() as conn:
         rows = conn.execute(q.order_by(audit_log.c.id.desc()).limit(limit)).all()
     return [_entry(r) for r in reversed(rows)]

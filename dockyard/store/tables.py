@@ -94,6 +94,7 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("preferences", JSON, nullable=True),  # the web console's settings: {"language", "theme"}
 )
 
 tokens = Table(

@@ -167,6 +167,26 @@ def delete_user(store: Store, name: str) -> bool:
         return True
 
 
+def get_preferences(store: Store, user_id: int) -> dict[str, Any]:
+    """The user's stored preferences ({} when none were set)."""
+    with store.read_engine.connect() as conn:
+        prefs = conn.execute(select(users.c.preferences).where(users.c.id == user_id)).scalar()
+    return dict(prefs or {})
+
+
+def update_preferences(store: Store, user_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    """Merge `changes` into the user's preferences (a None value removes the key); returns them."""
+    with store.tx() as conn:
+        prefs = dict(conn.execute(select(users.c.preferences).where(users.c.id == user_id)).scalar() or {})
+        for k, v in changes.items():
+            if v is None:
+                prefs.pop(k, None)
+            else:
+                prefs[k] = v
+        conn.execute(update(users).where(users.c.id == user_id).values(preferences=prefs))
+    return prefs
+
+
 def authenticate_token(store: Store, token: str) -> User | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None

@@ -40,7 +40,7 @@ SAMPLE = {"tenant": "beta", "project": "shop", "name": "web", "user": "bob", "to
 BODY = {"kind": "App", "metadata": {"name": "x"}, "spec": {"image": "a", "replicas": 1}}
 PUBLIC = {("post", "/api/v1/login"), ("get", "/healthz")}
 SELF_SERVICE = {"/api/v1/whoami", "/api/v1/logout", "/api/v1/tokens", "/api/v1/tokens/{token_id}", "/api/v1/info",
-                "/api/v1/compose/convert", "/api/v1/users/{name}/password"}
+                "/api/v1/compose/convert", "/api/v1/users/{name}/password", "/api/v1/preferences"}
 
 
 def _operations(api) -> list[tuple[str, str]]:  # noqa: ANN001
