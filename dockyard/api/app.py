@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from dockyard import __version__
-from dockyard.api import access, apps, audit, problems, resources, rights, system
+from dockyard.api import access, apps, audit, dashboard, problems, resources, rights, system
 from dockyard.api.authz import check_path_visibility
 from dockyard.api.deps import LogProvider, PlatformInfo
 from dockyard.api.limits import LoginThrottle, RequestLimiter
@@ -50,7 +50,8 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
         return {"status": "ok" if db == "ok" else "degraded", "store": db, "resourceVersion": rv,
                 "engine": platform.engine_status().get("status"), "leader": platform.leader()}
 
-    for r in (system.router, resources.router, apps.router, access.router, audit.router, rights.router):
+    for r in (system.router, resources.router, apps.router, dashboard.router, access.router, audit.router,
+              rights.router):
         app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
 
     def openapi_with_kinds() -> dict:

@@ -16,10 +16,11 @@ from dockyard.api import objects
 from dockyard.api.authz import AuthzDep
 from dockyard.api.deps import LogsDep, StoreDep
 from dockyard.api.problems import Problem
-from dockyard.model.app import AppSpec, template_hash, template_of
+from dockyard.model.app import AppSpec, template_hash, template_of, without_restart
 from dockyard.model.meta import Schema
 from dockyard.model.quantity import parse_duration
 from dockyard.store.errors import Conflict
+from dockyard.store.repository import now
 
 router = APIRouter(prefix="/projects/{tenant}/{project}/apps/{name}", tags=["apps"])
 
@@ -54,23 +55,26 @@ def revisions(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name:
 @router.post("/rollback", operation_id="rollbackApp", summary="Roll back to an earlier revision (undo)")
 def rollback(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: str,
              body: RollbackRequest | None = None) -> dict:
+    """Restore an earlier revision's container template. Revisions that differ from the current
+    one only by a restart do not count as earlier configurations, and `restartedAt` is kept as it
+    is (like `replicas`): a rollback neither undoes a restart nor counts as one."""
     scope = f"{tenant}/{project}"
     authz.require("app.write", tenant=tenant, project=project, missing=f"app '{scope}/{name}' not found")
     app = store.get("App", scope, name)
     history = store.revisions(scope, name)
-    current_hash = template_hash(template_of(AppSpec.model_validate(app.spec)))
+    current = template_hash(without_restart(template_of(AppSpec.model_validate(app.spec))))
     if body and body.revision is not None:
         target = next((r for r in history if r.revision == body.revision), None)
         if target is None:
             raise Problem(404, f"app {scope}/{name} has no revision {body.revision} "
                                f"(known: {', '.join(str(r.revision) for r in history)})")
     else:
-        earlier = [r for r in history if r.template_hash != current_hash]
+        earlier = [r for r in history if template_hash(without_restart(r.template)) != current]
         if not earlier:
             raise Conflict(f"app {scope}/{name} has no earlier revision to roll back to")
         target = earlier[-1]
-    spec = dict(target.template)
-    for keep in ("replicas", "strategy", "dependsOn"):
+    spec = without_restart(target.template)
+    for keep in ("replicas", "strategy", "dependsOn", "restartedAt"):
         if keep in app.spec:
             spec[keep] = app.spec[keep]
     manifest = app.manifest()
@@ -78,6 +82,16 @@ def rollback(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: 
     manifest["metadata"]["annotations"] = {**app.annotations,
                                            "dockyard.io/change-cause": f"rollback to revision {target.revision}"}
     return objects.replace(store, authz, "App", manifest, scope=scope, name=name, dry_run=False)
+
+
+@router.post("/restart", operation_id="restartApp",
+             summary="Replace every replica by a rolling update (zero downtime with the default strategy)")
+def restart(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: str) -> dict:
+    """Set `spec.restartedAt` to now: the template changes, so the reconciler rolls every
+    replica as it would for a new image, under the App's strategy."""
+    stamp = now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    body = {"spec": {"restartedAt": stamp}, "metadata": {"annotations": {"dockyard.io/change-cause": "restart"}}}
+    return objects.patch(store, authz, "App", body, scope=f"{tenant}/{project}", name=name, dry_run=False)
 
 
 @router.get("/events", operation_id="listAppEvents", summary="Recent events of the app")

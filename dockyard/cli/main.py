@@ -18,7 +18,7 @@ from dockyard.cli.output import TABLES, age, emit, table
 
 app = typer.Typer(help="Dockyard: a multi-tenant container cloud. `dockyard COMMAND --help` for details.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-rollout_app = typer.Typer(help="Rollout history and undo.", no_args_is_help=True)
+rollout_app = typer.Typer(help="Rollout history, undo and restart.", no_args_is_help=True)
 app.add_typer(rollout_app, name="rollout")
 create_app = typer.Typer(help="Create users, tokens, secrets and configs.", no_args_is_help=True)
 app.add_typer(create_app, name="create")
@@ -530,6 +530,20 @@ def rollout_undo(kind: Annotated[str, typer.Argument()], name: Annotated[str, ty
     body = {"revision": to_revision} if to_revision else {}
     res = run(lambda: c.request("POST", item_path(kind_of(kind), name, project) + "/rollback", json_body=body))
     typer.echo(f"app/{name} rolled back (image {res['spec']['image']})")
+
+
+@rollout_app.command("restart")
+def rollout_restart(kind: Annotated[str, typer.Argument(help="app (may be left out), or the app's name")],
+                    name: Annotated[str | None, typer.Argument()] = None, project: ProjectOpt = None) -> None:
+    """Replace every replica of an app by a rolling update (`rollout restart web` or `rollout restart app web`)."""
+    if name is None:
+        kind, name = "app", kind
+    if kind_of(kind) != "App":
+        fail("only apps can be restarted")
+    c = run(Client)
+    res = run(lambda: c.request("POST", item_path("App", name, project) + "/restart"))
+    typer.echo(f"app/{name} restarting (restartedAt {res['spec']['restartedAt']}); "
+               f"follow it with: dockyard rollout status app {name}")
 
 
 @rollout_app.command("status")

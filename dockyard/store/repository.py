@@ -58,7 +58,7 @@ class StoredObject:
             meta["project"] = self.scope
         meta.update(uid=self.uid, generation=self.generation, resourceVersion=str(self.resource_version),
                     labels=self.labels, annotations=self.annotations,
-                    createdAt=_iso(self.created_at))
+                    createdAt=iso_time(self.created_at))
         spec = self.spec
         if self.kind == "Secret":
             # write-only: the encrypted value never leaves the server, not even encrypted
@@ -102,7 +102,8 @@ class Event:
     count: int = 1
 
 
-def _iso(d: datetime) -> str:
+def iso_time(d: datetime) -> str:
+    """A stored time as the API shows it: ISO 8601 in UTC with a Z (SQLite returns naive times)."""
     if d.tzinfo is None:
         d = d.replace(tzinfo=UTC)
     return d.astimezone(UTC).isoformat().replace("+00:00", "Z")
