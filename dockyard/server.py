@@ -15,9 +15,9 @@ import uvicorn
 
 from dockyard import web
 from dockyard.api.app import create_app
-from dockyard.api.deps import LogRecord
+from dockyard.api.deps import ExecError, ExecSession, LogRecord
 from dockyard.controllers.manager import ControllerManager
-from dockyard.engines import EngineDriver, EngineError, open_engine
+from dockyard.engines import EngineDriver, EngineError, EngineUnavailable, open_engine
 from dockyard.engines.base import WorkloadKey
 from dockyard.store.keyring import KeyRing
 from dockyard.store.repository import Store
@@ -54,6 +54,24 @@ class EngineLogs:
                 yield LogRecord(replica=line.slot, container=line.container, text=line.text, timestamp=line.timestamp)
         except EngineError as e:
             yield LogRecord(replica=-1, container="", text=f"(logs unavailable: {e})")
+
+
+class EngineExec:
+    """The API's ExecProvider, backed by the engine driver: engine errors become ExecErrors."""
+
+    def __init__(self, engine: EngineDriver) -> None:
+        self.engine = engine
+
+    def open_exec(self, tenant: str, project: str, app: str, *, replica: int | None, command: list[str],
+                  cols: int, rows: int) -> ExecSession:
+        try:
+            return self.engine.exec(WorkloadKey(tenant, project, app), slot=replica, command=command, cols=cols,
+                                    rows=rows)
+        except EngineUnavailable as e:
+            raise ExecError(503, str(e)) from None
+        except EngineError as e:
+            status = {"ReplicaNotFound": 404, "ExecUnsupported": 501}.get(e.reason, 502)
+            raise ExecError(status, str(e)) from None
 
 
 class Platform:
@@ -107,7 +125,8 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     engine = open_engine(config.engine_url, instance=instance)
     server_id = _server_id(config.data_dir)
     manager = ControllerManager(store, engine, workers=config.workers, resync=config.resync, identity=server_id)
-    app = create_app(store, logs=EngineLogs(engine), platform=Platform(engine, manager))
+    app = create_app(store, logs=EngineLogs(engine), platform=Platform(engine, manager),
+                     exec_provider=EngineExec(engine))
     web.mount(app)
     return app, store, manager, engine
 

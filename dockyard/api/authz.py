@@ -143,10 +143,11 @@ async def check_path_visibility(request: Request) -> None:
     request.state.authz = authz
     if authz.is_admin:
         return  # admins see everything; the handler answers 404 for what does not exist
-    await run_in_threadpool(_check_visible, store, authz, tenant, project)
+    await run_in_threadpool(check_visible, store, authz, tenant, project)
 
 
-def _check_visible(store: Store, authz: Authorizer, tenant: str, project: str | None) -> None:
+def check_visible(store: Store, authz: Authorizer, tenant: str, project: str | None) -> None:
+    """NotFound unless the tenant (and project) exists and the caller may see it (blocking)."""
     if project:
         if not authz.can_see_project(tenant, project) or not _exists(store, "Project", tenant, project):
             raise NotFound(f"project '{tenant}/{project}' not found")

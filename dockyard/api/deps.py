@@ -30,6 +30,47 @@ class LogProvider(Protocol):
                  since: float | None, timestamps: bool, stop: threading.Event) -> Iterator[LogRecord]: ...
 
 
+class ExecSession(Protocol):
+    """A process started in a container with a terminal: raw bytes both ways. Blocking calls;
+    the API runs them in threads of their own."""
+
+    container: str  # the container's name, for the audit log
+
+    def read(self) -> bytes:
+        """The next output; b"" once the process has ended (or the session was closed)."""
+        ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def resize(self, cols: int, rows: int) -> None: ...
+
+    def exit_code(self) -> int | None:
+        """The exit code after read() returned b"" (None if the engine cannot tell)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection and end the process if it still runs. Safe to call twice."""
+        ...
+
+
+class ExecError(Exception):
+    """Why a session could not be opened, as an HTTP status (404: no running replica)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ExecProvider(Protocol):
+    """Runs commands in an App's containers; the server wires an engine-backed one in."""
+
+    def open_exec(self, tenant: str, project: str, app: str, *, replica: int | None, command: list[str],
+                  cols: int, rows: int) -> ExecSession:
+        """Start `command` in the running container of `replica` (None: the lowest running slot).
+        Raises ExecError."""
+        ...
+
+
 class PlatformInfo(Protocol):
     def engine_status(self) -> dict: ...
 

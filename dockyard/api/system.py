@@ -59,9 +59,11 @@ def whoami(user: PrincipalDep) -> dict:
     return {"name": user.name, "admin": user.is_admin}
 
 
-@router.get("/info", operation_id="info", tags=["system"], summary="Server version, engine and leadership")
-def info(_: PrincipalDep, platform: PlatformDep) -> dict:
-    return {"version": __version__, "engine": platform.engine_status(), "leader": platform.leader()}
+@router.get("/info", operation_id="info", tags=["system"],
+            summary="Server version, engine, leadership and whether the web terminal (exec) is available")
+def info(request: Request, _: PrincipalDep, platform: PlatformDep) -> dict:
+    return {"version": __version__, "engine": platform.engine_status(), "leader": platform.leader(),
+            "exec": request.app.state.exec_provider is not None}
 
 
 @router.post("/compose/convert", operation_id="convertCompose", tags=["compose"],

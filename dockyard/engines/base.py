@@ -123,6 +123,31 @@ class EngineEvent:
     detail: str = ""
 
 
+class ExecStream(ABC):
+    """A process started in a container with a terminal: raw bytes both ways. Blocking."""
+
+    container: str  # the container's name
+
+    @abstractmethod
+    def read(self) -> bytes:
+        """The next output; b"" once the process has ended or the stream was closed."""
+
+    @abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send input; silently dropped once the process has ended."""
+
+    @abstractmethod
+    def resize(self, cols: int, rows: int) -> None: ...
+
+    @abstractmethod
+    def exit_code(self) -> int | None:
+        """The process's exit code once it has ended (None if the engine cannot tell)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection and end the process if it still runs. Idempotent."""
+
+
 class EngineDriver(ABC):
     """What the controllers need from an engine."""
 
@@ -171,6 +196,13 @@ class EngineDriver(ABC):
     @abstractmethod
     def events(self, stop: threading.Event) -> Iterator[EngineEvent]:
         """Engine events about this installation's objects, until `stop` is set or the engine goes."""
+
+    def exec(self, key: WorkloadKey, *, slot: int | None, command: list[str], cols: int = 80,
+             rows: int = 24) -> ExecStream:
+        """Start `command` with a terminal in the running container of replica `slot` (None: the
+        lowest running slot). EngineError reason "ReplicaNotFound" when there is none."""
+        raise EngineError("this engine driver cannot run commands in containers", permanent=True,
+                          reason="ExecUnsupported")
 
     def summary(self) -> dict[WorkloadKey, list[tuple[str, str]]] | None:
         """(container name, state) of every app's containers in one cheap call, for resyncs;

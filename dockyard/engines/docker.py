@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import secrets
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +32,7 @@ from dockyard.engines.base import (
     EngineError,
     EngineEvent,
     EngineUnavailable,
+    ExecStream,
     LogLine,
     ObservedApp,
     ObservedContainer,
@@ -50,6 +53,11 @@ DEFAULT_PIDS_LIMIT = 1024
 FILES_BASE = Path(os.environ.get("DOCKYARD_FILES_DIR", "/dev/shm/dockyard"))
 PARALLELISM = 12
 MAX_STARTS_PER_STEP = 24
+# every exec'd process (and what it starts) carries this variable with a value of its own, so that
+# it can be found and ended when its client goes: the engine keeps it running otherwise
+EXEC_TAG = "DOCKYARD_EXEC"
+_END_EXEC = ('for p in /proc/[0-9]*; do tr "\\0" "\\n" <"$p/environ" 2>/dev/null | grep -qxF "$1" '
+             '&& kill -"$2" "${p#/proc/}"; done; true')
 
 
 def _ns(seconds: float) -> int:
@@ -545,9 +553,123 @@ class DockerDriver(EngineDriver):
             if not stop.is_set():
                 raise EngineUnavailable(f"engine event stream ended: {type(e).__name__}") from None
 
+    # --- exec -----------------------------------------------------------------------------
+
+    def exec(self, key: WorkloadKey, *, slot: int | None, command: list[str], cols: int = 80,
+             rows: int = 24) -> ExecStream:
+        found = self._call(self.api.containers, filters=self._filters(tenant=key.tenant, project=key.project,
+                                                                      app=key.app))
+
+        def slot_of(c: dict) -> int:
+            v = (c.get("Labels") or {}).get(L_SLOT, "")
+            return int(v) if v.isdigit() else -1
+
+        running = [c for c in found if c.get("State") == "running" and slot_of(c) >= 0
+                   and (slot is None or slot_of(c) == slot)]
+        if not running:
+            which = f"replica {slot}" if slot is not None else "replica"
+            raise EngineError(f"app {key.scope}/{key.app} has no running {which}", reason="ReplicaNotFound")
+        # during a rollout a slot may have an old and a new container: take the newest
+        c = min(running, key=lambda c: (slot_of(c), -int(c.get("Created") or 0)))
+        tag = f"{EXEC_TAG}={secrets.token_hex(12)}"
+        try:
+            ex = self._call(self.api.exec_create, c["Id"], command, stdin=True, tty=True,
+                            environment=["TERM=xterm-256color", tag])
+            io = self._call(self.api.exec_start, ex["Id"], tty=True, socket=True)
+        except docker_errors.NotFound:
+            raise EngineError(f"app {key.scope}/{key.app}: the container went away", reason="ReplicaNotFound") from None
+        stream = DockerExec(self, c["Id"], c["Names"][0].lstrip("/"), ex["Id"], io, tag)
+        stream.resize(cols, rows)
+        return stream
+
+    def end_exec(self, container_id: str, exec_id: str, tag: str) -> bool:
+        """End an exec'd process that outlived its client, and whatever it started: SIGHUP as a
+        closed terminal would send, then SIGKILL. Needs sh, tr and grep in the container."""
+        for sig in ("HUP", "KILL"):
+            try:
+                ex = self._call(self.api.exec_create, container_id, ["sh", "-c", _END_EXEC, "sh", tag, sig],
+                                stdout=False, stderr=False)
+                self._call(self.api.exec_start, ex["Id"])
+                deadline = time.monotonic() + 1.0
+                while time.monotonic() < deadline:
+                    if not self._call(self.api.exec_inspect, exec_id).get("Running"):
+                        return True
+                    time.sleep(0.05)
+            except (EngineError, docker_errors.NotFound):
+                return False
+        return False
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.api.close()
+
+
+class DockerExec(ExecStream):
+    """An exec session over the engine's hijacked connection (raw bytes: with a terminal the
+    engine does not multiplex stdout and stderr)."""
+
+    def __init__(self, driver: DockerDriver, container_id: str, container: str, exec_id: str, io: Any,
+                 tag: str) -> None:
+        self.driver = driver
+        self.container_id = container_id
+        self.container = container
+        self.exec_id = exec_id
+        self.tag = tag
+        self._io = io
+        self._sock = getattr(io, "_sock", io)  # the socket under the SDK's SocketIO
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def read(self) -> bytes:
+        try:
+            return self._sock.recv(65536)
+        except OSError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except OSError:
+            pass  # the process has ended; read() tells
+
+    def resize(self, cols: int, rows: int) -> None:
+        try:
+            self.driver._call(self.driver.api.exec_resize, self.exec_id, height=rows, width=cols)
+        except (EngineError, docker_errors.NotFound) as e:
+            log.debug("exec %s: resize failed: %s", self.exec_id[:12], e)
+
+    def _running(self) -> bool | None:
+        try:
+            return bool(self.driver._call(self.driver.api.exec_inspect, self.exec_id).get("Running"))
+        except (EngineError, docker_errors.NotFound):
+            return None
+
+    def exit_code(self) -> int | None:
+        deadline = time.monotonic() + 3.0  # the stream ends a moment before the engine records the exit
+        while True:
+            try:
+                info = self.driver._call(self.driver.api.exec_inspect, self.exec_id)
+            except (EngineError, docker_errors.NotFound):
+                return None
+            if not info.get("Running"):
+                code = info.get("ExitCode")
+                return int(code) if code is not None else None
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for step in (lambda: self._sock.shutdown(socket.SHUT_RDWR), self._sock.close, self._io.close):
+            try:
+                step()
+            except OSError:
+                pass
+        if self._running() and not self.driver.end_exec(self.container_id, self.exec_id, self.tag):
+            log.warning("exec %s in %s is still running after its client left", self.exec_id[:12], self.container)
 
 
 def _bridge_of(network_id: str) -> str:
