@@ -15,6 +15,7 @@ BENCHMARKS = {
     "scale": "bench.scale",
     "api": "bench.api",
     "footprint": "bench.footprint",
+    "dashboard": "bench.dashboard",
 }
 
 

@@ -46,3 +46,13 @@ export function debounce(fn, ms) {
   wrapped.cancel = () => clearTimeout(timer);
   return wrapped;
 }
+
+// Wrap an async loader `fetch → draw` so that when calls overlap, only the newest one draws:
+// `load = latest(async (isCurrent) => { const d = await api(...); if (!isCurrent()) return; draw(d); })`.
+export function latest(loader) {
+  let seq = 0;
+  return (...args) => {
+    const mine = ++seq;
+    return loader(() => mine === seq, ...args);
+  };
+}

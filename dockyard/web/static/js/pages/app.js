@@ -3,7 +3,7 @@
 // watch stream, so states change on screen without a reload.
 
 import { api, session, streamLines, watch } from "../api.js";
-import { h, clear, age } from "../dom.js";
+import { h, clear, age, latest } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, navigate, toast } from "../app.js";
 import { stateBadge, tabs, emptyRow, confirmAction, showFieldErrors } from "../widgets.js";
@@ -73,7 +73,7 @@ function renderHead(head, ctx) {
     h("div", { class: "title" }, h("h1", {}, app.metadata.name), stateBadge(stateOf(app)),
       h("span", { class: "ready-count", id: "ready-count" }, t("app.readyOf", { ready: st.readyReplicas ?? 0, desired: app.spec.replicas ?? 1 }))),
     h("p", { class: "mono" }, app.spec.image),
-    cond && h("p", { class: "condition", id: "condition" }, cond.message || cond.reason),
+    cond && cond.status !== "True" && h("p", { class: "condition", id: "condition" }, cond.message || cond.reason),
     canWrite && h("div", { class: "actions" }, scale,
       h("button", { type: "button", id: "restart", onclick: async () => {
         if (!confirmAction(t("app.confirmRestart", { name: app.metadata.name }))) return;
@@ -160,12 +160,13 @@ async function logsTab(body, ctx) {
 
 async function eventsTab(body, ctx) {
   const tbody = h("tbody");
-  async function load() {
+  const load = latest(async (isCurrent) => {
     const data = await api("GET", `${ctx.path}/events`, undefined, { signal: ctx.signal, query: { limit: 100 } });
+    if (!isCurrent()) return;
     clear(tbody, data.items.length ? data.items.slice().reverse().map((e) => h("tr", { class: e.type === "Warning" ? "warn" : "" },
       h("td", { title: e.at }, age(e.at)), h("td", {}, e.type === "Warning" ? t("events.warning") : t("events.normal")),
       h("td", {}, e.reason), h("td", {}, e.message), h("td", {}, String(e.count)))) : emptyRow(5, t("events.none")));
-  }
+  });
   body.append(h("table", { class: "data", id: "events" }, h("thead", {}, h("tr", {},
     [t("col.when"), t("col.type"), t("col.reason"), t("col.message"), t("col.count")].map((x) => h("th", {}, x)))), tbody));
   await load();
@@ -174,8 +175,9 @@ async function eventsTab(body, ctx) {
 
 async function historyTab(body, ctx) {
   const tbody = h("tbody");
-  async function load() {
+  const load = latest(async (isCurrent) => {
     const data = await api("GET", `${ctx.path}/revisions`, undefined, { signal: ctx.signal });
+    if (!isCurrent()) return;
     clear(tbody, data.items.slice().reverse().map((r) => h("tr", { "data-revision": r.revision, class: r.current ? "current" : "" },
       h("td", {}, String(r.revision), r.current ? h("span", { class: "badge state-ready" }, t("history.current")) : null),
       h("td", { class: "mono" }, r.image), h("td", {}, r.changeCause || ""), h("td", { title: r.createdAt }, age(r.createdAt)),
@@ -186,7 +188,7 @@ async function historyTab(body, ctx) {
           toast(t("history.rolledBack", { revision: r.revision }));
         } catch (e) { toast(e.message, "error"); }
       } }, t("history.rollback"))))));
-  }
+  });
   body.append(h("table", { class: "data", id: "history" }, h("thead", {}, h("tr", {},
     [t("col.revision"), t("col.image"), t("col.cause"), t("col.age"), ""].map((x) => h("th", {}, x)))), tbody));
   await load();
@@ -195,7 +197,9 @@ async function historyTab(body, ctx) {
 
 async function settingsTab(body, ctx) {
   const { app } = ctx;
-  const env = Object.entries(app.spec.env || {}).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join("\n");
+  // the API stores env as a list of {name, value}; a mapping is accepted on input too
+  const pairs = Array.isArray(app.spec.env) ? app.spec.env.map((e) => [e.name, e.value ?? ""]) : Object.entries(app.spec.env || {});
+  const env = pairs.map(([k, v]) => `${k}=${v}`).join("\n");
   const message = h("div");
   const form = h("form", { class: "stack", id: "settings-form", onsubmit: async (e) => {
     e.preventDefault();
@@ -203,13 +207,11 @@ async function settingsTab(body, ctx) {
     const d = new FormData(form);
     const parsed = parseEnv(d.get("env"));
     if (parsed.error) { message.append(errorBox(new Error(parsed.error))); return; }
-    // merge patch: keys removed from the box become null, which removes them
-    const envPatch = {};
-    for (const k of Object.keys(ctx.app.spec.env || {})) envPatch[k] = null;
-    Object.assign(envPatch, parsed.env);
+    // a merge patch replaces a list whole: the box is the new environment
+    const envList = Object.entries(parsed.env).map(([name, value]) => ({ name, value }));
     try {
       await api("PATCH", ctx.path, { metadata: { resourceVersion: ctx.app.metadata.resourceVersion },
-        spec: { image: d.get("image"), env: envPatch } });
+        spec: { image: d.get("image"), env: envList } });
       toast(t("settings.saved"));
     } catch (err) {
       if (!showFieldErrors(form, err)) message.append(errorBox(err));

@@ -2,7 +2,7 @@
 // their CPU and memory against quota, and a form to create a project.
 
 import { api, session, watch } from "../api.js";
-import { h, clear, debounce } from "../dom.js";
+import { h, clear, debounce, latest } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, navigate, toast } from "../app.js";
 import { STATES, stateBadge, usageBar, showFieldErrors } from "../widgets.js";
@@ -11,15 +11,15 @@ export async function overviewPage(main, _params, signal) {
   const body = h("div", { id: "overview" });
   main.append(h("h1", {}, t("overview.title")), body);
 
-  async function refresh() {
+  const refresh = latest(async (isCurrent) => {
     const [data, tenants] = await Promise.all([
       api("GET", "/overview", undefined, { signal }),
       api("GET", "/tenants", undefined, { signal }).catch(() => ({ items: [] })),
     ]);
+    if (!isCurrent()) return;
     clear(body, engineCard(data), totalsCard(data.totals), projectsCard(data.projects),
       newProjectCard(tenants.items, refresh));
-    return data;
-  }
+  });
   await refresh();
   const again = debounce(() => refresh().catch(() => {}), 800);
   // apps and projects of every visible scope change the counts: follow both streams

@@ -2,7 +2,7 @@
 // stream), quota usage, members and roles, secret and config names.
 
 import { api, watch } from "../api.js";
-import { h, clear, age, debounce } from "../dom.js";
+import { h, clear, age, debounce, latest } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, toast } from "../app.js";
 import { STATES, stateBadge, tabs, usageBar, emptyRow, confirmAction } from "../widgets.js";
@@ -52,10 +52,11 @@ async function appsTab({ tenant, project, signal, body }) {
     }));
   }
 
-  async function load() {
+  const load = latest(async (isCurrent) => {
     header();
     const data = await api("GET", `/projects/${tenant}/${project}/appsummaries`, undefined,
       { signal, query: { ...query, limit: PAGE_SIZE } });
+    if (!isCurrent()) return;
     rv = rv || data.resourceVersion;
     clear(counts, h("button", { type: "button", class: query.state === "" ? "chip active" : "chip", "data-state": "",
       onclick: () => { query.state = ""; query.offset = 0; load(); } }, t("project.allStates")),
@@ -76,7 +77,7 @@ async function appsTab({ tenant, project, signal, body }) {
       h("span", { id: "page-info" }, t("pager.info", { page, pages, total: data.total })),
       h("button", { type: "button", id: "next-page", disabled: page >= pages, onclick: () => { query.offset += PAGE_SIZE; load(); } }, t("pager.next")));
     table.dataset.loaded = "true";
-  }
+  });
 
   search.addEventListener("input", debounce(() => { query.name = search.value.trim(); query.offset = 0; load(); }, 250));
   await load();

@@ -1,0 +1,88 @@
+"""Fixtures for dashboard tests: a real `dockyard server` on the real engine and Debian's
+Chromium driven by Playwright (never `playwright install`: the browser is the system's)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from dockyard_harness import Server, engine_available, remove_instance_objects  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed: run `make install-test` as root (scripts/install.sh)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def dashboard_server(tmp_path: Path) -> Iterator[Server]:
+    if not engine_available():
+        pytest.skip("no Docker engine")
+    s = Server(tmp_path / "server")
+    s.start()
+    yield s
+    s.stop()
+    import docker
+
+    remove_instance_objects(docker.APIClient(version="1.41"), s.instance)
+
+
+class Browsing:
+    """One user's browser context: a page that fails the test on any script error."""
+
+    def __init__(self, browser, url: str) -> None:  # noqa: ANN001
+        self.context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="en-US")
+        self.page = self.context.new_page()
+        self.url = url
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.set_default_timeout(15_000)
+
+    def login(self, user: str, password: str) -> None:
+        self.page.goto(self.url + "/")
+        self.page.fill("#username", user)
+        self.page.fill("#password", password)
+        self.page.click("#login-form button[type=submit]")
+        self.page.wait_for_selector("#who")
+
+    def go(self, hash_: str) -> None:
+        self.page.goto(f"{self.url}/{hash_}")
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.context.close()
+        assert not self.errors, f"script errors in the page: {self.errors}"
+
+
+@pytest.fixture
+def browsing(browser) -> Iterator:  # noqa: ANN001
+    made: list[Browsing] = []
+
+    def make(url: str) -> Browsing:
+        b = Browsing(browser, url)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.close()
