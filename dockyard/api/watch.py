@@ -46,10 +46,11 @@ def watch_response(request: Request, store: Store, kind: str, *, since: int | No
         if rv is None:
             rv = await run_in_threadpool(store.current_rv)
         yield _sse("BOOKMARK", {"type": "BOOKMARK", "resourceVersion": str(rv)}, rv)
-        last_beat = last_poll = last_check = time.monotonic()
+        last_beat = last_poll = time.monotonic()
+        # the loop's first pass checks the caller's rights (a token revoked since the initial
+        # list ends the stream with an ERROR event, not a broken response)
+        last_check = last_poll - RECHECK
         visible = None
-        if revalidate is not None:
-            visible = await run_in_threadpool(revalidate)
         while True:
             if await request.is_disconnected():
                 return

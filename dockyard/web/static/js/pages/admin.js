@@ -99,13 +99,14 @@ async function auditTab(body, signal) {
     for (const k of ["user", "tenant", "project", "action"]) if (d.get(k)) query[k] = d.get(k).trim();
     if (append && before) query.before = before;
     const data = await api("GET", "/audit", undefined, { signal, query });
-    const rows = data.items.map((e) => h("tr", { class: e.outcome >= 400 ? "warn" : "" },
+    // the API lists a page oldest first; the viewer shows the newest on top and appends older pages
+    const rows = data.items.slice().reverse().map((e) => h("tr", { class: e.outcome >= 400 ? "warn" : "" },
       h("td", { title: e.at }, new Date(e.at).toLocaleString()), h("td", {}, e.user), h("td", { class: "mono" }, e.source),
       h("td", { class: "mono" }, e.action), h("td", { class: "mono" }, e.object), h("td", {}, String(e.outcome)), h("td", {}, e.detail || "")));
     if (append) tbody.append(...rows);
     else clear(tbody, rows.length ? rows : emptyRow(7, t("audit.none")));
-    before = data.items.length ? Math.min(...data.items.map((e) => e.id)) : before;
-    more.disabled = data.items.length < 100;
+    before = data.nextBefore ?? null;
+    more.disabled = !before;
   }
   more.addEventListener("click", () => load(true).catch((e) => toast(e.message, "error")));
   body.append(h("section", { class: "card" }, filters), h("table", { class: "data", id: "audit" }, h("thead", {}, h("tr", {},
