@@ -9,7 +9,7 @@ if ! docker info >/dev/null 2>&1; then
     exit 1
   fi
   echo "starting dockerd in the background (log: /var/log/dockerd.log)"
-  nohup dockerd >/var/log/dockerd.log 2>&1 &
+  setsid nohup dockerd >/var/log/dockerd.log 2>&1 < /dev/null &  # its own session: outlives the shell that started it
   i=0
   until docker info >/dev/null 2>&1; do
     i=$((i + 1))
