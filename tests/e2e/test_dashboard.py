@@ -89,6 +89,8 @@ def test_owner_deploys_scales_logs_terminal_rollback_and_chinese(dashboard_serve
     page.keyboard.type("echo dockyard-$((6*7))\n")
     expect(page.locator("#terminal")).to_contain_text("dockyard-42", timeout=15_000)
     b.shot("app-terminal")
+    audit = server.client().get("/audit", params={"user": "olivia", "action": "EXEC"}).json()["items"]
+    assert audit and audit[0]["outcome"] == 101 and "container=" in audit[0]["detail"], audit
 
     # change the image from the settings tab, then roll back from the history with one click
     page.click("#tab-settings")
@@ -118,6 +120,7 @@ def test_owner_deploys_scales_logs_terminal_rollback_and_chinese(dashboard_serve
     expect(err).to_contain_text("line")
     line = int(err.inner_text().split("line ")[1].split()[0])
     assert page.input_value("#manifest").splitlines()[line - 1].strip() == "replicas: -3"
+    expect(page.locator(f"#manifest-gutter span.err[data-line='{line}']")).to_have_count(1)  # marked beside the text
     assert server.client().get("/projects/acme/shop/apps/web").json()["spec"]["replicas"] == 2
     b.shot("app-manifest-error")
 

@@ -51,16 +51,33 @@ export function lineOf(text, field) {
 
 export function manifestEditor(body, ctx) {
   const text = yaml.dump(editable(ctx.app), { lineWidth: 120, noRefs: true });
-  const editor = h("textarea", { id: "manifest", class: "code", rows: 28, spellcheck: "false", "aria-label": t("app.manifest"),
-    readonly: !ctx.canWrite }, text);
+  const editor = h("textarea", { id: "manifest", class: "code", rows: 28, spellcheck: "false", wrap: "off",
+    "aria-label": t("app.manifest"), "aria-describedby": "manifest-errors", readonly: !ctx.canWrite }, text);
+  // line numbers beside the text; lines with an error are marked there, with the message as title
+  const gutter = h("pre", { class: "gutter", id: "manifest-gutter", "aria-hidden": "true" });
+  const marks = new Map();
+  function drawGutter() {
+    const n = editor.value.split("\n").length;
+    clear(gutter, Array.from({ length: n }, (_, i) => {
+      const msg = marks.get(i + 1);
+      return h("span", msg ? { class: "err", title: msg, "data-line": i + 1 } : {}, `${i + 1}\n`);
+    }));
+    gutter.scrollTop = editor.scrollTop;
+  }
+  editor.addEventListener("input", () => { marks.clear(); drawGutter(); });
+  editor.addEventListener("scroll", () => { gutter.scrollTop = editor.scrollTop; });
   const problems = h("ul", { class: "problems", id: "manifest-errors", role: "alert" });
   async function save(dryRun) {
     clear(problems);
+    marks.clear();
     let doc;
     try {
       doc = yaml.load(editor.value);
     } catch (e) {
-      problems.append(h("li", {}, t("manifest.yamlError", { line: (e.mark?.line ?? 0) + 1, message: e.reason || e.message })));
+      const line = (e.mark?.line ?? 0) + 1;
+      marks.set(line, e.reason || e.message);
+      drawGutter();
+      problems.append(h("li", {}, t("manifest.yamlError", { line, message: e.reason || e.message })));
       return;
     }
     try {
@@ -68,18 +85,22 @@ export function manifestEditor(body, ctx) {
       toast(dryRun ? t("manifest.valid") : t("manifest.saved"));
       if (!dryRun) editor.value = yaml.dump(editable(saved), { lineWidth: 120, noRefs: true });
     } catch (err) {
-      problems.append(h("li", { class: "summary" }, err.message));
+      if (!err.errors.length) problems.append(h("li", { class: "summary" }, err.message));
       for (const e of err.errors) {
         const line = lineOf(editor.value, e.field);
+        if (line) marks.set(line, `${e.field}: ${e.message}`);
         problems.append(h("li", { "data-field": e.field }, line ? h("button", { type: "button", class: "link", onclick: () => goto(editor, line) },
           t("manifest.line", { line })) : null, ` ${e.field}: ${e.message}`));
       }
+      if (err.errors.length && marks.size) goto(editor, Math.min(...marks.keys()));
     }
+    drawGutter();
   }
-  body.append(h("section", { class: "card" }, editor, problems,
+  body.append(h("section", { class: "card" }, h("div", { class: "editor" }, gutter, editor), problems,
     ctx.canWrite && h("div", { class: "actions" },
       h("button", { type: "button", id: "manifest-validate", onclick: () => save(true) }, t("manifest.validate")),
       h("button", { type: "button", class: "primary", id: "manifest-save", onclick: () => save(false) }, t("manifest.save")))));
+  drawGutter();
 }
 
 function goto(textarea, line) {
@@ -87,4 +108,6 @@ function goto(textarea, line) {
   const start = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0);
   textarea.focus();
   textarea.setSelectionRange(start, start + (lines[line - 1] || "").length);
+  const lineHeight = parseFloat(getComputedStyle(textarea).lineHeight) || 18;
+  textarea.scrollTop = Math.max(0, (line - 5) * lineHeight);
 }
