@@ -56,3 +56,20 @@ export function latest(loader) {
     return loader(() => mine === seq, ...args);
   };
 }
+
+// Run fn at most once per `ms`, and once more after the last call (a steady stream of events
+// still refreshes the page every `ms`; debounce would wait for the stream to pause).
+export function throttle(fn, ms) {
+  let last = 0;
+  let timer = null;
+  return (...args) => {
+    const wait = last + ms - Date.now();
+    clearTimeout(timer);
+    if (wait <= 0) {
+      last = Date.now();
+      fn(...args);
+    } else {
+      timer = setTimeout(() => { last = Date.now(); fn(...args); }, wait);
+    }
+  };
+}

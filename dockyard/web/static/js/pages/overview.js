@@ -2,7 +2,7 @@
 // their CPU and memory against quota, and a form to create a project.
 
 import { api, session, watch } from "../api.js";
-import { h, clear, debounce, latest } from "../dom.js";
+import { h, clear, latest, throttle } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, navigate, toast } from "../app.js";
 import { STATES, stateBadge, usageBar, showFieldErrors } from "../widgets.js";
@@ -21,7 +21,7 @@ export async function overviewPage(main, _params, signal) {
       newProjectCard(tenants.items, refresh));
   });
   await refresh();
-  const again = debounce(() => refresh().catch(() => {}), 800);
+  const again = throttle(() => refresh().catch(() => {}), 2000);
   // apps and projects of every visible scope change the counts: follow both streams
   watch("/apps", { onEvent: again, onReset: again, signal });
   watch("/projects", { onEvent: again, onReset: again, signal });

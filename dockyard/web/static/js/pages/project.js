@@ -2,7 +2,7 @@
 // stream), quota usage, members and roles, secret and config names.
 
 import { api, watch } from "../api.js";
-import { h, clear, age, debounce, latest } from "../dom.js";
+import { h, clear, age, debounce, latest, throttle } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, toast } from "../app.js";
 import { STATES, stateBadge, tabs, usageBar, emptyRow, confirmAction } from "../widgets.js";
@@ -81,8 +81,8 @@ async function appsTab({ tenant, project, signal, body }) {
 
   search.addEventListener("input", debounce(() => { query.name = search.value.trim(); query.offset = 0; load(); }, 250));
   await load();
-  // live: any change to an app of the project refreshes the visible page (at most ~once a second)
-  const again = debounce(() => load().catch(() => {}), 400);
+  // live: changes to the project's apps refresh the visible page, at most once a second
+  const again = throttle(() => load().catch(() => {}), 1000);
   watch(`/projects/${tenant}/${project}/apps`, { resourceVersion: rv, onEvent: again, onReset: again, signal });
 }
 
