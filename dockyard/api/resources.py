@@ -9,11 +9,12 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api import objects
-from dockyard.api.authz import AuthzDep
+from dockyard.api.authz import Authorizer, AuthzDep
 from dockyard.api.deps import StoreDep
 from dockyard.api.problems import Problem
 from dockyard.api.watch import watch_response
 from dockyard.model.kinds import KINDS
+from dockyard.store.repository import Store
 from dockyard.store.selectors import parse_selector
 
 router = APIRouter()
@@ -41,6 +42,34 @@ def _patch_schema() -> dict[str, Any]:
                                                          "application/json": {"schema": obj}}}}
 
 
+async def watch_list(request: Request, store: Store, authz: Authorizer, kind: str, scope: str | None, since: str | None,
+                     label_selector: str | None) -> Any:
+    """A list's watch: the current objects (unless `since` is given), then every change of the
+    objects the caller may see, re-checking the caller's rights while the stream is open."""
+    try:
+        sel = parse_selector(label_selector) if label_selector else None
+    except ValueError as e:
+        raise Problem(400, f"labelSelector: {e}") from None
+
+    # the first page also checks that the caller may see the scope
+    first = await run_in_threadpool(objects.list_page, store, authz, kind, scope=scope,
+                                    label_selector=label_selector, limit=None)
+
+    def initial() -> tuple[list[dict], int]:
+        return first["items"], int(first["metadata"]["resourceVersion"])
+
+    def matches(s: str, n: str, o: dict) -> bool:
+        return scope is None or s == scope
+
+    def revalidate() -> Any:
+        again = objects.reauthorize(store, request)
+        objects.check_list_scope(again, kind, scope)
+        return objects.visible_filter(again, kind)
+
+    return watch_response(request, store, kind, since=int(since) if since else None,
+                          matches=matches, selector=sel, initial=initial, revalidate=revalidate)
+
+
 def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: Callable[..., str | None],
                     item_key: Callable[..., tuple[str, str]]) -> None:
     """Register the standard routes of `kind`; `collection_scope` and `item_key` are
@@ -54,28 +83,7 @@ def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: 
                            watch: Watch = False, since: SinceRV = None, label_selector: Selector = None,
                            limit: Limit = None, cont: Continue = None, name: NameFilter = None) -> Any:
         if watch:
-            try:
-                sel = parse_selector(label_selector) if label_selector else None
-            except ValueError as e:
-                raise Problem(400, f"labelSelector: {e}") from None
-
-            # the first page also checks that the caller may see the scope
-            first = await run_in_threadpool(objects.list_page, store, authz, kind, scope=scope,
-                                            label_selector=label_selector, limit=None)
-
-            def initial() -> tuple[list[dict], int]:
-                return first["items"], int(first["metadata"]["resourceVersion"])
-
-            def matches(s: str, n: str, o: dict) -> bool:
-                return scope is None or s == scope
-
-            def revalidate() -> Any:
-                again = objects.reauthorize(store, request)
-                objects.check_list_scope(again, kind, scope)
-                return objects.visible_filter(again, kind)
-
-            return watch_response(request, store, kind, since=int(since) if since else None,
-                                  matches=matches, selector=sel, initial=initial, revalidate=revalidate)
+            return await watch_list(request, store, authz, kind, scope, since, label_selector)
         return await run_in_threadpool(objects.list_page, store, authz, kind, scope=scope,
                                        label_selector=label_selector, limit=limit, continue_token=cont,
                                        name_contains=name)
@@ -164,8 +172,11 @@ add_kind_routes("Config", collection="/projects/{tenant}/{project}/configs",
                 collection_scope=_app_collection, item_key=_app_item)
 
 
-@router.get("/apps", operation_id="listAllApps", tags=["apps"], summary="List apps of every project")
-def list_all_apps(store: StoreDep, authz: AuthzDep, label_selector: Selector = None, limit: Limit = None,
-                  cont: Continue = None, name: NameFilter = None) -> dict:
-    return objects.list_page(store, authz, "App", label_selector=label_selector, limit=limit, continue_token=cont,
-                             name_contains=name)
+@router.get("/apps", operation_id="listAllApps", tags=["apps"], summary="List or watch the apps of every project")
+async def list_all_apps(request: Request, store: StoreDep, authz: AuthzDep, watch: Watch = False, since: SinceRV = None,
+                        label_selector: Selector = None, limit: Limit = None, cont: Continue = None,
+                        name: NameFilter = None) -> Any:
+    if watch:
+        return await watch_list(request, store, authz, "App", None, since, label_selector)
+    return await run_in_threadpool(objects.list_page, store, authz, "App", label_selector=label_selector, limit=limit,
+                                   continue_token=cont, name_contains=name)

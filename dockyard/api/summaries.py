@@ -33,7 +33,7 @@ def app_row(obj: StoredObject) -> dict[str, Any]:
     return {"name": obj.name, "image": spec.get("image", ""), "replicas": spec.get("replicas", 1),
             "readyReplicas": status.get("readyReplicas", 0), "state": app_state(spec, status),
             "phase": status.get("phase", "Pending"), "message": _ready_message(status),
-            "createdAt": iso_time(obj.created_at),
+            "createdAt": iso_time(obj.created_at), "_created": obj.created_at,
             "restarts": sum(int(c.get("restarts") or 0) for c in status.get("containers") or ()),
             "revision": status.get("revision")}
 
@@ -46,7 +46,7 @@ def _counts(states: Iterable[str]) -> dict[str, int]:
 
 
 SORT_KEYS: dict[str, Any] = {
-    "age": lambda r: r["createdAt"],  # ISO times in UTC sort as times
+    "age": lambda r: r["_created"],  # the time itself: ISO text drops ".000000" and would misorder
     "state": lambda r: STATE_ORDER[r["state"]],
     "restarts": lambda r: r["restarts"],
     "ready": lambda r: r["readyReplicas"],
@@ -81,7 +81,8 @@ def app_summaries(store: Store, authz: Authorizer, tenant: str, project: str, *,
     if state:
         rows = [r for r in rows if r["state"] == state]
     rows = _sort(rows, sort)
-    return {"total": len(rows), "counts": counts, "resourceVersion": str(rv), "items": rows[offset:offset + limit]}
+    page = [{k: v for k, v in r.items() if k != "_created"} for r in rows[offset:offset + limit]]
+    return {"total": len(rows), "counts": counts, "resourceVersion": str(rv), "items": page}
 
 
 def _usage_row(used: quota_math.Usage, quota: Quota, resource: str) -> dict[str, str | None]:
@@ -93,7 +94,8 @@ def _usage_row(used: quota_math.Usage, quota: Quota, resource: str) -> dict[str,
 def overview(store: Store, authz: Authorizer, platform: PlatformInfo) -> dict:
     """The engine, leadership, and per project the App states and the cpu and memory reserved
     (limits × replicas, as quotas count them) — for the projects the caller may see."""
-    projects, _, _ = store.list("Project", visible=objects.visible_filter(authz, "Project"))
+    # watching both kinds from the first read's version misses nothing that happened in between
+    projects, _, rv = store.list("Project", visible=objects.visible_filter(authz, "Project"))
     apps, _, _ = store.list("App", visible=objects.visible_filter(authz, "App"))
     by_scope: dict[str, list[StoredObject]] = {}
     for a in apps:
@@ -109,4 +111,5 @@ def overview(store: Store, authz: Authorizer, platform: PlatformInfo) -> dict:
                      "apps": _counts(app_state(a.spec, a.status) for a in scoped), "appCount": len(scoped),
                      "cpu": _usage_row(used, quota, "cpu"), "memory": _usage_row(used, quota, "memory")})
     totals = _counts(app_state(a.spec, a.status) for a in apps)
-    return {"engine": platform.engine_status(), "leader": platform.leader(), "totals": totals, "projects": rows}
+    return {"engine": platform.engine_status(), "leader": platform.leader(), "totals": totals, "projects": rows,
+            "resourceVersion": str(rv)}

@@ -6,6 +6,7 @@ here: nothing is fetched from a CDN."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from fastapi import HTTPException
 from fastapi.responses import FileResponse, Response
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 # the vendored files the dashboard may load, by the name it asks for
@@ -47,6 +49,10 @@ def _file(path: Path, *, cache: str) -> FileResponse:
 
 def mount(app: Any) -> None:
     """Add the dashboard's routes to the application create_app made (outside /api/v1, not in OpenAPI)."""
+    missing = vendor_missing()
+    if missing:
+        log.warning("dashboard: %s not installed under %s; the terminal and YAML editing will not work "
+                    "(run `make install`, which runs npm ci in dockyard/web)", ", ".join(missing), node_modules())
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -64,7 +70,10 @@ def mount(app: Any) -> None:
 
     @app.get("/ui/{path:path}", include_in_schema=False)
     def asset(path: str) -> FileResponse:
-        target = (STATIC / path).resolve()
+        try:
+            target = (STATIC / path).resolve()
+        except (ValueError, OSError):  # a NUL byte or a path the OS refuses: no such file
+            raise HTTPException(404, "no such file") from None
         if not target.is_relative_to(STATIC.resolve()) or not target.is_file():
             raise HTTPException(404, f"no file {path}")
         # no-cache: the browser revalidates (cheap 304s) so an upgraded server never mixes versions

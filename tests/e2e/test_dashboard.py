@@ -194,6 +194,11 @@ def test_viewer_sees_no_edit_buttons_and_gets_clear_refusals(dashboard_server, b
     expect(page.locator(".error")).to_contain_text("not found")
     b.go("#/admin/users")
     expect(page.locator(".error")).to_contain_text("only platform admins")
+    # a crafted link cannot point the app page (and its Delete button) at another object
+    for crafted in ("#/projects/acme/shop/apps/..%2F..%2Fshop", "#/projects/acme/shop/apps/%E0%A4%A"):
+        b.go(crafted)
+        expect(page.locator("main h1")).to_have_text("There is no such page.")
+        expect(page.locator("#delete-app")).to_have_count(0)
 
 
 def test_project_table_pages_sorts_filters_and_updates_live(dashboard_server, browsing) -> None:  # noqa: ANN001
@@ -231,6 +236,14 @@ def test_project_table_pages_sorts_filters_and_updates_live(dashboard_server, br
     expect(page.locator("#page-info")).to_have_text("Page 1 of 1 · 11 apps")
     setup.delete("/projects/big/many/apps/svc-110").raise_for_status()
     expect(page.locator("[data-app='svc-110']")).to_have_count(0, timeout=10_000)
+
+    # the overview follows the all-projects watch too
+    page.click("nav >> text=Overview")
+    count = page.locator("#projects [data-project='big/many'] td:nth-child(2)")
+    expect(count).to_have_text("120")
+    setup.post("/projects/big/many/apps", json={"kind": "App", "metadata": {"name": "late"},
+                                               "spec": {"image": "dockyard/demo:1.0", "replicas": 0}}).raise_for_status()
+    expect(count).to_have_text("121", timeout=10_000)
 
 
 def test_admin_manages_users_tenants_and_reads_the_audit_log(dashboard_server, browsing) -> None:  # noqa: ANN001

@@ -4,6 +4,21 @@
 const TOKEN_KEY = "dockyard.token";
 const USER_KEY = "dockyard.user";
 
+// every name in Dockyard (tenants, projects, apps, users) is a DNS label
+export const NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+// An API path whose interpolated values must be names: `seg\`/projects/${t}/${p}\``. A value
+// that is not a name (say "../prod" from a crafted link) is refused before any request, since
+// the server routes on the decoded path and the browser resolves "..": encoding is not enough.
+export function seg(strings, ...values) {
+  return strings.reduce((out, s, i) => {
+    if (i >= values.length) return out + s;
+    const v = String(values[i]);
+    if (!NAME.test(v)) throw new ApiError(400, { detail: `"${v.slice(0, 80)}" is not a valid name` });
+    return out + s + v;
+  }, "");
+}
+
 export class ApiError extends Error {
   constructor(status, problem) {
     super(problem.detail || problem.title || `HTTP ${status}`);
@@ -29,6 +44,8 @@ export const session = {
 };
 
 let onUnauthorized = () => {};
+let unreachable = () => "the server cannot be reached";
+export function describeUnreachable(fn) { unreachable = fn; }
 export function whenUnauthorized(fn) { onUnauthorized = fn; }
 
 async function problemOf(resp) {
@@ -61,7 +78,7 @@ export async function api(method, path, body, { signal, query } = {}) {
     resp = await fetch(url, init);
   } catch (e) {
     if (e.name === "AbortError") throw e;
-    throw new ApiError(0, { detail: "the server cannot be reached" });
+    throw new ApiError(0, { detail: unreachable() });
   }
   if (resp.status === 401 && path !== "/login") {
     const problem = await problemOf(resp);
@@ -75,11 +92,14 @@ export async function api(method, path, body, { signal, query } = {}) {
 }
 
 // Read a streaming response line by line until it ends or `signal` aborts.
-export async function streamLines(path, onLine, { signal, query } = {}) {
+export async function streamLines(path, onLine, { signal, query, expect } = {}) {
   const q = new URLSearchParams(query || {}).toString();
   const resp = await fetch(`/api/v1${path}${q ? `?${q}` : ""}`, { headers: headers(), signal });
   if (resp.status === 401) onUnauthorized();
   if (!resp.ok) throw new ApiError(resp.status, await problemOf(resp));
+  if (expect && !(resp.headers.get("content-type") || "").startsWith(expect)) {
+    throw new ApiError(400, { detail: `${path} answered ${resp.headers.get("content-type")}, not ${expect}` });
+  }
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
   let buf = "";
@@ -130,7 +150,7 @@ export function watch(path, { resourceVersion, onEvent, onReset, signal }) {
             event = "message";
             data = "";
           }
-        }, { signal, query });
+        }, { signal, query, expect: "text/event-stream" });
         delay = 500;
       } catch (e) {
         if (e.name === "AbortError" || stopped) return;

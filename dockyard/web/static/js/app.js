@@ -1,7 +1,7 @@
 // The dashboard shell: session, language and theme, navigation, and the hash router that
 // mounts one page at a time (each page gets an AbortSignal that ends its requests and watches).
 
-import { api, session, whenUnauthorized } from "./api.js";
+import { NAME, api, describeUnreachable, session, whenUnauthorized } from "./api.js";
 import { h, clear } from "./dom.js";
 import { LANGUAGES, language, savedLanguage, setLanguage, t } from "./i18n.js";
 import { loginPage } from "./pages/login.js";
@@ -102,8 +102,13 @@ async function render() {
   for (const [pattern, get] of routes) {
     const m = hash.match(pattern);
     if (m) {
-      page = get();
-      params = m.slice(1).map((p) => (p === undefined ? undefined : decodeURIComponent(p)));
+      try {
+        params = m.slice(1).map((p) => (p === undefined ? undefined : decodeURIComponent(p)));
+      } catch {
+        break; // a broken %-escape: no such page
+      }
+      // every part of an address is a name or a tab; anything else ("..%2Fprod") names no page
+      if (params.every((p) => p === undefined || NAME.test(p))) page = get();
       break;
     }
   }
@@ -125,6 +130,8 @@ async function render() {
 export function errorBox(e) {
   return h("div", { class: "error", role: "alert" }, h("strong", {}, t("error.title")), " ", e.message || String(e));
 }
+
+describeUnreachable(() => t("error.unreachable"));
 
 whenUnauthorized(() => {
   session.clear();

@@ -43,7 +43,6 @@ export function debounce(fn, ms) {
     clearTimeout(timer);
     timer = setTimeout(() => fn(...args), ms);
   };
-  wrapped.cancel = () => clearTimeout(timer);
   return wrapped;
 }
 

@@ -59,3 +59,17 @@ export function confirmAction(message) {
 export function emptyRow(cols, text) {
   return h("tr", {}, h("td", { colspan: cols, class: "empty" }, text));
 }
+
+// js-yaml, loaded when a page first needs it: a missing vendored file breaks that page's YAML
+// features with a message, not the whole dashboard
+let yamlModule = null;
+export async function loadYaml() {
+  if (!yamlModule) {
+    try {
+      yamlModule = (await import("../vendor/js-yaml.mjs")).default;
+    } catch {
+      throw new Error(t("error.vendorMissing"));
+    }
+  }
+  return yamlModule;
+}

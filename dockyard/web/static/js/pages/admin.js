@@ -1,8 +1,8 @@
 // Admin: users, tenants and the audit log with filters (platform admins only; the API refuses
 // everyone else whatever this page shows).
 
-import { api } from "../api.js";
-import { h, clear, age } from "../dom.js";
+import { api, seg } from "../api.js";
+import { h, clear, age, latest } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, toast } from "../app.js";
 import { tabs, emptyRow, confirmAction, showFieldErrors } from "../widgets.js";
@@ -42,7 +42,7 @@ async function usersTab(body, signal) {
       h("td", {}, u.admin ? t("app.yes") : t("app.no")), h("td", { title: u.createdAt }, age(u.createdAt)),
       h("td", {}, h("button", { type: "button", class: "danger small", onclick: async () => {
         if (!confirmAction(t("admin.confirmDeleteUser", { name: u.name }))) return;
-        try { await api("DELETE", `/users/${u.name}`); load(); } catch (e) { toast(e.message, "error"); }
+        try { await api("DELETE", seg`/users/${u.name}`); load(); } catch (e) { toast(e.message, "error"); }
       } }, t("admin.delete"))))));
   }
   body.append(createForm("new-user", [
@@ -67,7 +67,7 @@ async function tenantsTab(body, signal) {
       h("td", {}, tn.metadata.name), h("td", {}, tn.spec.displayName || ""), h("td", {}, age(tn.metadata.createdAt)),
       h("td", {}, h("button", { type: "button", class: "danger small", onclick: async () => {
         if (!confirmAction(t("admin.confirmDeleteTenant", { name: tn.metadata.name }))) return;
-        try { await api("DELETE", `/tenants/${tn.metadata.name}`); load(); } catch (e) { toast(e.message, "error"); }
+        try { await api("DELETE", seg`/tenants/${tn.metadata.name}`); load(); } catch (e) { toast(e.message, "error"); }
       } }, t("admin.delete"))))) : emptyRow(4, t("admin.noTenants")));
   }
   body.append(createForm("new-tenant", [
@@ -86,19 +86,26 @@ async function tenantsTab(body, signal) {
 async function auditTab(body, signal) {
   const tbody = h("tbody");
   const more = h("button", { type: "button", id: "audit-more" }, t("audit.more"));
-  const filters = h("form", { class: "inline-form", id: "audit-filters", onsubmit: (e) => { e.preventDefault(); load(false); } },
+  const message = h("div");
+  const filters = h("form", { class: "inline-form", id: "audit-filters", onsubmit: (e) => {
+    e.preventDefault();
+    message.replaceChildren();
+    load(false).catch((err) => message.append(errorBox(err)));
+  } },
     h("label", {}, t("col.user"), h("input", { name: "user" })),
     h("label", {}, t("audit.tenant"), h("input", { name: "tenant" })),
     h("label", {}, t("audit.project"), h("input", { name: "project", placeholder: "tenant/project" })),
     h("label", {}, t("audit.action"), h("input", { name: "action", placeholder: "DELETE" })),
     h("button", { type: "submit", class: "primary" }, t("audit.filter")));
   let before = null;
-  async function load(append) {
+  // a new filter and "older entries" may overlap: only the newest request draws
+  const load = latest(async (isCurrent, append) => {
     const d = new FormData(filters);
     const query = { limit: 100 };
     for (const k of ["user", "tenant", "project", "action"]) if (d.get(k)) query[k] = d.get(k).trim();
     if (append && before) query.before = before;
     const data = await api("GET", "/audit", undefined, { signal, query });
+    if (!isCurrent()) return;
     // the API lists a page oldest first; the viewer shows the newest on top and appends older pages
     const rows = data.items.slice().reverse().map((e) => h("tr", { class: e.outcome >= 400 ? "warn" : "" },
       h("td", { title: e.at }, new Date(e.at).toLocaleString()), h("td", {}, e.user), h("td", { class: "mono" }, e.source),
@@ -107,9 +114,9 @@ async function auditTab(body, signal) {
     else clear(tbody, rows.length ? rows : emptyRow(7, t("audit.none")));
     before = data.nextBefore ?? null;
     more.disabled = !before;
-  }
+  });
   more.addEventListener("click", () => load(true).catch((e) => toast(e.message, "error")));
-  body.append(h("section", { class: "card" }, filters), h("table", { class: "data", id: "audit" }, h("thead", {}, h("tr", {},
+  body.append(h("section", { class: "card" }, filters, message), h("table", { class: "data", id: "audit" }, h("thead", {}, h("tr", {},
     [t("col.when"), t("col.user"), t("audit.source"), t("audit.action"), t("audit.object"), t("audit.outcome"), t("audit.detail")]
       .map((x) => h("th", {}, x)))), tbody), more);
   await load(false);

@@ -2,8 +2,8 @@
 // and environment, the manifest as YAML, and the web terminal. The header follows the App's
 // watch stream, so states change on screen without a reload.
 
-import { api, session, streamLines, watch } from "../api.js";
-import { h, clear, age, latest, throttle } from "../dom.js";
+import { api, seg, session, streamLines, watch } from "../api.js";
+import { h, append, clear, age, latest, throttle } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, navigate, toast } from "../app.js";
 import { stateBadge, tabs, emptyRow, confirmAction, showFieldErrors } from "../widgets.js";
@@ -23,11 +23,11 @@ function readyCondition(app) {
 }
 
 export async function appPage(main, [tenant, project, name, tab = "replicas"], signal) {
-  const path = `/projects/${tenant}/${project}/apps/${name}`;
+  const path = seg`/projects/${tenant}/${project}/apps/${name}`;
   const base = `#${path}`;
   const [app, rights] = await Promise.all([
     api("GET", path, undefined, { signal }),
-    api("GET", `/projects/${tenant}/${project}/rights`, undefined, { signal }),
+    api("GET", seg`/projects/${tenant}/${project}/rights`, undefined, { signal }),
   ]);
   const canWrite = rights.allowed["app.write"];
   const ctx = { tenant, project, name, path, app, rights, canWrite, signal };
@@ -60,29 +60,36 @@ function renderHead(head, ctx) {
   const { app, canWrite, path } = ctx;
   const st = app.status || {};
   const cond = readyCondition(app);
-  const scale = h("form", { class: "inline-form", id: "scale-form", onsubmit: async (e) => {
-    e.preventDefault();
-    const replicas = Number(new FormData(scale).get("replicas"));
-    try {
-      await api("POST", `${path}/scale`, { replicas });
-      toast(t("app.scaled", { n: replicas }));
-    } catch (err) { toast(err.message, "error"); }
-  } }, h("label", {}, t("app.replicasLabel"), h("input", { type: "number", name: "replicas", id: "replicas", min: 0, max: 1000,
-    value: app.spec.replicas ?? 1 })), h("button", { type: "submit", id: "scale" }, t("app.scale")));
-  clear(head,
-    h("div", { class: "title" }, h("h1", {}, app.metadata.name), stateBadge(stateOf(app)),
-      h("span", { class: "ready-count", id: "ready-count" }, t("app.readyOf", { ready: st.readyReplicas ?? 0, desired: app.spec.replicas ?? 1 }))),
-    h("p", { class: "mono" }, app.spec.image),
-    cond && cond.status !== "True" && h("p", { class: "condition", id: "condition" }, cond.message || cond.reason),
-    canWrite && h("div", { class: "actions" }, scale,
+  if (!ctx.actions) {
+    // built once: watch events redraw the title, not the form a user may be typing in
+    const scale = h("form", { class: "inline-form", id: "scale-form", onsubmit: async (e) => {
+      e.preventDefault();
+      const replicas = Number(new FormData(scale).get("replicas"));
+      try {
+        await api("POST", `${path}/scale`, { replicas });
+        toast(t("app.scaled", { n: replicas }));
+      } catch (err) { toast(err.message, "error"); }
+    } }, h("label", {}, t("app.replicasLabel"), h("input", { type: "number", name: "replicas", id: "replicas", min: 0, max: 1000,
+      value: app.spec.replicas ?? 1 })), h("button", { type: "submit", id: "scale" }, t("app.scale")));
+    ctx.actions = canWrite ? h("div", { class: "actions" }, scale,
       h("button", { type: "button", id: "restart", onclick: async () => {
-        if (!confirmAction(t("app.confirmRestart", { name: app.metadata.name }))) return;
+        if (!confirmAction(t("app.confirmRestart", { name: ctx.name }))) return;
         try { await api("POST", `${path}/restart`); toast(t("app.restarting")); } catch (err) { toast(err.message, "error"); }
       } }, t("app.restart")),
       h("button", { type: "button", id: "delete-app", class: "danger", onclick: async () => {
-        if (!confirmAction(t("app.confirmDelete", { name: app.metadata.name }))) return;
-        try { await api("DELETE", path); toast(t("app.deleted", { name: app.metadata.name })); } catch (err) { toast(err.message, "error"); }
-      } }, t("app.delete"))));
+        if (!confirmAction(t("app.confirmDelete", { name: ctx.name }))) return;
+        try { await api("DELETE", path); toast(t("app.deleted", { name: ctx.name })); } catch (err) { toast(err.message, "error"); }
+      } }, t("app.delete"))) : null;
+    ctx.summary = h("div");
+    append(head, [ctx.summary, ctx.actions]);
+  }
+  const input = ctx.actions?.querySelector("#replicas");
+  if (input && document.activeElement !== input) input.value = app.spec.replicas ?? 1;
+  clear(ctx.summary,
+    h("div", { class: "title" }, h("h1", {}, app.metadata.name), stateBadge(stateOf(app)),
+      h("span", { class: "ready-count", id: "ready-count" }, t("app.readyOf", { ready: st.readyReplicas ?? 0, desired: app.spec.replicas ?? 1 }))),
+    h("p", { class: "mono" }, app.spec.image),
+    cond && cond.status !== "True" && h("p", { class: "condition", id: "condition" }, cond.message || cond.reason));
 }
 
 async function replicasTab(body, ctx) {
@@ -107,35 +114,43 @@ async function logsTab(body, ctx) {
   const search = h("input", { type: "search", id: "log-search", placeholder: t("logs.search"), "aria-label": t("logs.search") });
   const follow = h("input", { type: "checkbox", id: "log-follow", checked: true });
   const count = h("span", { class: "muted", id: "log-count" });
-  const lines = [];
+  const lines = []; // the last MAX lines received; the page shows those that match the search
   const MAX = 5000;
+  let shown = 0;
   let streamAbort = null;
 
   const matches = (line) => !search.value || line.toLowerCase().includes(search.value.toLowerCase());
+  const node = (line) => document.createTextNode(`${line}\n`);
+  const counted = () => { count.textContent = t("logs.count", { shown, total: lines.length }); };
   function redraw() {
-    const shown = lines.filter(matches);
-    out.textContent = shown.join("\n") + (shown.length ? "\n" : "");
-    count.textContent = t("logs.count", { shown: shown.length, total: lines.length });
+    const hits = lines.filter(matches);
+    out.replaceChildren(...hits.map(node));
+    shown = hits.length;
+    counted();
     out.scrollTop = out.scrollHeight;
   }
   function add(line) {
     lines.push(line);
-    if (lines.length > MAX) lines.splice(0, lines.length - MAX);
+    if (lines.length > MAX) {
+      const dropped = lines.shift();
+      if (matches(dropped)) { out.firstChild?.remove(); shown -= 1; }
+    }
     if (matches(line)) {
-      out.append(document.createTextNode(`${line}\n`));
-      if (out.childNodes.length > MAX) out.firstChild.remove();
+      out.append(node(line));
+      shown += 1;
       out.scrollTop = out.scrollHeight;
     }
-    count.textContent = t("logs.count", { shown: out.childNodes.length, total: lines.length });
+    counted();
   }
   async function start() {
     streamAbort?.abort();
     streamAbort = new AbortController();
-    ctx.signal.addEventListener("abort", () => streamAbort.abort());
+    const mine = streamAbort;
+    ctx.signal.addEventListener("abort", () => mine.abort());
     lines.length = 0;
     redraw();
     try {
-      await streamLines(`${ctx.path}/logs`, add, { signal: streamAbort.signal,
+      await streamLines(`${ctx.path}/logs`, add, { signal: mine.signal,
         query: { follow: follow.checked ? "true" : "false", tail: "500", timestamps: "true" } });
     } catch (e) {
       if (e.name !== "AbortError") body.append(errorBox(e));
@@ -197,6 +212,8 @@ async function historyTab(body, ctx) {
 
 async function settingsTab(body, ctx) {
   const { app } = ctx;
+  // saved against the version shown: a change made meanwhile by someone else is a 409, not overwritten
+  let baseRv = app.metadata.resourceVersion;
   // the API stores env as a list of {name, value}; a mapping is accepted on input too
   const pairs = Array.isArray(app.spec.env) ? app.spec.env.map((e) => [e.name, e.value ?? ""]) : Object.entries(app.spec.env || {});
   const env = pairs.map(([k, v]) => `${k}=${v}`).join("\n");
@@ -210,11 +227,13 @@ async function settingsTab(body, ctx) {
     // a merge patch replaces a list whole: the box is the new environment
     const envList = Object.entries(parsed.env).map(([name, value]) => ({ name, value }));
     try {
-      await api("PATCH", ctx.path, { metadata: { resourceVersion: ctx.app.metadata.resourceVersion },
+      const saved = await api("PATCH", ctx.path, { metadata: { resourceVersion: baseRv },
         spec: { image: d.get("image"), env: envList } });
+      baseRv = saved.metadata.resourceVersion;
       toast(t("settings.saved"));
     } catch (err) {
-      if (!showFieldErrors(form, err)) message.append(errorBox(err));
+      if (err.status === 409) message.append(errorBox(new Error(t("settings.conflict"))));
+      else if (!showFieldErrors(form, err)) message.append(errorBox(err));
     }
   } },
   h("label", {}, t("deploy.image"), h("input", { name: "image", id: "edit-image", value: app.spec.image, required: true,
@@ -240,7 +259,7 @@ export function parseEnv(text) {
 }
 
 async function manifestTab(body, ctx) {
-  manifestEditor(body, ctx);
+  await manifestEditor(body, ctx);
 }
 
 async function terminalTab(body, ctx) {

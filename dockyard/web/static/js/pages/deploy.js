@@ -1,13 +1,12 @@
 // Deploy: a form for a single-image app, and a box (paste or upload) for manifests or a
 // Compose file. Errors are the API's own messages, the same the CLI prints.
 
-import { api } from "../api.js";
+import { NAME, api } from "../api.js";
 import { h, clear } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, navigate, toast } from "../app.js";
-import { showFieldErrors, tabs } from "../widgets.js";
+import { loadYaml, showFieldErrors, tabs } from "../widgets.js";
 import { parseEnv } from "./app.js";
-import yaml from "../../vendor/js-yaml.mjs";
 
 export async function deployPage(main, [tenant, project], signal) {
   const projects = (await api("GET", "/projects", undefined, { signal })).items.map((p) => `${p.metadata.tenant}/${p.metadata.name}`);
@@ -39,6 +38,8 @@ function imageForm(body, picker) {
     if (d.get("memory")) spec.resources = { memory: d.get("memory").trim() };
     const project = picker.value;
     const manifest = { apiVersion: "dockyard/v1", kind: "App", metadata: { name: d.get("name").trim(), project }, spec };
+    const [tenantName, projectName] = project.split("/");
+    if (!NAME.test(tenantName) || !NAME.test(projectName)) return;
     try {
       await api("POST", `/projects/${project}/apps`, manifest);
       toast(t("deploy.created", { name: manifest.metadata.name }));
@@ -63,17 +64,28 @@ function imageForm(body, picker) {
   body.append(form);
 }
 
+// [collection, item] API paths of a manifest. Path parts must be names: "../x" would change
+// which path a request goes to. An invalid object name gives no item path: the manifest is then
+// posted to the collection, and the server's validation message is shown, as the CLI shows it.
 function kindPaths(obj, project) {
   const meta = obj.metadata || {};
-  const name = meta.name || "";
+  const item = (collection, name) => [collection, NAME.test(String(name)) ? `${collection}/${name}` : null];
+  const part = (field, value) => {
+    if (!NAME.test(String(value))) throw new Error(t("deploy.badName", { field, value: String(value).slice(0, 80) }));
+    return value;
+  };
+  if (obj.kind === "Tenant") return item("/tenants", meta.name || "");
   if (obj.kind === "Project") {
-    const tenant = meta.tenant || project.split("/")[0];
-    return ["/projects", `/projects/${tenant}/${name}`];
+    let tenant = meta.tenant || project.split("/")[0];
+    let name = meta.name || "";
+    if (String(name).includes("/")) [tenant, name] = String(name).split("/", 2);
+    const [, path] = item(`/projects/${part("metadata.tenant", tenant)}`, name);
+    return ["/projects", path];
   }
-  if (obj.kind === "Tenant") return ["/tenants", `/tenants/${name}`];
-  const scope = meta.project || project;
   const plural = `${String(obj.kind || "").toLowerCase()}s`;
-  return [`/projects/${scope}/${plural}`, `/projects/${scope}/${plural}/${name}`];
+  if (!["apps", "secrets", "configs"].includes(plural)) throw new Error(t("deploy.badKind", { kind: String(obj.kind) }));
+  const [t0, p0] = String(meta.project || project).split("/");
+  return item(`/projects/${part("metadata.project", t0)}/${part("metadata.project", p0)}/${plural}`, meta.name || "");
 }
 
 function manifestForm(body, picker) {
@@ -88,6 +100,13 @@ function manifestForm(body, picker) {
     clear(results);
     const project = picker.value;
     let docs;
+    let yaml;
+    try {
+      yaml = await loadYaml();
+    } catch (e) {
+      results.append(h("li", { class: "error" }, e.message));
+      return;
+    }
     try {
       docs = yaml.loadAll(box.value).filter((d) => d !== null && d !== undefined);
     } catch (e) {
@@ -115,7 +134,7 @@ function manifestForm(body, picker) {
       const query = dryRun ? { dryRun: "true" } : undefined;
       try {
         let current = null;
-        try { current = await api("GET", item); } catch (e) { if (e.status !== 404) throw e; }
+        if (item) try { current = await api("GET", item); } catch (e) { if (e.status !== 404) throw e; }
         let verb;
         if (!current) {
           if (["App", "Secret", "Config"].includes(doc.kind)) doc.metadata = { ...doc.metadata, project: doc.metadata?.project || project };

@@ -5,7 +5,7 @@ import { api } from "../api.js";
 import { h, clear } from "../dom.js";
 import { t } from "../i18n.js";
 import { toast } from "../app.js";
-import yaml from "../../vendor/js-yaml.mjs";
+import { loadYaml } from "../widgets.js";
 
 // the parts of a stored object a user edits (status and server-set metadata left out)
 export function editable(obj) {
@@ -49,7 +49,8 @@ export function lineOf(text, field) {
   return found || null;
 }
 
-export function manifestEditor(body, ctx) {
+export async function manifestEditor(body, ctx) {
+  const yaml = await loadYaml();
   const text = yaml.dump(editable(ctx.app), { lineWidth: 120, noRefs: true });
   const editor = h("textarea", { id: "manifest", class: "code", rows: 28, spellcheck: "false", wrap: "off",
     "aria-label": t("app.manifest"), "aria-describedby": "manifest-errors", readonly: !ctx.canWrite }, text);

@@ -16,15 +16,18 @@ export async function overviewPage(main, _params, signal) {
       api("GET", "/overview", undefined, { signal }),
       api("GET", "/tenants", undefined, { signal }).catch(() => ({ items: [] })),
     ]);
-    if (!isCurrent()) return;
+    if (!isCurrent()) return null;
     clear(body, engineCard(data), totalsCard(data.totals), projectsCard(data.projects),
       newProjectCard(tenants.items, refresh));
+    return data;
   });
-  await refresh();
+  const first = await refresh();
+  // apps and projects of every visible scope change the counts: follow both streams from the
+  // version the overview was read at (no initial burst of ADDED events)
   const again = throttle(() => refresh().catch(() => {}), 2000);
-  // apps and projects of every visible scope change the counts: follow both streams
-  watch("/apps", { onEvent: again, onReset: again, signal });
-  watch("/projects", { onEvent: again, onReset: again, signal });
+  for (const path of ["/apps", "/projects"]) {
+    watch(path, { resourceVersion: first?.resourceVersion, onEvent: again, onReset: again, signal });
+  }
 }
 
 function engineCard(data) {

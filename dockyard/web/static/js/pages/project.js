@@ -1,7 +1,7 @@
 // Project: the apps table (server-side paging, sorting and filtering, live from the watch
 // stream), quota usage, members and roles, secret and config names.
 
-import { api, watch } from "../api.js";
+import { api, seg, watch } from "../api.js";
 import { h, clear, age, debounce, latest, throttle } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, toast } from "../app.js";
@@ -11,7 +11,7 @@ const PAGE_SIZE = 50;
 
 export async function projectPage(main, [tenant, project, tab = "apps"], signal) {
   const base = `#/projects/${tenant}/${project}`;
-  const rights = await api("GET", `/projects/${tenant}/${project}/rights`, undefined, { signal });
+  const rights = await api("GET", seg`/projects/${tenant}/${project}/rights`, undefined, { signal });
   main.append(h("div", { class: "page-head" },
     h("h1", {}, h("span", { class: "muted" }, `${tenant} / `), project),
     rights.allowed["app.write"] && h("a", { class: "button primary", href: `${base}/deploy`, id: "deploy-here" }, t("project.deploy"))),
@@ -54,7 +54,7 @@ async function appsTab({ tenant, project, signal, body }) {
 
   const load = latest(async (isCurrent) => {
     header();
-    const data = await api("GET", `/projects/${tenant}/${project}/appsummaries`, undefined,
+    const data = await api("GET", seg`/projects/${tenant}/${project}/appsummaries`, undefined,
       { signal, query: { ...query, limit: PAGE_SIZE } });
     if (!isCurrent()) return;
     rv = rv || data.resourceVersion;
@@ -83,11 +83,11 @@ async function appsTab({ tenant, project, signal, body }) {
   await load();
   // live: changes to the project's apps refresh the visible page, at most once a second
   const again = throttle(() => load().catch(() => {}), 1000);
-  watch(`/projects/${tenant}/${project}/apps`, { resourceVersion: rv, onEvent: again, onReset: again, signal });
+  watch(seg`/projects/${tenant}/${project}/apps`, { resourceVersion: rv, onEvent: again, onReset: again, signal });
 }
 
 async function quotaTab({ tenant, project, signal, body }) {
-  const q = await api("GET", `/projects/${tenant}/${project}/quota`, undefined, { signal });
+  const q = await api("GET", seg`/projects/${tenant}/${project}/quota`, undefined, { signal });
   const section = (title, res) => h("section", { class: "card" }, h("h2", {}, title),
     Object.entries(res.resources).map(([name, r]) => usageBar(t(`quota.${name}`), r.used, r.hard)));
   body.append(h("div", { class: "grid2", id: "quota" }, section(t("quota.project", { name: q.project.name }), q.project),
@@ -101,14 +101,14 @@ async function membersTab({ tenant, project, rights, signal, body }) {
   const message = h("div");
   const canManage = rights.allowed["members.manage"];
   async function load() {
-    const data = await api("GET", `/projects/${tenant}/${project}/members`, undefined, { signal });
+    const data = await api("GET", seg`/projects/${tenant}/${project}/members`, undefined, { signal });
     clear(tbody, data.items.map((m) => h("tr", { "data-member": m.user },
       h("td", {}, m.user), h("td", {}, t(`role.${m.role}`)),
       h("td", {}, m.inherited ? t("members.fromTenant", { tenant }) : t("members.project")),
       h("td", {}, canManage && !m.inherited && h("button", { type: "button", class: "danger small", onclick: async () => {
         if (!confirmAction(t("members.confirmRevoke", { user: m.user }))) return;
         try {
-          await api("DELETE", `/projects/${tenant}/${project}/members/${m.user}`);
+          await api("DELETE", seg`/projects/${tenant}/${project}/members/${m.user}`);
           load();
         } catch (e) { toast(e.message, "error"); }
       } }, t("members.revoke"))))));
@@ -121,7 +121,7 @@ async function membersTab({ tenant, project, rights, signal, body }) {
       message.replaceChildren();
       const d = new FormData(form);
       try {
-        await api("POST", `/projects/${tenant}/${project}/members`, { user: d.get("user"), role: d.get("role") });
+        await api("POST", seg`/projects/${tenant}/${project}/members`, { user: d.get("user"), role: d.get("role") });
         form.reset();
         load();
       } catch (err) { message.append(errorBox(err)); }
@@ -137,8 +137,8 @@ async function membersTab({ tenant, project, rights, signal, body }) {
 
 async function secretsTab({ tenant, project, signal, body }) {
   const [secrets, configs] = await Promise.all([
-    api("GET", `/projects/${tenant}/${project}/secrets`, undefined, { signal }),
-    api("GET", `/projects/${tenant}/${project}/configs`, undefined, { signal }),
+    api("GET", seg`/projects/${tenant}/${project}/secrets`, undefined, { signal }),
+    api("GET", seg`/projects/${tenant}/${project}/configs`, undefined, { signal }),
   ]);
   const list = (title, id, items) => h("section", { class: "card" }, h("h2", {}, title),
     h("table", { class: "data", id }, h("thead", {}, h("tr", {}, h("th", {}, t("col.name")), h("th", {}, t("col.created")))),

@@ -13,9 +13,14 @@ export function terminalPanel(body, ctx, wanted, token) {
     running.map((c) => h("option", { value: c.slot, selected: String(c.slot) === wanted }, t("terminal.replicaN", { n: c.slot, name: c.name }))));
   let socket = null;
   let term = null;
+  let connection = null; // aborts the listeners of the current connection
 
   function disconnect() {
-    socket?.close();
+    connection?.abort();
+    if (socket) {
+      socket.onclose = socket.onmessage = null; // a replaced connection reports nothing more
+      socket.close();
+    }
     socket = null;
     term?.dispose();
     term = null;
@@ -32,6 +37,8 @@ export function terminalPanel(body, ctx, wanted, token) {
     fit.fit();
     const proto = location.protocol === "https:" ? "wss" : "ws";
     const query = new URLSearchParams({ replica: select.value });
+    connection = new AbortController();
+    let explained = false; // the server's own message about why it closed is shown, not replaced
     socket = new WebSocket(`${proto}://${location.host}/api/v1${ctx.path}/exec?${query}`);
     socket.binaryType = "arraybuffer";
     status.textContent = t("terminal.connecting");
@@ -44,17 +51,20 @@ export function terminalPanel(body, ctx, wanted, token) {
         return;
       }
       const msg = JSON.parse(ev.data);
-      if (msg.type === "error") status.textContent = msg.message;
-      else if (msg.type === "exit") { status.textContent = t("terminal.exited", { code: msg.code }); term.write(`\r\n[${t("terminal.exited", { code: msg.code })}]\r\n`); }
-      else if (msg.type === "ready") { status.textContent = t("terminal.connected"); screen.dataset.connected = "true"; }
+      if (msg.type === "error") { status.textContent = msg.message; explained = true; }
+      else if (msg.type === "exit") {
+        explained = true;
+        status.textContent = t("terminal.exited", { code: msg.code });
+        term?.write(`\r\n[${t("terminal.exited", { code: msg.code })}]\r\n`);
+      }
     };
     socket.onclose = (ev) => {
       delete screen.dataset.connected;
-      if (ev.code !== 1000 && !status.textContent.includes(":")) status.textContent = ev.reason || t("terminal.closed");
+      if (!explained) status.textContent = ev.code === 1000 ? t("terminal.closed") : `${t("terminal.closed")} (${ev.code}${ev.reason ? `: ${ev.reason}` : ""})`;
     };
     term.onData((data) => socket?.readyState === 1 && socket.send(JSON.stringify({ type: "input", data })));
     term.onResize(({ cols, rows }) => socket?.readyState === 1 && socket.send(JSON.stringify({ type: "resize", cols, rows })));
-    window.addEventListener("resize", () => fit.fit(), { signal: ctx.signal });
+    window.addEventListener("resize", () => fit.fit(), { signal: connection.signal });
     term.focus();
   }
 
