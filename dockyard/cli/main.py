@@ -548,16 +548,34 @@ def rollout_restart(kind: Annotated[str, typer.Argument(help="app (may be left o
 
 @rollout_app.command("status")
 def rollout_status(kind: Annotated[str, typer.Argument()], name: Annotated[str, typer.Argument()],
-                   project: ProjectOpt = None) -> None:
-    """Where the app's rollout stands."""
+                   project: ProjectOpt = None,
+                   watch: Annotated[bool, typer.Option("--watch/--no-watch", "-w",
+                                                       help="wait until the rollout ends (default)")] = True,
+                   timeout: Annotated[str, typer.Option(help="how long to wait, e.g. 60s, 5m")] = "5m") -> None:
+    """Follow the app's rollout until it is complete (exit 0) or stalled (exit 1)."""
     c = run(Client)
-    obj = run(lambda: c.request("GET", item_path(kind_of(kind), name, project)))
-    st = obj.get("status") or {}
-    prog = next((x for x in st.get("conditions", []) if x["type"] == "Progressing"), None)
-    typer.echo(f"app/{name}: {st.get('phase', 'Pending')}, revision {st.get('revision', '-')}"
-               + (f": {prog['message']}" if prog else ""))
-    if st.get("phase") == "Stalled":
-        raise typer.Exit(1)
+    path = item_path(kind_of(kind), name, project)
+    deadline = time.monotonic() + parse_timeout(timeout)
+    last = None
+    while True:
+        obj = run(lambda: c.request("GET", path))
+        st = obj.get("status") or {}
+        prog = next((x for x in st.get("conditions", []) if x["type"] == "Progressing"), None)
+        # the controller has not seen the latest change yet: what status says is about the one before
+        seen = st.get("observedGeneration") == obj["metadata"].get("generation")
+        phase = st.get("phase", "Pending") if seen else "Pending"
+        line = f"app/{name}: {phase}, revision {st.get('revision', '-')}" + (
+            f": {prog['message']}" if prog and seen else "" if seen else ": waiting for the controller")
+        if line != last:
+            typer.echo(line)
+            last = line
+        if phase == "Stalled":
+            raise typer.Exit(1)
+        if phase == "Ready" or not watch:
+            return
+        if time.monotonic() >= deadline:
+            fail(f"timed out after {timeout}: the rollout of app/{name} is still {phase}")
+        time.sleep(0.5)
 
 
 # --- users, tokens, members, quota ---------------------------------------------------------

@@ -27,7 +27,7 @@ RULES: tuple[Rule, ...] = (
     Rule("tenant.delete", "admin", "", "delete tenants"),
     Rule("tenant.quota", "admin", "", "set a tenant's or project's quota"),
     Rule("project.read", "project", "viewer", "see a project, its quota usage and members"),
-    Rule("project.create", "tenant", "owner", "create projects in a tenant"),
+    Rule("project.create", "tenant", "owner", "create projects"),
     Rule("project.update", "project", "maintainer", "change a project's description, defaults and policy"),
     Rule("project.delete", "tenant", "owner", "delete a project and everything in it"),
     Rule("project.privileged", "admin", "", "grant the privileged security policy to a project"),

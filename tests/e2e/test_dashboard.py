@@ -48,7 +48,7 @@ def test_owner_deploys_scales_logs_terminal_rollback_and_chinese(dashboard_serve
     page.fill("#deploy-name", "Bad_Name")
     page.fill("#deploy-image", "dockyard/demo:1.0")
     page.click("#deploy-submit")
-    expect(page.locator(".error")).to_contain_text("metadata.name")
+    expect(page.locator("#deploy-form .field-error")).to_contain_text("metadata.name")  # next to the field
 
     # deploy from the form; the app page turns ready by itself (no reload: the marker survives)
     page.fill("#deploy-name", "web")
@@ -183,10 +183,11 @@ def test_viewer_sees_no_edit_buttons_and_gets_clear_refusals(dashboard_server, b
     assert status == 403
     assert "needs the developer role; your role there is viewer" in json.loads(body)["detail"]
     b.go("#/projects/acme/shop/deploy")
+    expect(page.locator("#deploy-denied")).to_contain_text("needs the developer role")  # said up front
     page.fill("#deploy-name", "sneaky")
     page.fill("#deploy-image", "dockyard/demo:1.0")
     page.click("#deploy-submit")
-    expect(page.locator(".error")).to_contain_text("needs the developer role; your role there is viewer")
+    expect(page.locator("#deploy-form .error")).to_contain_text("needs the developer role; your role there is viewer")
     assert server.client().get("/projects/acme/shop/apps/web").json()["spec"]["replicas"] == 0
     assert server.client().get("/projects/acme/shop/apps/sneaky").status_code == 404
     # a page the viewer cannot reach says so instead of going blank
@@ -194,6 +195,13 @@ def test_viewer_sees_no_edit_buttons_and_gets_clear_refusals(dashboard_server, b
     expect(page.locator(".error")).to_contain_text("not found")
     b.go("#/admin/users")
     expect(page.locator(".error")).to_contain_text("only platform admins")
+    expect(page.locator("#new-user")).to_have_count(0)
+    b.go("#/projects/acme/shop/apps/web/terminal")
+    expect(page.locator(".error")).to_contain_text("needs the developer role")
+    expect(page.locator("#terminal-connect")).to_have_count(0)
+    b.go("#/")
+    expect(page.locator("#projects [data-project='acme/shop']")).to_have_count(1)
+    expect(page.locator("#new-project")).to_have_count(0)  # a viewer cannot create projects
     # a crafted link cannot point the app page (and its Delete button) at another object
     for crafted in ("#/projects/acme/shop/apps/..%2F..%2Fshop", "#/projects/acme/shop/apps/%E0%A4%A"):
         b.go(crafted)
@@ -255,7 +263,7 @@ def test_admin_manages_users_tenants_and_reads_the_audit_log(dashboard_server, b
     page.fill("#new-user-name", "nora")
     page.fill("#new-user-password", "short")
     page.click("#new-user button[type=submit]")
-    expect(page.locator(".error")).to_contain_text("password")
+    expect(page.locator("#new-user .field-error")).to_contain_text("password")
     page.fill("#new-user-password", "nora-password-1")
     page.click("#new-user button[type=submit]")
     expect(page.locator("#users [data-user='nora']")).to_have_count(1)

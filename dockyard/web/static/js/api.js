@@ -44,6 +44,13 @@ export const session = {
 };
 
 let onUnauthorized = () => {};
+// whether the last request reached the server; the shell shows a banner while it does not
+let online = true;
+let onConnection = () => {};
+export function whenConnectionChanges(fn) { onConnection = fn; }
+function reached(ok) {
+  if (ok !== online) { online = ok; onConnection(ok); }
+}
 let unreachable = () => "the server cannot be reached";
 export function describeUnreachable(fn) { unreachable = fn; }
 export function whenUnauthorized(fn) { onUnauthorized = fn; }
@@ -78,8 +85,10 @@ export async function api(method, path, body, { signal, query } = {}) {
     resp = await fetch(url, init);
   } catch (e) {
     if (e.name === "AbortError") throw e;
+    reached(false);
     throw new ApiError(0, { detail: unreachable() });
   }
+  reached(resp.status !== 502 && resp.status !== 503 && resp.status !== 504);
   if (resp.status === 401 && path !== "/login") {
     const problem = await problemOf(resp);
     onUnauthorized(problem.detail);
@@ -94,7 +103,14 @@ export async function api(method, path, body, { signal, query } = {}) {
 // Read a streaming response line by line until it ends or `signal` aborts.
 export async function streamLines(path, onLine, { signal, query, expect } = {}) {
   const q = new URLSearchParams(query || {}).toString();
-  const resp = await fetch(`/api/v1${path}${q ? `?${q}` : ""}`, { headers: headers(), signal });
+  let resp;
+  try {
+    resp = await fetch(`/api/v1${path}${q ? `?${q}` : ""}`, { headers: headers(), signal });
+  } catch (e) {
+    if (e.name !== "AbortError") reached(false);
+    throw e;
+  }
+  reached(true);
   if (resp.status === 401) onUnauthorized();
   if (!resp.ok) throw new ApiError(resp.status, await problemOf(resp));
   if (expect && !(resp.headers.get("content-type") || "").startsWith(expect)) {

@@ -1,7 +1,7 @@
 // The dashboard shell: session, language and theme, navigation, and the hash router that
 // mounts one page at a time (each page gets an AbortSignal that ends its requests and watches).
 
-import { NAME, api, describeUnreachable, session, whenUnauthorized } from "./api.js";
+import { NAME, api, describeUnreachable, session, whenConnectionChanges, whenUnauthorized } from "./api.js";
 import { h, clear } from "./dom.js";
 import { LANGUAGES, language, savedLanguage, setLanguage, t } from "./i18n.js";
 import { loginPage } from "./pages/login.js";
@@ -132,6 +132,12 @@ export function errorBox(e) {
 }
 
 describeUnreachable(() => t("error.unreachable"));
+
+// while the server cannot be reached, say so above the page (the watches keep retrying)
+whenConnectionChanges((ok) => {
+  document.getElementById("offline")?.remove();
+  if (!ok) document.body.prepend(h("div", { id: "offline", class: "offline", role: "alert" }, t("error.offline")));
+});
 
 whenUnauthorized(() => {
   session.clear();

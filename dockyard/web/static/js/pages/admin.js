@@ -1,9 +1,9 @@
 // Admin: users, tenants and the audit log with filters (platform admins only; the API refuses
 // everyone else whatever this page shows).
 
-import { api, seg } from "../api.js";
-import { h, clear, age, latest } from "../dom.js";
-import { t } from "../i18n.js";
+import { api, seg, session } from "../api.js";
+import { h, append, clear, age, latest } from "../dom.js";
+import { language, t } from "../i18n.js";
 import { errorBox, toast } from "../app.js";
 import { tabs, emptyRow, confirmAction, showFieldErrors } from "../widgets.js";
 
@@ -23,12 +23,12 @@ function createForm(id, fields, submitLabel, onSubmit) {
   const form = h("form", { class: "inline-form", id, onsubmit: async (e) => {
     e.preventDefault();
     message.replaceChildren();
+    showFieldErrors(form, { errors: [] });
     try {
       await onSubmit(new FormData(form));
       form.reset();
     } catch (err) {
-      showFieldErrors(form, err);
-      message.append(errorBox(err));
+      if (showFieldErrors(form, err) < Math.max(1, err.errors.length)) message.append(errorBox(err));
     }
   } }, fields, h("button", { type: "submit", class: "primary" }, submitLabel));
   return h("section", { class: "card" }, form, message);
@@ -45,6 +45,7 @@ async function usersTab(body, signal) {
         try { await api("DELETE", seg`/users/${u.name}`); load(); } catch (e) { toast(e.message, "error"); }
       } }, t("admin.delete"))))));
   }
+  await load();
   body.append(createForm("new-user", [
     h("label", {}, t("login.username"), h("input", { name: "name", id: "new-user-name", required: true, "data-field": "name" })),
     h("label", {}, t("login.password"), h("input", { name: "password", id: "new-user-password", type: "password", required: true,
@@ -56,7 +57,6 @@ async function usersTab(body, signal) {
     load();
   }), h("table", { class: "data", id: "users" }, h("thead", {}, h("tr", {},
     [t("col.user"), t("admin.isAdmin"), t("col.age"), ""].map((x) => h("th", {}, x)))), tbody));
-  await load();
 }
 
 async function tenantsTab(body, signal) {
@@ -70,7 +70,8 @@ async function tenantsTab(body, signal) {
         try { await api("DELETE", seg`/tenants/${tn.metadata.name}`); load(); } catch (e) { toast(e.message, "error"); }
       } }, t("admin.delete"))))) : emptyRow(4, t("admin.noTenants")));
   }
-  body.append(createForm("new-tenant", [
+  await load();
+  append(body, [session.user?.admin && createForm("new-tenant", [
     h("label", {}, t("col.name"), h("input", { name: "name", id: "new-tenant-name", required: true, "data-field": "metadata.name" })),
     h("label", {}, t("admin.displayName"), h("input", { name: "displayName", "data-field": "spec.displayName" })),
   ], t("admin.createTenant"), async (d) => {
@@ -79,8 +80,7 @@ async function tenantsTab(body, signal) {
     toast(t("admin.tenantCreated", { name: d.get("name") }));
     load();
   }), h("table", { class: "data", id: "tenants" }, h("thead", {}, h("tr", {},
-    [t("col.name"), t("admin.displayName"), t("col.age"), ""].map((x) => h("th", {}, x)))), tbody));
-  await load();
+    [t("col.name"), t("admin.displayName"), t("col.age"), ""].map((x) => h("th", {}, x)))), tbody)]);
 }
 
 async function auditTab(body, signal) {
@@ -108,7 +108,7 @@ async function auditTab(body, signal) {
     if (!isCurrent()) return;
     // the API lists a page oldest first; the viewer shows the newest on top and appends older pages
     const rows = data.items.slice().reverse().map((e) => h("tr", { class: e.outcome >= 400 ? "warn" : "" },
-      h("td", { title: e.at }, new Date(e.at).toLocaleString()), h("td", {}, e.user), h("td", { class: "mono" }, e.source),
+      h("td", { title: e.at }, new Date(e.at).toLocaleString(language())), h("td", {}, e.user), h("td", { class: "mono" }, e.source),
       h("td", { class: "mono" }, e.action), h("td", { class: "mono" }, e.object), h("td", {}, String(e.outcome)), h("td", {}, e.detail || "")));
     if (append) tbody.append(...rows);
     else clear(tbody, rows.length ? rows : emptyRow(7, t("audit.none")));

@@ -65,12 +65,13 @@ function renderHead(head, ctx) {
     const scale = h("form", { class: "inline-form", id: "scale-form", onsubmit: async (e) => {
       e.preventDefault();
       const replicas = Number(new FormData(scale).get("replicas"));
+      scale.querySelector("#replicas").dataset.shown = String(replicas);
       try {
         await api("POST", `${path}/scale`, { replicas });
         toast(t("app.scaled", { n: replicas }));
       } catch (err) { toast(err.message, "error"); }
-    } }, h("label", {}, t("app.replicasLabel"), h("input", { type: "number", name: "replicas", id: "replicas", min: 0, max: 1000,
-      value: app.spec.replicas ?? 1 })), h("button", { type: "submit", id: "scale" }, t("app.scale")));
+    } }, h("label", {}, t("app.replicasLabel"), h("input", { type: "number", name: "replicas", id: "replicas", min: 0, max: 1000, required: true,
+      value: app.spec.replicas ?? 1, "data-shown": app.spec.replicas ?? 1 })), h("button", { type: "submit", id: "scale" }, t("app.scale")));
     ctx.actions = canWrite ? h("div", { class: "actions" }, scale,
       h("button", { type: "button", id: "restart", onclick: async () => {
         if (!confirmAction(t("app.confirmRestart", { name: ctx.name }))) return;
@@ -83,8 +84,10 @@ function renderHead(head, ctx) {
     ctx.summary = h("div");
     append(head, [ctx.summary, ctx.actions]);
   }
+  // the box follows the stored count unless the user has typed another number into it
   const input = ctx.actions?.querySelector("#replicas");
-  if (input && document.activeElement !== input) input.value = app.spec.replicas ?? 1;
+  if (input && document.activeElement !== input && input.value === input.dataset.shown) input.value = app.spec.replicas ?? 1;
+  if (input) input.dataset.shown = String(app.spec.replicas ?? 1);
   clear(ctx.summary,
     h("div", { class: "title" }, h("h1", {}, app.metadata.name), stateBadge(stateOf(app)),
       h("span", { class: "ready-count", id: "ready-count" }, t("app.readyOf", { ready: st.readyReplicas ?? 0, desired: app.spec.replicas ?? 1 }))),
@@ -263,6 +266,10 @@ async function manifestTab(body, ctx) {
 }
 
 async function terminalTab(body, ctx) {
+  if (!ctx.rights.allowed["app.exec"]) {
+    body.append(errorBox(new Error(t("terminal.denied", { role: ctx.rights.role ? t(`role.${ctx.rights.role}`) : "—" }))));
+    return;
+  }
   const wanted = new URLSearchParams(location.hash.split("?")[1] || "").get("replica");
   terminalPanel(body, ctx, wanted, session.token);
 }

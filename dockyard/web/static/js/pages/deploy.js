@@ -1,7 +1,7 @@
 // Deploy: a form for a single-image app, and a box (paste or upload) for manifests or a
 // Compose file. Errors are the API's own messages, the same the CLI prints.
 
-import { NAME, api } from "../api.js";
+import { NAME, api, seg, session } from "../api.js";
 import { h, clear } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, navigate, toast } from "../app.js";
@@ -10,26 +10,47 @@ import { parseEnv } from "./app.js";
 
 export async function deployPage(main, [tenant, project], signal) {
   const projects = (await api("GET", "/projects", undefined, { signal })).items.map((p) => `${p.metadata.tenant}/${p.metadata.name}`);
-  const chosen = tenant ? `${tenant}/${project}` : projects[0];
+  const remembered = localStorage.getItem(LAST_PROJECT);
+  const chosen = tenant ? `${tenant}/${project}` : projects.includes(remembered) ? remembered : projects[0];
   const mode = new URLSearchParams(location.hash.split("?")[1] || "").get("mode") === "manifest" ? "manifest" : "form";
   const here = tenant ? `#/projects/${tenant}/${project}/deploy` : "#/deploy";
   const picker = h("select", { id: "deploy-project", name: "project", "aria-label": t("deploy.project") },
     projects.map((p) => h("option", { value: p, selected: p === chosen }, p)));
   main.append(h("h1", {}, t("deploy.title")),
-    projects.length ? h("label", { class: "project-pick" }, t("deploy.project"), picker) : h("p", { class: "empty" }, t("deploy.noProjects")),
+    projects.length ? h("label", { class: "project-pick" }, t("deploy.project"), picker)
+      : h("p", { class: "empty" }, session.user?.admin ? t("deploy.noProjectsYet") : t("deploy.noProjects")),
     tabs([["form", t("deploy.fromImage"), here], ["manifest", t("deploy.fromManifest"), `${here}?mode=manifest`]], mode));
   if (!projects.length) return;
+  const note = h("div");
   const body = h("div", { class: "tab-body" });
-  main.append(body);
+  main.append(note, body);
   if (mode === "manifest") manifestForm(body, picker);
   else imageForm(body, picker);
+  // say up front when the chosen project does not let this user deploy (the API would refuse)
+  async function checkRights() {
+    localStorage.setItem(LAST_PROJECT, picker.value);
+    clear(note);
+    const [tn, pn] = picker.value.split("/");
+    try {
+      const rights = await api("GET", seg`/projects/${tn}/${pn}/rights`, undefined, { signal });
+      if (!rights.allowed["app.write"]) {
+        note.append(h("p", { class: "error", id: "deploy-denied", role: "alert" }, t("deploy.denied", {
+          project: picker.value, role: rights.role ? t(`role.${rights.role}`) : "—" })));
+      }
+    } catch { /* the deploy itself will report */ }
+  }
+  picker.addEventListener("change", checkRights);
+  await checkRights();
 }
+
+const LAST_PROJECT = "dockyard.deployProject";
 
 function imageForm(body, picker) {
   const message = h("div");
   const form = h("form", { class: "stack card", id: "deploy-form", onsubmit: async (e) => {
     e.preventDefault();
     message.replaceChildren();
+    showFieldErrors(form, { errors: [] });
     const d = new FormData(form);
     const env = parseEnv(d.get("env"));
     if (env.error) { message.append(errorBox(new Error(env.error))); return; }
@@ -45,8 +66,8 @@ function imageForm(body, picker) {
       toast(t("deploy.created", { name: manifest.metadata.name }));
       navigate(`#/projects/${project}/apps/${manifest.metadata.name}`);
     } catch (err) {
-      showFieldErrors(form, err);
-      message.append(errorBox(err));
+      // each field's error next to it; the box only for what no field shows
+      if (showFieldErrors(form, err) < Math.max(1, err.errors.length)) message.append(errorBox(err));
     }
   } },
   h("label", {}, t("deploy.name"), h("input", { name: "name", id: "deploy-name", required: true, maxlength: 63, "data-field": "metadata.name",
@@ -143,9 +164,13 @@ function manifestForm(body, picker) {
         } else {
           doc.metadata = { ...doc.metadata, resourceVersion: current.metadata.resourceVersion };
           const res = await api("PUT", item, doc, { query });
-          verb = res.metadata.resourceVersion !== current.metadata.resourceVersion ? t("deploy.verbConfigured") : t("deploy.verbUnchanged");
+          // a dry run stores nothing, so its resourceVersion never moves: compare what would be stored
+          const changed = res.metadata.resourceVersion !== current.metadata.resourceVersion || (dryRun &&
+            (JSON.stringify(res.spec) !== JSON.stringify(current.spec) ||
+             JSON.stringify(res.metadata.labels || {}) !== JSON.stringify(current.metadata.labels || {})));
+          verb = changed ? t("deploy.verbConfigured") : t("deploy.verbUnchanged");
         }
-        results.append(h("li", { class: "ok" }, `${label} ${verb}${dryRun ? ` ${t("deploy.dryRun")}` : ""}`));
+        results.append(h("li", { class: "ok" }, `${label} ${verb}${dryRun ? t("deploy.dryRun") : ""}`));
       } catch (err) {
         results.append(h("li", { class: "error" }, `${label}: ${err.message}`));
       }

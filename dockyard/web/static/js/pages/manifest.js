@@ -86,6 +86,19 @@ export async function manifestEditor(body, ctx) {
       toast(dryRun ? t("manifest.valid") : t("manifest.saved"));
       if (!dryRun) editor.value = yaml.dump(editable(saved), { lineWidth: 120, noRefs: true });
     } catch (err) {
+      if (err.status === 409) {
+        problems.append(h("li", { class: "summary" }, t("manifest.conflict"), " ",
+          h("button", { type: "button", class: "link", id: "manifest-reload", onclick: async () => {
+            try {
+              const fresh = await api("GET", ctx.path);
+              editor.value = yaml.dump(editable(fresh), { lineWidth: 120, noRefs: true });
+              clear(problems);
+              marks.clear();
+              drawGutter();
+            } catch (e) { toast(e.message, "error"); }
+          } }, t("manifest.reload"))));
+        return;
+      }
       if (!err.errors.length) problems.append(h("li", { class: "summary" }, err.message));
       for (const e of err.errors) {
         const line = lineOf(editor.value, e.field);

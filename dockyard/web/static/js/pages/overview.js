@@ -1,7 +1,7 @@
 // Overview: the engine's health, the projects the user can see with their apps by state and
 // their CPU and memory against quota, and a form to create a project.
 
-import { api, session, watch } from "../api.js";
+import { api, seg, session, watch } from "../api.js";
 import { h, clear, latest, throttle } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, navigate, toast } from "../app.js";
@@ -9,19 +9,17 @@ import { STATES, stateBadge, usageBar, showFieldErrors } from "../widgets.js";
 
 export async function overviewPage(main, _params, signal) {
   const body = h("div", { id: "overview" });
-  main.append(h("h1", {}, t("overview.title")), body);
+  const creator = h("div"); // drawn once: live refreshes must not reset what the user is typing
+  main.append(h("h1", {}, t("overview.title")), body, creator);
 
   const refresh = latest(async (isCurrent) => {
-    const [data, tenants] = await Promise.all([
-      api("GET", "/overview", undefined, { signal }),
-      api("GET", "/tenants", undefined, { signal }).catch(() => ({ items: [] })),
-    ]);
+    const data = await api("GET", "/overview", undefined, { signal });
     if (!isCurrent()) return null;
-    clear(body, engineCard(data), totalsCard(data.totals), projectsCard(data.projects),
-      newProjectCard(tenants.items, refresh));
+    clear(body, engineCard(data), totalsCard(data.totals), projectsCard(data.projects));
     return data;
   });
   const first = await refresh();
+  creator.append(await newProjectCard(signal) || "");
   // apps and projects of every visible scope change the counts: follow both streams from the
   // version the overview was read at (no initial burst of ADDED events)
   const again = throttle(() => refresh().catch(() => {}), 2000);
@@ -61,13 +59,26 @@ function projectsCard(projects) {
       : h("p", { class: "empty" }, t("overview.noProjects")));
 }
 
-function newProjectCard(tenants, refresh) {
-  const user = session.user;
-  if (!tenants.length && !user?.admin) return null;
+// the tenants where the user may create projects (owners of a tenant, admins everywhere)
+async function creatableTenants(signal) {
+  const tenants = (await api("GET", "/tenants", undefined, { signal }).catch(() => ({ items: [] }))).items;
+  if (session.user?.admin) return tenants.map((tn) => tn.metadata.name);
+  const rights = await Promise.all(tenants.map((tn) => api("GET", seg`/tenants/${tn.metadata.name}/rights`, undefined, { signal })
+    .catch(() => null)));
+  return rights.filter((r) => r?.allowed["project.create"]).map((r) => r.tenant);
+}
+
+async function newProjectCard(signal) {
+  const tenants = await creatableTenants(signal);
+  if (!tenants.length) {
+    return session.user?.admin ? h("section", { class: "card" }, h("h2", {}, t("overview.newProject")),
+      h("p", {}, t("overview.noTenants"), " ", h("a", { href: "#/admin/tenants" }, t("nav.admin")))) : null;
+  }
   const message = h("div");
   const form = h("form", { class: "inline-form", id: "new-project", onsubmit: async (e) => {
     e.preventDefault();
     message.replaceChildren();
+    showFieldErrors(form, { errors: [] });
     const data = new FormData(form);
     const tenant = data.get("tenant");
     const name = data.get("name");
@@ -77,15 +88,14 @@ function newProjectCard(tenants, refresh) {
       toast(t("overview.projectCreated", { name: `${tenant}/${name}` }));
       navigate(`#/projects/${tenant}/${name}`);
     } catch (err) {
-      if (!showFieldErrors(form, err)) message.append(errorBox(err));
+      if (showFieldErrors(form, err) < Math.max(1, err.errors.length)) message.append(errorBox(err));
     }
   } },
   h("label", {}, t("overview.tenant"), h("select", { name: "tenant", id: "new-project-tenant", "data-field": "metadata.tenant" },
-    tenants.map((tn) => h("option", { value: tn.metadata.name }, tn.metadata.name)))),
+    tenants.map((name) => h("option", { value: name }, name)))),
   h("label", {}, t("overview.projectName"), h("input", { name: "name", id: "new-project-name", required: true, "data-field": "metadata.name",
-    pattern: "[a-z0-9]([-a-z0-9]*[a-z0-9])?", maxlength: 63 })),
+    pattern: "[a-z0-9]([a-z0-9\\-]*[a-z0-9])?", maxlength: 63, title: t("overview.nameRule") })),
   h("label", {}, t("overview.description"), h("input", { name: "description", "data-field": "spec.description" })),
   h("button", { type: "submit", class: "primary" }, t("overview.createProject")));
-  return h("section", { class: "card" }, h("h2", {}, t("overview.newProject")),
-    tenants.length ? form : h("p", {}, t("overview.noTenants"), " ", h("a", { href: "#/admin/tenants" }, t("nav.admin"))), message);
+  return h("section", { class: "card" }, h("h2", {}, t("overview.newProject")), form, message);
 }
