@@ -27,7 +27,7 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
                exec_provider: ExecProvider | None = None) -> FastAPI:
     """The API over `store`; `exec_provider` (optional) runs the web terminal's commands."""
     app = FastAPI(title="Dockyard", version=__version__, openapi_url="/api/v1/openapi.json",
-                  docs_url="/api/v1/docs", redoc_url=None,
+                  docs_url=None, redoc_url=None,  # the docs page is served by dockyard.web, from local files
                   description="Multi-tenant container cloud platform API. Every route but /login needs "
                               "`Authorization: Bearer <token>`. Errors are application/problem+json.")
     app.state.store = store

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException
-from fastapi.responses import FileResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -23,6 +24,8 @@ VENDOR = {
     "xterm.css": "@xterm/xterm/css/xterm.css",
     "addon-fit.js": "@xterm/addon-fit/lib/addon-fit.js",
     "js-yaml.mjs": "js-yaml/dist/js-yaml.mjs",
+    "swagger-ui-bundle.js": "swagger-ui-dist/swagger-ui-bundle.js",
+    "swagger-ui.css": "swagger-ui-dist/swagger-ui.css",
 }
 TYPES = {".js": "text/javascript; charset=utf-8", ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".json": "application/json; charset=utf-8", ".html": "text/html; charset=utf-8"}
@@ -53,6 +56,13 @@ def mount(app: Any) -> None:
     if missing:
         log.warning("dashboard: %s not installed under %s; the terminal and YAML editing will not work "
                     "(run `make install`, which runs npm ci in dockyard/web)", ", ".join(missing), node_modules())
+
+    @app.get("/api/v1/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        # Swagger UI from the pinned npm package, not the CDN FastAPI would use by default
+        return get_swagger_ui_html(openapi_url="/api/v1/openapi.json", title="Dockyard API",
+                                   swagger_js_url="/ui/vendor/swagger-ui-bundle.js",
+                                   swagger_css_url="/ui/vendor/swagger-ui.css", swagger_favicon_url="data:,")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

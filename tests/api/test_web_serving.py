@@ -23,6 +23,8 @@ def test_dashboard_is_served_with_its_security_headers(api) -> None:  # noqa: AN
     js = api.get("/ui/js/app.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
     assert api.get("/ui/i18n/zh-CN.json").json()["nav.overview"] == "概览"
+    docs = api.get("/api/v1/docs").text
+    assert "/ui/vendor/swagger-ui-bundle.js" in docs and "cdn." not in docs  # nothing from a CDN
     for bad in ("/ui/%00", "/ui/../pyproject.toml", "/ui/%2e%2e/__init__.py", "/ui/..%2f..%2fpyproject.toml",
                 "/ui/vendor/evil.js", "/ui/vendor/..%2f..%2fpackage.json", "/ui/js"):
         assert api.get(bad).status_code == 404, bad

@@ -279,6 +279,10 @@ def test_admin_manages_users_tenants_and_reads_the_audit_log(dashboard_server, b
     expect(page.locator("#audit tbody tr")).to_have_count(1)
     expect(page.locator("#audit tbody")).to_contain_text("/tenants")
     b.shot("admin-audit")
+    # the API reference renders from the server's own copy of Swagger UI (no network needed)
+    page.goto(server.url + "/api/v1/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Dockyard")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
 
 
 def test_deploy_a_compose_file_from_the_paste_box(dashboard_server, browsing) -> None:  # noqa: ANN001
