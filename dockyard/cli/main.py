@@ -293,6 +293,13 @@ def get(kind: Annotated[str, typer.Argument(help="apps, projects or tenants")],
     k = kind_of(kind)
     c = run(Client)
     headers, row = TABLES[k]
+    if all_projects and k == "App" and not name:
+        # apps of several projects may share a name: say whose each one is
+        one_project_row = row
+        headers = ["PROJECT", *headers]
+
+        def row(obj: dict) -> list[Any]:
+            return [obj["metadata"].get("project", ""), *one_project_row(obj)]
     if name:
         obj = run(lambda: c.request("GET", item_path(k, name, project)))
         if output == "table":

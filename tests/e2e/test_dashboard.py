@@ -146,6 +146,13 @@ def test_owner_deploys_scales_logs_terminal_rollback_and_chinese(dashboard_serve
     expect(fresh.page.locator("#apps-table tbody tr")).to_have_count(1)
     fresh.shot(f"project-zh-{theme}")
 
+    # the tenant owner deletes the project from its page; its containers go with it
+    fresh.page.select_option("#language", "en")
+    fresh.page.once("dialog", lambda d: d.accept())
+    fresh.page.click("#delete-project")
+    expect(fresh.page.locator("h1")).to_have_text("Overview")
+    assert server.client().get("/projects/acme/shop").status_code == 404
+
 
 def test_viewer_sees_no_edit_buttons_and_gets_clear_refusals(dashboard_server, browsing) -> None:  # noqa: ANN001
     server = dashboard_server
@@ -171,6 +178,7 @@ def test_viewer_sees_no_edit_buttons_and_gets_clear_refusals(dashboard_server, b
     b.go("#/projects/acme/shop")
     expect(page.locator("#apps-table tbody tr")).to_have_count(1)
     expect(page.locator("#deploy-here")).to_have_count(0)
+    expect(page.locator("#delete-project")).to_have_count(0)
     b.shot("project-viewer")
 
     # calling the API anyway: the server refuses and says why, in the page too

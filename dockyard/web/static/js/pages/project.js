@@ -4,17 +4,29 @@
 import { api, seg, watch } from "../api.js";
 import { h, clear, age, debounce, latest, throttle } from "../dom.js";
 import { t } from "../i18n.js";
-import { errorBox, toast } from "../app.js";
+import { errorBox, navigate, toast } from "../app.js";
 import { STATES, stateBadge, tabs, usageBar, emptyRow, confirmAction } from "../widgets.js";
 
 const PAGE_SIZE = 50;
 
 export async function projectPage(main, [tenant, project, tab = "apps"], signal) {
   const base = `#/projects/${tenant}/${project}`;
-  const rights = await api("GET", seg`/projects/${tenant}/${project}/rights`, undefined, { signal });
+  const [rights, tenantRights] = await Promise.all([
+    api("GET", seg`/projects/${tenant}/${project}/rights`, undefined, { signal }),
+    api("GET", seg`/tenants/${tenant}/rights`, undefined, { signal }).catch(() => ({ allowed: {} })),
+  ]);
   main.append(h("div", { class: "page-head" },
     h("h1", {}, h("span", { class: "muted" }, `${tenant} / `), project),
-    rights.allowed["app.write"] && h("a", { class: "button primary", href: `${base}/deploy`, id: "deploy-here" }, t("project.deploy"))),
+    h("div", { class: "actions" },
+      rights.allowed["app.write"] && h("a", { class: "button primary", href: `${base}/deploy`, id: "deploy-here" }, t("project.deploy")),
+      tenantRights.allowed["project.delete"] && h("button", { type: "button", class: "danger", id: "delete-project", onclick: async () => {
+        if (!confirmAction(t("project.confirmDelete", { name: `${tenant}/${project}` }))) return;
+        try {
+          await api("DELETE", seg`/projects/${tenant}/${project}`);
+          toast(t("project.deleted", { name: `${tenant}/${project}` }));
+          navigate("#/");
+        } catch (e) { toast(e.message, "error"); }
+      } }, t("project.delete")))),
   tabs([["apps", t("project.apps"), base], ["quota", t("project.quota"), `${base}/quota`],
     ["members", t("project.members"), `${base}/members`], ["secrets", t("project.secrets"), `${base}/secrets`]], tab));
   const body = h("div", { class: "tab-body" });
