@@ -20,7 +20,7 @@ from dockyard.model.app import AppSpec, template_hash, template_of, without_rest
 from dockyard.model.meta import Schema
 from dockyard.model.quantity import parse_duration
 from dockyard.store.errors import Conflict
-from dockyard.store.repository import now
+from dockyard.store.repository import CHANGE_CAUSE, now
 
 router = APIRouter(prefix="/projects/{tenant}/{project}/apps/{name}", tags=["apps"])
 
@@ -77,11 +77,12 @@ def rollback(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: 
     for keep in ("replicas", "strategy", "dependsOn", "restartedAt"):
         if keep in app.spec:
             spec[keep] = app.spec[keep]
+    cause = f"rollback to revision {target.revision}"
     manifest = app.manifest()
     manifest["spec"] = spec
-    manifest["metadata"]["annotations"] = {**app.annotations,
-                                           "dockyard.io/change-cause": f"rollback to revision {target.revision}"}
-    return objects.replace(store, authz, "App", manifest, scope=scope, name=name, dry_run=False)
+    manifest["metadata"]["annotations"] = {**app.annotations, CHANGE_CAUSE: cause}
+    # the cause is given for this write only: the annotation stays, later changes are not "rollbacks"
+    return objects.replace(store, authz, "App", manifest, scope=scope, name=name, dry_run=False, change_cause=cause)
 
 
 @router.post("/restart", operation_id="restartApp",
@@ -90,8 +91,10 @@ def restart(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: s
     """Set `spec.restartedAt` to now: the template changes, so the reconciler rolls every
     replica as it would for a new image, under the App's strategy."""
     stamp = now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    body = {"spec": {"restartedAt": stamp}, "metadata": {"annotations": {"dockyard.io/change-cause": "restart"}}}
-    return objects.patch(store, authz, "App", body, scope=f"{tenant}/{project}", name=name, dry_run=False)
+    body = {"spec": {"restartedAt": stamp}, "metadata": {"annotations": {CHANGE_CAUSE: "restart"}}}
+    # the cause is given for this write only: the annotation stays, later changes are not "restarts"
+    return objects.patch(store, authz, "App", body, scope=f"{tenant}/{project}", name=name, dry_run=False,
+                         change_cause="restart")
 
 
 @router.get("/events", operation_id="listAppEvents", summary="Recent events of the app")

@@ -219,7 +219,8 @@ def create(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str 
     return obj.manifest()
 
 
-def _replace_admitted(store: Store, authz: Authorizer, a: Admitted, *, dry_run: bool) -> dict:
+def _replace_admitted(store: Store, authz: Authorizer, a: Admitted, *, dry_run: bool,
+                      change_cause: str | None = None) -> dict:
     current = store.get(a.kind, a.scope, a.name)
     _property_checks(authz, a.kind, a.spec, current.spec, _split(a.scope)[0] or a.name)
     check = None
@@ -229,15 +230,17 @@ def _replace_admitted(store: Store, authz: Authorizer, a: Admitted, *, dry_run: 
     elif a.kind == "Secret":
         a.spec = _seal_secret(store, a, current)
     obj = store.replace(a.kind, a.scope, a.name, a.spec, labels=a.labels, annotations=a.annotations,
-                        expected_rv=a.resource_version, dry_run=dry_run, check=check)
+                        expected_rv=a.resource_version, dry_run=dry_run, check=check, change_cause=change_cause)
     return obj.manifest()
 
 
 def replace(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str, name: str,
-            dry_run: bool) -> dict:
+            dry_run: bool, change_cause: str | None = None) -> dict:
+    """Replace an object with `body`. `change_cause` is what an App's new revision records
+    (default: see Store.replace)."""
     _authorize(authz, kind, "update", scope, name)
     a = admit(kind, body, scope=scope, name=name)
-    return _replace_admitted(store, authz, a, dry_run=dry_run)
+    return _replace_admitted(store, authz, a, dry_run=dry_run, change_cause=change_cause)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -254,7 +257,9 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def patch(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str, name: str,
-          dry_run: bool) -> dict:
+          dry_run: bool, change_cause: str | None = None) -> dict:
+    """Apply a JSON merge patch. `change_cause` is what an App's new revision records (default:
+    see Store.replace)."""
     _authorize(authz, kind, "update", scope, name)
     if not isinstance(body, dict):
         raise InvalidObject(kind, [FieldError("(object)", "a merge patch must be a JSON object")])
@@ -266,7 +271,7 @@ def patch(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str, 
     patch_rv = (body.get("metadata") or {}).get("resourceVersion")
     meta["resourceVersion"] = patch_rv or current["metadata"]["resourceVersion"]
     a = admit(kind, merged, scope=scope, name=name)
-    return _replace_admitted(store, authz, a, dry_run=dry_run)
+    return _replace_admitted(store, authz, a, dry_run=dry_run, change_cause=change_cause)
 
 
 def delete(store: Store, authz: Authorizer, kind: str, *, scope: str, name: str, dry_run: bool) -> dict:

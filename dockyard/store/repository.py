@@ -28,6 +28,8 @@ from dockyard.store.selectors import Selector
 from dockyard.store.tables import changes, events, resources, revisions, settings
 
 REVISION_HISTORY = 10
+# why an App's template changed, shown by `rollout history`; it describes the write that set it only
+CHANGE_CAUSE = "dockyard.io/change-cause"
 CHANGE_FEED_KEEP = 100_000
 
 
@@ -241,10 +243,12 @@ class Store:
 
     def create(self, kind: str, scope: str, name: str, spec: dict, *, labels: dict | None = None,
                annotations: dict | None = None, status: dict | None = None, dry_run: bool = False,
-               check: Callable[[Connection, StoredObject], None] | None = None) -> StoredObject:
+               check: Callable[[Connection, StoredObject], None] | None = None,
+               change_cause: str | None = None) -> StoredObject:
         """Insert a new object; AlreadyExists if the key is taken.
 
         `check` runs inside the transaction before commit (parent exists, quota...) and may raise.
+        An App's first revision records `change_cause`, by default its change-cause annotation.
         """
         with self.tx() as conn:
             if self._fetch(conn, kind, scope, name) is not None:
@@ -267,15 +271,21 @@ class Store:
             except IntegrityError:
                 raise AlreadyExists(f"{kind.lower()} '{_display(scope, name)}' already exists") from None
             if kind == "App":
-                self._record_revision(conn, obj)
+                self._record_revision(conn, obj, obj.annotations.get(CHANGE_CAUSE, "")
+                                      if change_cause is None else change_cause)
             self._append_change(conn, obj, "ADDED")
         self._notify(obj.resource_version)
         return obj
 
     def replace(self, kind: str, scope: str, name: str, spec: dict, *, labels: dict | None = None,
                 annotations: dict | None = None, expected_rv: int | None = None, dry_run: bool = False,
-                check: Callable[[Connection, StoredObject], None] | None = None) -> StoredObject:
-        """Replace spec, labels and annotations. A stale expected_rv raises Conflict (409)."""
+                check: Callable[[Connection, StoredObject], None] | None = None,
+                change_cause: str | None = None) -> StoredObject:
+        """Replace spec, labels and annotations. A stale expected_rv raises Conflict (409).
+
+        A new App revision records `change_cause`; by default the change-cause annotation if this
+        write sets or changes it, else nothing: an annotation carried along unchanged (a restart's,
+        a rollback's) was the cause of an earlier write, not of this one."""
         with self.tx() as conn:
             cur = self._fetch(conn, kind, scope, name)
             if cur is None:
@@ -306,7 +316,10 @@ class Store:
             if res.rowcount != 1:
                 raise Conflict(f"{kind.lower()} '{_display(scope, name)}' was changed concurrently; retry")
             if kind == "App":
-                self._record_revision(conn, obj)
+                if change_cause is None:
+                    given = new_ann.get(CHANGE_CAUSE, "")
+                    change_cause = given if given != cur.annotations.get(CHANGE_CAUSE, "") else ""
+                self._record_revision(conn, obj, change_cause)
             self._append_change(conn, obj, "MODIFIED")
         self._notify(obj.resource_version)
         return obj
@@ -461,8 +474,9 @@ class Store:
 
     # --- app revisions --------------------------------------------------------------------
 
-    def _record_revision(self, conn: Connection, obj: StoredObject) -> None:
-        """Record a new revision when the App's container template changed (same transaction)."""
+    def _record_revision(self, conn: Connection, obj: StoredObject, cause: str) -> None:
+        """Record a new revision, caused by `cause`, when the App's container template changed
+        (same transaction)."""
         template = template_of(AppSpec.model_validate(obj.spec))
         h = template_hash(template)
         latest = conn.execute(select(revisions).where(and_(
@@ -471,7 +485,6 @@ class Store:
         if latest is not None and latest.template_hash == h:
             return
         number = (latest.revision + 1) if latest else 1
-        cause = obj.annotations.get("dockyard.io/change-cause", "")
         conn.execute(insert(revisions).values(scope=obj.scope, app=obj.name, revision=number, template_hash=h,
                                               template=template, change_cause=cause, created_at=now()))
         old = conn.execute(select(revisions.c.revision).where(and_(

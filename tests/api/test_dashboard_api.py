@@ -251,13 +251,52 @@ def test_rollback_skips_restarts_and_keeps_the_restart_marker(api: Any) -> None:
     history = ok(api.get(f"{APPS}/web/revisions"))["items"]
     assert [h["image"] for h in history] == ["dockyard/demo:1.0", "dockyard/demo:2.0", "dockyard/demo:2.0",
                                              "dockyard/demo:1.0"]
-    # rolling "back" to the revision before the restart is the current configuration: nothing to do
+    # an explicit revision is restored even when it holds only a restart's change: revision 2
+    # (2.0) changes the image back from 1.0 to 2.0, and keeps the restart marker as it is
     current = ok(api.post(f"{APPS}/web/rollback", json={"revision": 2}))
     assert current["spec"]["image"] == "dockyard/demo:2.0" and current["spec"]["restartedAt"] == stamp
     before = len(ok(api.get(f"{APPS}/web/revisions"))["items"])
+    # revision 3 (2.0 with the restart) is now the current configuration: nothing to do
     same = ok(api.post(f"{APPS}/web/rollback", json={"revision": 3}))
     assert same["spec"] == current["spec"]
     assert len(ok(api.get(f"{APPS}/web/revisions"))["items"]) == before, "no new revision, no new containers"
+
+
+def causes(api: Any) -> list[tuple[str, str]]:
+    return [(h["image"], h["changeCause"]) for h in ok(api.get(f"{APPS}/web/revisions"))["items"]]
+
+
+def test_a_change_cause_belongs_to_the_write_that_gave_it(api: Any) -> None:
+    """A restart's or a rollback's cause stays on the App's annotation, but a later change of the
+    template is not recorded as a restart or a rollback; a cause a write sets itself is."""
+    make_project(api, "acme", "shop")
+    make_app(api, "web")
+    ok(api.post(f"{APPS}/web/restart"))
+    ok(api.patch(f"{APPS}/web", json={"spec": {"image": "dockyard/demo:2.0"}}))
+    assert causes(api)[-2:] == [("dockyard/demo:1.0", "restart"), ("dockyard/demo:2.0", "")]
+
+    rolled = ok(api.post(f"{APPS}/web/rollback"))
+    assert rolled["metadata"]["annotations"]["dockyard.io/change-cause"] == "rollback to revision 2"
+    ok(api.patch(f"{APPS}/web", json={"spec": {"image": "dockyard/demo:3.0"}}))
+    assert causes(api)[-2:] == [("dockyard/demo:1.0", "rollback to revision 2"), ("dockyard/demo:3.0", "")]
+
+    # a whole manifest sent back (as the dashboard's editor does) carries the old annotation unchanged
+    manifest = ok(api.get(f"{APPS}/web"))
+    manifest["spec"]["image"] = "dockyard/demo:4.0"
+    ok(api.put(f"{APPS}/web", json=manifest))
+    assert causes(api)[-1] == ("dockyard/demo:4.0", "")
+
+    # a cause the write sets is recorded, also when it repeats an earlier restart's or rollback's
+    ok(api.patch(f"{APPS}/web", json={"spec": {"image": "dockyard/demo:5.0"},
+                                       "metadata": {"annotations": {"dockyard.io/change-cause": "release 5"}}}))
+    ok(api.post(f"{APPS}/web/restart"))
+    ok(api.post(f"{APPS}/web/restart"))
+    assert causes(api)[-3:] == [("dockyard/demo:5.0", "release 5"), ("dockyard/demo:5.0", "restart"),
+                                ("dockyard/demo:5.0", "restart")]
+    ok(api.post(f"{APPS}/web/rollback", json={"revision": 5}))
+    ok(api.post(f"{APPS}/web/rollback", json={"revision": 6}))
+    assert causes(api)[-2:] == [("dockyard/demo:3.0", "rollback to revision 5"),
+                                ("dockyard/demo:4.0", "rollback to revision 6")]
 
 
 # --- preferences -------------------------------------------------------------------------------

@@ -389,6 +389,22 @@ def test_revision_recorded_only_when_container_template_changes(store: Store) ->
     assert [r.revision for r in store.revisions(SCOPE, "web")] == [1, 2, 3]
 
 
+def test_change_cause_is_the_one_the_write_gives_not_an_earlier_one(store: Store) -> None:
+    cause = "dockyard.io/change-cause"
+    store.create("App", SCOPE, "web", app_spec("busybox:1"), annotations={cause: "first deploy"})
+    # the annotation is carried along unchanged: it was the cause of an earlier write, not of this one
+    store.replace("App", SCOPE, "web", app_spec("busybox:2"), annotations={cause: "first deploy"})
+    store.replace("App", SCOPE, "web", app_spec("busybox:3"), change_cause="restart")
+    store.replace("App", SCOPE, "web", app_spec("busybox:4"), annotations={cause: "upgrade to 4"})
+    store.replace("App", SCOPE, "web", app_spec("busybox:5"))  # annotations kept as they are
+    store.replace("App", SCOPE, "web", app_spec("busybox:6"), annotations={cause: "upgrade to 4"},
+                  change_cause="rollback to revision 4")
+    assert [(r.template["image"], r.change_cause) for r in store.revisions(SCOPE, "web")] == [
+        ("busybox:1", "first deploy"), ("busybox:2", ""), ("busybox:3", "restart"), ("busybox:4", "upgrade to 4"),
+        ("busybox:5", ""), ("busybox:6", "rollback to revision 4")]
+    assert store.get("App", SCOPE, "web").annotations == {cause: "upgrade to 4"}
+
+
 def test_revision_history_is_pruned_to_the_newest_ten(store: Store) -> None:
     store.create("App", SCOPE, "web", app_spec("busybox:0"))
     for i in range(1, 15):
