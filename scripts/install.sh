@@ -55,11 +55,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || { [ "$WANT_TEST" = 1 
   fi
 fi
 
-# the dashboard's front-end libraries, exactly as package-lock.json pins them (from npm, never a CDN)
+# the dashboard's front-end libraries, exactly as package-lock.json pins them (from npm, never a
+# CDN); the tests also get the dev dependencies (axe-core for the accessibility checks)
 web=dockyard/web
-if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+if [ "$WANT_TEST" = 1 ]; then npm_omit=""; want_mod=axe-core; else npm_omit="--omit=dev"; want_mod=js-yaml; fi
+if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ] \
+   || [ ! -d "$web/node_modules/$want_mod" ]; then
   if have npm; then
-    (cd "$web" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
+    # shellcheck disable=SC2086
+    (cd "$web" && npm ci $npm_omit --no-audit --no-fund --loglevel=error >/dev/null)
   else
     echo "npm is missing: the dashboard's terminal and YAML editor will not load (install npm, run make install)" >&2
   fi
