@@ -1,11 +1,15 @@
 """The web terminal and the restart on a real Docker engine: a command typed into a shell in a
 real container, the refusals (nothing runs), the audit entry, a session whose client vanishes
-(its processes end), and `dockyard rollout restart` replacing every replica without downtime."""
+(its processes end), the limits on message size and on open sessions, and `dockyard rollout
+restart` replacing every replica without downtime."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 from typing import Any
@@ -13,8 +17,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from dockyard_harness import app_containers, app_manifest, get_app, setup_project
-from websockets.exceptions import ConnectionClosed
+from dockyard_harness import VENV_BIN, app_containers, app_manifest, free_port, get_app, setup_project
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.engine
@@ -147,6 +151,72 @@ def test_a_vanished_client_leaves_no_process_behind(server, docker_api) -> None:
         server.wait_for(lambda: any(e["outcome"] == 200 and "client left" in (e["detail"] or "")
                                     for e in c.get("/audit", params={"action": "EXEC"}).json()["items"]),
                         timeout=10, what="the audit entry of the session's end")
+
+
+def test_oversized_messages_are_refused_before_and_after_login(server, docker_api) -> None:  # noqa: ANN001
+    tokens = _world(server)
+    cid = app_containers(docker_api, server.instance, "web", running_only=True)[0]["Id"]
+    # before any login: the server takes no WebSocket message over 256 KiB (uvicorn's default is 16 MiB)
+    with connect(_url(server), open_timeout=10, max_size=None) as ws:
+        ws.send(b"x" * (1024 * 1024))
+        with pytest.raises(ConnectionClosedError):
+            ws.recv(timeout=10)
+        assert ws.close_code == 1009
+    # in a session: an input frame over 64 KiB ends it with 4400 and says why
+    with connect(_url(server), open_timeout=10) as ws:
+        ws.send(json.dumps({"token": tokens["dev"]}))
+        ws.send(json.dumps({"type": "input", "data": "echo ready\n"}))
+        out = b""
+        while b"ready\r\n" not in out.replace(b"echo ready", b""):
+            out += ws.recv(timeout=10)
+        ws.send(b"y" * (64 * 1024 + 1))
+        while isinstance(msg := ws.recv(timeout=10), bytes):
+            pass
+        assert json.loads(msg)["status"] == 400 and "input:" in json.loads(msg)["message"], msg
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.close_code == 4400
+    server.wait_for(lambda: not any(e["Running"] for e in _execs(docker_api, cid)), timeout=15,
+                    what="the refused session's shell to end")
+
+
+def test_a_user_has_at_most_eight_sessions_and_all_of_them_end(server, docker_api) -> None:  # noqa: ANN001
+    tokens = _world(server)
+    cid = app_containers(docker_api, server.instance, "web", running_only=True)[0]["Id"]
+    with contextlib.ExitStack() as sockets:
+        for _ in range(8):
+            ws = sockets.enter_context(connect(_url(server), open_timeout=10, close_timeout=1))
+            ws.send(json.dumps({"token": tokens["dev"]}))
+            ws.send(json.dumps({"type": "input", "data": "sleep 300\n"}))
+        server.wait_for(lambda: sum("sleep 300" in " ".join(p) for p in docker_api.top(cid)["Processes"]) == 8,
+                        timeout=20, what="8 sessions to run their command")
+        msg, code = _refused(_url(server), tokens["dev"])
+        assert code == 4429 and msg["status"] == 429 and "8" in msg["message"], msg
+        with server.client() as c:  # the API answers while they run ...
+            t0 = time.monotonic()
+            c.get("/projects/acme/shop/appsummaries").raise_for_status()
+            assert time.monotonic() - t0 < 2
+    with server.client() as c:  # ... and while they all close
+        t0 = time.monotonic()
+        c.get("/projects/acme/shop/appsummaries").raise_for_status()
+        assert time.monotonic() - t0 < 2
+    server.wait_for(lambda: not any("sleep" in " ".join(p) for p in docker_api.top(cid)["Processes"]),
+                    timeout=30, what="every session's process to end")
+    with server.client() as c:  # a session's place is given back, then its end recorded
+        server.wait_for(lambda: sum(e["outcome"] == 200 for e in c.get("/audit", params={"action": "EXEC"}
+                                                                         ).json()["items"]) == 8,
+                        timeout=15, what="the 8 sessions' end entries")
+    # their places are free again
+    output, end, _ = _session(_url(server), tokens["dev"], ["echo again-$((2*4))\n", "exit\n"])
+    assert "again-8" in output and end["code"] == 0
+
+
+def test_a_bad_session_limit_stops_the_server_from_starting(tmp_path) -> None:  # noqa: ANN001
+    env = dict(os.environ, DOCKYARD_EXEC_MAX_PER_USER="none")
+    res = subprocess.run([str(VENV_BIN / "dockyard"), "server", "--data-dir", str(tmp_path / "data"),
+                          "--listen", f"127.0.0.1:{free_port()}"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode != 0 and "DOCKYARD_EXEC_MAX_PER_USER: must be a whole number" in res.stderr, res.stderr
 
 
 def test_rollout_restart_replaces_every_replica_without_downtime(server, docker_api) -> None:  # noqa: ANN001
