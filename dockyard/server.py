@@ -16,18 +16,16 @@ import uvicorn
 from dockyard import web
 from dockyard.api.app import create_app
 from dockyard.api.deps import ExecError, ExecSession, LogRecord
-from dockyard.api.terminal import ExecSessions
 from dockyard.controllers.manager import ControllerManager
 from dockyard.engines import EngineDriver, EngineError, EngineUnavailable, open_engine
 from dockyard.engines.base import WorkloadKey
+from dockyard.metrics.collector import Collector, Target
+from dockyard.metrics.tsdb import MetricsStore
 from dockyard.store.keyring import KeyRing
 from dockyard.store.repository import Store
 from dockyard.store.users import create_user, user_count
 
 log = logging.getLogger("dockyard")
-# the largest WebSocket message uvicorn takes (its default is 16 MiB), for every client, also one that
-# has not authenticated yet; the terminal's input messages carry at most 64 KiB
-WS_MAX_SIZE = 256 * 1024
 
 
 @dataclass
@@ -78,6 +76,27 @@ class EngineExec:
             raise ExecError(status, str(e)) from None
 
 
+class EngineContainers:
+    """The metrics collector's ContainerSource, backed by the engine driver."""
+
+    def __init__(self, engine: EngineDriver) -> None:
+        self.engine = engine
+
+    def running_containers(self, refresh: frozenset[str] = frozenset()) -> list[Target]:
+        return [Target(c.key.tenant, c.key.project, c.key.app, c.slot, c.name, c.id, c.pid, c.restarts)
+                for c in self.engine.running_containers(refresh)]
+
+
+def open_metrics(config: ServerConfig, engine: EngineDriver) -> Collector | None:
+    """The collector over <data-dir>/metrics.db; None (and an error in the log) when the file cannot
+    be opened: the platform runs on without metrics."""
+    try:
+        return Collector(MetricsStore(config.data_dir / "metrics.db"), EngineContainers(engine))
+    except Exception as e:  # noqa: BLE001 — sqlite3 errors, a full or read-only disk
+        log.error("metrics are off: cannot open %s: %s", config.data_dir / "metrics.db", e)
+        return None
+
+
 class Platform:
     def __init__(self, engine: EngineDriver, manager: ControllerManager) -> None:
         self.engine = engine
@@ -119,7 +138,6 @@ def _server_id(data_dir: Path) -> str:
 
 
 def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, EngineDriver]:
-    exec_sessions = ExecSessions.from_env()  # first: a bad DOCKYARD_EXEC_MAX* stops the start, naming it
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
     store = Store(config.store_url)
@@ -132,7 +150,7 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     manager = ControllerManager(store, engine, workers=config.workers, resync=config.resync, identity=server_id)
     app = create_app(store, logs=EngineLogs(engine), platform=Platform(engine, manager),
                      exec_provider=EngineExec(engine))
-    app.state.exec_sessions = exec_sessions
+    app.state.metrics_collector = open_metrics(config, engine)
     web.mount(app)
     return app, store, manager, engine
 
@@ -143,13 +161,18 @@ def run(config: ServerConfig) -> None:
     app, store, manager, engine = build(config)
     host, _, port = config.listen.rpartition(":")
     manager.start()
+    collector = app.state.metrics_collector
+    if collector is not None:
+        collector.start()
     log.info("Dockyard listening on http://%s:%s (engine %s, store %s)", host, port, config.engine_url,
              config.store_url.split("@")[-1])
     try:
         uvicorn.run(app, host=host.strip("[]") or "127.0.0.1", port=int(port), log_level="warning",
-                    access_log=False, timeout_graceful_shutdown=3, ws_max_size=WS_MAX_SIZE)
+                    access_log=False, timeout_graceful_shutdown=3)
     finally:
-        app.state.exec_sessions.shutdown()  # the last sessions' clean-ups end their processes
+        if collector is not None:
+            collector.stop()  # flushes the heads: a clean stop loses no samples
+            collector.store.close()
         manager.stop()
         engine.close()
         store.close()

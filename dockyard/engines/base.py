@@ -115,6 +115,19 @@ class LogLine:
     timestamp: str | None = None
 
 
+@dataclass(frozen=True)
+class RunningContainer:
+    """A running container of this installation, for the metrics collector: `pid` is its init
+    process as the engine's host sees it (0 when the engine cannot tell)."""
+
+    key: WorkloadKey
+    slot: int
+    name: str
+    id: str
+    pid: int
+    restarts: int
+
+
 @dataclass
 class EngineEvent:
     key: WorkloadKey | None
@@ -203,6 +216,12 @@ class EngineDriver(ABC):
         lowest running slot). EngineError reason "ReplicaNotFound" when there is none."""
         raise EngineError("this engine driver cannot run commands in containers", permanent=True,
                           reason="ExecUnsupported")
+
+    def running_containers(self, refresh: frozenset[str] = frozenset()) -> list[RunningContainer]:
+        """Every running container of this installation. Drivers may remember pids and restart counts
+        between calls; ids in `refresh` are looked up again (their process changed)."""
+        raise EngineError("this engine driver cannot list containers for metrics", permanent=True,
+                          reason="MetricsUnsupported")
 
     def summary(self) -> dict[WorkloadKey, list[tuple[str, str]]] | None:
         """(container name, state) of every app's containers in one cheap call, for resyncs;

@@ -36,6 +36,7 @@ from dockyard.engines.base import (
     LogLine,
     ObservedApp,
     ObservedContainer,
+    RunningContainer,
     WorkloadKey,
 )
 from dockyard.engines.hostfw import HostFirewall
@@ -86,6 +87,7 @@ class DockerDriver(EngineDriver):
         # host rules only make sense for an engine on this host
         self.firewall = HostFirewall() if url.startswith("unix://") else None
         self._locks_guard = threading.Lock()
+        self._running: dict[str, tuple[int, int]] = {}  # container id → (pid, restarts), for metrics
 
     # --- naming ---------------------------------------------------------------------------
 
@@ -190,6 +192,31 @@ class DockerDriver(EngineDriver):
                 state = "unhealthy"
             key = WorkloadKey(lb[L_TENANT], lb[L_PROJECT], lb[L_APP])
             out.setdefault(key, []).append((c["Names"][0].lstrip("/"), state))
+        return out
+
+    def running_containers(self, refresh: frozenset[str] = frozenset()) -> list[RunningContainer]:
+        """One container listing; an inspect only for containers not seen before or in `refresh`
+        (the pid and restart count do not change while a container keeps its process)."""
+        out = []
+        seen = set()
+        for c in self._call(self.api.containers, filters={**self._filters(), "status": ["running"]}):
+            lb = c.get("Labels") or {}
+            if not all(k in lb for k in (L_TENANT, L_PROJECT, L_APP)):
+                continue
+            cid = c["Id"]
+            seen.add(cid)
+            known = self._running.get(cid)
+            if known is None or cid in refresh:
+                try:
+                    data = self._call(self.api.inspect_container, cid)
+                except docker_errors.NotFound:
+                    continue
+                known = (int((data.get("State") or {}).get("Pid") or 0), int(data.get("RestartCount") or 0))
+                self._running[cid] = known
+            out.append(RunningContainer(WorkloadKey(lb[L_TENANT], lb[L_PROJECT], lb[L_APP]), int(lb.get(L_SLOT, "0")),
+                                        c["Names"][0].lstrip("/"), cid, known[0], known[1]))
+        for gone in set(self._running) - seen:
+            del self._running[gone]
         return out
 
     def observe_app(self, key: WorkloadKey) -> list[ObservedContainer]:
