@@ -16,6 +16,7 @@ import uvicorn
 from dockyard import web
 from dockyard.api.app import create_app
 from dockyard.api.deps import ExecError, ExecSession, LogRecord
+from dockyard.api.terminal import ExecSessions
 from dockyard.controllers.manager import ControllerManager
 from dockyard.engines import EngineDriver, EngineError, EngineUnavailable, open_engine
 from dockyard.engines.base import WorkloadKey
@@ -26,6 +27,9 @@ from dockyard.store.repository import Store
 from dockyard.store.users import create_user, user_count
 
 log = logging.getLogger("dockyard")
+# the largest WebSocket message uvicorn takes (its default is 16 MiB), for every client, also one that
+# has not authenticated yet; the terminal's input messages carry at most 64 KiB
+WS_MAX_SIZE = 256 * 1024
 
 
 @dataclass
@@ -138,6 +142,7 @@ def _server_id(data_dir: Path) -> str:
 
 
 def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, EngineDriver]:
+    exec_sessions = ExecSessions.from_env()  # first: a bad DOCKYARD_EXEC_MAX* stops the start, naming it
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
     store = Store(config.store_url)
@@ -150,6 +155,7 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     manager = ControllerManager(store, engine, workers=config.workers, resync=config.resync, identity=server_id)
     app = create_app(store, logs=EngineLogs(engine), platform=Platform(engine, manager),
                      exec_provider=EngineExec(engine))
+    app.state.exec_sessions = exec_sessions
     app.state.metrics_collector = open_metrics(config, engine)
     web.mount(app)
     return app, store, manager, engine
@@ -168,8 +174,9 @@ def run(config: ServerConfig) -> None:
              config.store_url.split("@")[-1])
     try:
         uvicorn.run(app, host=host.strip("[]") or "127.0.0.1", port=int(port), log_level="warning",
-                    access_log=False, timeout_graceful_shutdown=3)
+                    access_log=False, timeout_graceful_shutdown=3, ws_max_size=WS_MAX_SIZE)
     finally:
+        app.state.exec_sessions.shutdown()  # the last sessions' clean-ups end their processes
         if collector is not None:
             collector.stop()  # flushes the heads: a clean stop loses no samples
             collector.store.close()
