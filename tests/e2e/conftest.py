@@ -32,7 +32,8 @@ def browser() -> Iterator:
 
 
 @pytest.fixture
-def dashboard_server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path) -> Iterator[Server]:
+    """A real `dockyard server` on the real engine; its containers and networks are removed after."""
     if not engine_available():
         pytest.skip("no Docker engine")
     s = Server(tmp_path / "server")

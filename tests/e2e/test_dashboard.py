@@ -27,8 +27,7 @@ def _setup(server) -> None:  # noqa: ANN001
         c.post("/tenants/acme/members", json={"user": "olivia", "role": "owner"}).raise_for_status()
 
 
-def test_owner_deploys_scales_logs_terminal_rollback_and_chinese(dashboard_server, browsing) -> None:  # noqa: ANN001
-    server = dashboard_server
+def test_owner_deploys_scales_logs_terminal_rollback_and_chinese(server, browsing) -> None:  # noqa: ANN001
     _setup(server)
     b = browsing(server.url)
     page = b.page
@@ -154,8 +153,7 @@ def test_owner_deploys_scales_logs_terminal_rollback_and_chinese(dashboard_serve
     assert server.client().get("/projects/acme/shop").status_code == 404
 
 
-def test_viewer_sees_no_edit_buttons_and_gets_clear_refusals(dashboard_server, browsing) -> None:  # noqa: ANN001
-    server = dashboard_server
+def test_viewer_sees_no_edit_buttons_and_gets_clear_refusals(server, browsing) -> None:  # noqa: ANN001
     _setup(server)
     with server.client() as c:
         c.post("/projects", json={"kind": "Project", "metadata": {"name": "shop", "tenant": "acme"}}).raise_for_status()
@@ -217,8 +215,7 @@ def test_viewer_sees_no_edit_buttons_and_gets_clear_refusals(dashboard_server, b
         expect(page.locator("#delete-app")).to_have_count(0)
 
 
-def test_project_table_pages_sorts_filters_and_updates_live(dashboard_server, browsing) -> None:  # noqa: ANN001
-    server = dashboard_server
+def test_project_table_pages_sorts_filters_and_updates_live(server, browsing) -> None:  # noqa: ANN001
     setup = server.client()
     setup.post("/tenants", json={"kind": "Tenant", "metadata": {"name": "big"}}).raise_for_status()
     setup.post("/projects", json={"kind": "Project", "metadata": {"name": "many", "tenant": "big"}}).raise_for_status()
@@ -262,8 +259,7 @@ def test_project_table_pages_sorts_filters_and_updates_live(dashboard_server, br
     expect(count).to_have_text("121", timeout=10_000)
 
 
-def test_admin_manages_users_tenants_and_reads_the_audit_log(dashboard_server, browsing) -> None:  # noqa: ANN001
-    server = dashboard_server
+def test_admin_manages_users_tenants_and_reads_the_audit_log(server, browsing) -> None:  # noqa: ANN001
     b = browsing(server.url)
     page = b.page
     b.login("admin", "test-password-1")
@@ -293,8 +289,7 @@ def test_admin_manages_users_tenants_and_reads_the_audit_log(dashboard_server, b
     expect(page.locator(".opblock-summary-path").first).to_be_visible()
 
 
-def test_deploy_a_compose_file_from_the_paste_box(dashboard_server, browsing) -> None:  # noqa: ANN001
-    server = dashboard_server
+def test_deploy_a_compose_file_from_the_paste_box(server, browsing) -> None:  # noqa: ANN001
     with server.client() as c:
         c.post("/tenants", json={"kind": "Tenant", "metadata": {"name": "acme"}}).raise_for_status()
         c.post("/projects", json={"kind": "Project", "metadata": {"name": "shop", "tenant": "acme"}}).raise_for_status()

@@ -28,10 +28,10 @@ def _violations(page) -> list[str]:  # noqa: ANN001
     return result
 
 
-def test_main_pages_have_no_serious_accessibility_violations(dashboard_server, browser) -> None:  # noqa: ANN001
+def test_main_pages_have_no_serious_accessibility_violations(server, browser) -> None:  # noqa: ANN001
     if not AXE.exists():
         pytest.fail("axe-core is not installed: run `make install-test` (npm ci in dockyard/web)")
-    with dashboard_server.client() as c:
+    with server.client() as c:
         c.post("/tenants", json={"kind": "Tenant", "metadata": {"name": "acme"}}).raise_for_status()
         c.post("/projects", json={"kind": "Project", "metadata": {"name": "shop", "tenant": "acme"}}).raise_for_status()
         c.post("/projects/acme/shop/apps", json={"kind": "App", "metadata": {"name": "web"},
@@ -43,7 +43,7 @@ def test_main_pages_have_no_serious_accessibility_violations(dashboard_server, b
         ctx.add_init_script(f"localStorage.setItem('dockyard.theme', '{theme}')")
         page = ctx.new_page()
         page.set_default_timeout(15_000)
-        page.goto(dashboard_server.url + "/#/login")
+        page.goto(server.url + "/#/login")
         expect(page.locator("#login-form")).to_be_visible()
         found[f"{theme} #/login"] = _violations(page)
         page.fill("#username", "admin")
@@ -51,7 +51,7 @@ def test_main_pages_have_no_serious_accessibility_violations(dashboard_server, b
         page.click("#login-form button[type=submit]")
         page.wait_for_selector("#who")
         for hash_ in PAGES[1:]:
-            page.goto(f"{dashboard_server.url}/{hash_}")
+            page.goto(f"{server.url}/{hash_}")
             page.wait_for_selector("main h1, main .tabs")
             page.wait_for_timeout(300)  # the page's data has arrived
             found[f"{theme} {hash_}"] = _violations(page)

@@ -13,22 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from dockyard_harness import Server, engine_available, remove_instance_objects  # noqa: E402
+from dockyard_harness import Server  # noqa: E402
 
 pytestmark = pytest.mark.engine
-
-
-@pytest.fixture
-def server(tmp_path: Path):  # noqa: ANN201
-    if not engine_available():
-        pytest.skip("no Docker engine")
-    s = Server(tmp_path / "server")
-    s.start()
-    yield s
-    s.stop()
-    import docker
-
-    remove_instance_objects(docker.APIClient(version="1.41"), s.instance)
 
 
 def cli(s: Server, home: Path, *args: str, input: str | None = None, ok: bool = True) -> str:
