@@ -102,9 +102,10 @@ def events(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: st
            limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
     scope = f"{tenant}/{project}"
     authz.require("app.read", tenant=tenant, project=project, missing=f"app '{scope}/{name}' not found")
-    store.get("App", scope, name)
+    app = store.get("App", scope, name)
+    found = store.list_events(scope, "App", name, limit=limit, since=app.created_at)
     return {"items": [{"type": e.type, "reason": e.reason, "message": e.message,
-                       "at": e.at.isoformat(), "count": e.count} for e in store.list_events(scope, "App", name, limit=limit)]}
+                       "at": e.at.isoformat(), "count": e.count} for e in found]}
 
 
 @router.get("/logs", operation_id="getAppLogs", summary="Logs of every replica; follow streams them",

@@ -517,8 +517,12 @@ class Store:
                                                at=ev.at))
 
     def list_events(self, scope: str, kind: str | None = None, name: str | None = None,
-                    limit: int = 50) -> list[Event]:
+                    limit: int = 50, since: datetime | None = None) -> list[Event]:
+        """The latest `limit` events, oldest first; `since` leaves out older ones (an object
+        deleted and made again under the same name does not inherit its predecessor's events)."""
         q = select(events).where(events.c.scope == scope)
+        if since is not None:
+            q = q.where(events.c.at >= since)
         if kind:
             q = q.where(events.c.kind == kind)
         if name:

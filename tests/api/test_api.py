@@ -568,3 +568,16 @@ def test_chunked_body_over_one_mebibyte_is_413(project: Any) -> None:
 
     r = project.post(APPS, content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413
+
+
+def test_an_app_made_again_under_the_same_name_starts_without_the_old_events(project: Any, store: Store) -> None:
+    from dockyard.store.repository import Event
+
+    ok(project.post(APPS, json=app_body("web")), 201)
+    store.record_event(Event("acme/shop", "App", "web", "Warning", "ReplicaFailing", "replica 0 exited"))
+    assert [e["reason"] for e in ok(project.get(f"{APPS}/web/events"))["items"]] == ["ReplicaFailing"]
+    ok(project.delete(f"{APPS}/web"))
+    ok(project.post(APPS, json=app_body("web")), 201)
+    assert ok(project.get(f"{APPS}/web/events"))["items"] == []
+    store.record_event(Event("acme/shop", "App", "web", "Normal", "Scaled", "scaled to 1"))
+    assert [e["reason"] for e in ok(project.get(f"{APPS}/web/events"))["items"]] == ["Scaled"]
