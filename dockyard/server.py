@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from dockyard.controllers.manager import ControllerManager
 from dockyard.engines import EngineDriver, EngineError, EngineUnavailable, open_engine
 from dockyard.engines.base import WorkloadKey
 from dockyard.metrics.collector import Collector, Target
+from dockyard.metrics.service import MetricsService
 from dockyard.metrics.tsdb import MetricsStore
 from dockyard.store.keyring import KeyRing
 from dockyard.store.repository import Store
@@ -153,12 +155,21 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     engine = open_engine(config.engine_url, instance=instance)
     server_id = _server_id(config.data_dir)
     manager = ControllerManager(store, engine, workers=config.workers, resync=config.resync, identity=server_id)
+    collector = open_metrics(config, engine)
     app = create_app(store, logs=EngineLogs(engine), platform=Platform(engine, manager),
-                     exec_provider=EngineExec(engine))
+                     exec_provider=EngineExec(engine),
+                     metrics_provider=MetricsService(collector.store, collector) if collector else None)
     app.state.exec_sessions = exec_sessions
-    app.state.metrics_collector = open_metrics(config, engine)
+    app.state.metrics_collector = collector
     web.mount(app)
     return app, store, manager, engine
+
+
+def _exit_after_shutdown(signum: int, frame: object) -> None:
+    # uvicorn answers SIGTERM with a graceful shutdown and then raises the signal again; exiting
+    # through SystemExit (instead of dying of it) lets run()'s `finally` stop the controllers and
+    # flush the metrics heads
+    raise SystemExit(128 + signum)
 
 
 def run(config: ServerConfig) -> None:
@@ -167,6 +178,7 @@ def run(config: ServerConfig) -> None:
     app, store, manager, engine = build(config)
     host, _, port = config.listen.rpartition(":")
     manager.start()
+    signal.signal(signal.SIGTERM, _exit_after_shutdown)
     collector = app.state.metrics_collector
     if collector is not None:
         collector.start()

@@ -11,9 +11,9 @@ from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from dockyard import __version__
-from dockyard.api import access, apps, audit, dashboard, problems, resources, rights, system, terminal
+from dockyard.api import access, apps, audit, dashboard, metrics, problems, resources, rights, system, terminal
 from dockyard.api.authz import check_path_visibility
-from dockyard.api.deps import ExecProvider, LogProvider, PlatformInfo
+from dockyard.api.deps import ExecProvider, LogProvider, MetricsProvider, PlatformInfo
 from dockyard.api.limits import LoginThrottle, RequestLimiter
 from dockyard.model.kinds import KINDS
 from dockyard.store.keyring import KeyRing
@@ -24,8 +24,9 @@ MAX_BODY = 1024 * 1024  # 1 MiB: manifests and Compose files are far smaller
 
 
 def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyring: KeyRing | None = None,
-               exec_provider: ExecProvider | None = None) -> FastAPI:
-    """The API over `store`; `exec_provider` (optional) runs the web terminal's commands."""
+               exec_provider: ExecProvider | None = None, metrics_provider: MetricsProvider | None = None) -> FastAPI:
+    """The API over `store`; `exec_provider` (optional) runs the web terminal's commands;
+    `metrics_provider` (optional) answers the metrics routes (503 without one)."""
     app = FastAPI(title="Dockyard", version=__version__, openapi_url="/api/v1/openapi.json",
                   docs_url=None, redoc_url=None,  # the docs page is served by dockyard.web, from local files
                   description="Multi-tenant container cloud platform API. Every route but /login needs "
@@ -38,6 +39,7 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
     app.state.logs = logs
     app.state.platform = platform
     app.state.exec_provider = exec_provider
+    app.state.metrics = metrics_provider
     app.state.limiter = RequestLimiter()
     app.state.login_throttle = LoginThrottle()
     problems.install(app)
@@ -54,7 +56,7 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
                 "engine": platform.engine_status().get("status"), "leader": platform.leader()}
 
     for r in (system.router, resources.router, apps.router, dashboard.router, access.router, audit.router,
-              rights.router):
+              rights.router, metrics.router):
         app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
     # the terminal authenticates its first message itself: a WebSocket carries no bearer header
     app.include_router(terminal.router, prefix="/api/v1")

@@ -71,6 +71,35 @@ class ExecProvider(Protocol):
         ...
 
 
+class MetricSeriesView(Protocol):
+    labels: dict[str, str]
+    points: list[tuple[float, float]]  # (bucket start, unix seconds; value)
+
+
+class MetricRangeView(Protocol):
+    resolution: str  # "raw" (10 s samples) or "1m" (downsampled)
+    step: float
+    series: list[MetricSeriesView]
+    aggregate: list[tuple[float, float]]
+
+
+class MetricsProvider(Protocol):
+    """Container metrics; the server wires one over its time-series store and collector in. None
+    in create_app means metrics are off (the routes answer 503)."""
+
+    def range(self, metric: str, match: dict[str, str], start: float, end: float, step: float, agg: str,
+              group_by: str) -> MetricRangeView:
+        """Series of `metric` whose labels include `match` (tenant, project, app), combined with
+        `agg` (sum, avg, max) per value of label `group_by` (replica, app), in buckets of `step`
+        seconds, plus their aggregate. Raises ValueError for arguments it refuses."""
+        ...
+
+    def current(self, tenant: str | None = None, project: str | None = None, app: str | None = None) -> list:
+        """The newest reading of each running container (objects with the fields of
+        dockyard.metrics.service.Usage)."""
+        ...
+
+
 class PlatformInfo(Protocol):
     def engine_status(self) -> dict: ...
 
@@ -83,6 +112,14 @@ async def get_store(request: Request) -> Store:
 
 async def get_logs(request: Request) -> LogProvider:
     return request.app.state.logs
+
+
+def metrics_provider(request: Request) -> MetricsProvider:
+    """The injected MetricsProvider; 503 when metrics are off. Called after the rights check."""
+    provider = getattr(request.app.state, "metrics", None)
+    if provider is None:
+        raise Problem(503, "metrics are off on this server (its metrics store could not be opened)")
+    return provider
 
 
 async def get_platform(request: Request) -> PlatformInfo:

@@ -14,7 +14,7 @@ import typer
 import yaml
 
 from dockyard.cli.client import Client, CliError, load_config, paths_for, save_config
-from dockyard.cli.output import TABLES, age, emit, table
+from dockyard.cli.output import TABLES, age, emit, table, usage_rows
 
 app = typer.Typer(help="Dockyard: a multi-tenant container cloud. `dockyard COMMAND --help` for details.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -773,6 +773,28 @@ def revoke(user: Annotated[str, typer.Option("--user")],
     path = _scope_path(tenant, project)
     run(lambda: c.request("DELETE", f"{path}/members/{user}"))
     typer.echo(f"{user} no longer has a role on {tenant or project}")
+
+
+@app.command()
+def top(kind: Annotated[str | None, typer.Argument(help="app (to show one app's replicas)")] = None,
+        name: Annotated[str | None, typer.Argument()] = None, project: ProjectOpt = None,
+        output: OutputOpt = "table") -> None:
+    """Current CPU, memory, network and restarts of a project's apps, or of one app's replicas."""
+    if kind is not None and name is None:
+        kind, name = "app", kind  # `dockyard top web`
+    if kind is not None and kind_of(kind) != "App":
+        fail("top shows apps: dockyard top [app NAME] -p TENANT/PROJECT")
+    c = run(Client)
+    data = run(lambda: c.request("GET", f"/projects/{project_of(project)}/top",
+                                 params={"app": name} if name else None))
+    if output != "table":
+        emit(data, output)
+        return
+    headers, rows = usage_rows(data, per_replica=name is not None)
+    if not rows:
+        typer.echo("no running containers" + (f" of app {name}" if name else "") + " (metrics arrive every 10 s)")
+        return
+    typer.echo(table(headers, rows))
 
 
 def main() -> None:

@@ -81,3 +81,36 @@ TABLES = {
     "Secret": (["NAME", "SHA256", "SIZE", "AGE"], secret_row),
     "Config": (["NAME", "SIZE", "AGE"], config_row),
 }
+
+
+def human_bytes(n: float | None, suffix: str = "") -> str:
+    """1536 → 1.5Ki (binary units, as memory limits are written)."""
+    if n is None:
+        return "-"
+    for unit in ("", "Ki", "Mi", "Gi", "Ti"):
+        if abs(n) < 1024 or unit == "Ti":
+            return f"{n:.0f}{unit}{suffix}" if unit == "" else f"{n:.1f}{unit}{suffix}"
+        n /= 1024
+    return "-"
+
+
+def usage_rows(data: dict, *, per_replica: bool) -> tuple[list[str], list[list[Any]]]:
+    """The `dockyard top` table from GET …/top: one row per app, or per replica of the app(s)."""
+
+    def cpu(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}%"
+
+    def mem(used: int, limit: int | None) -> str:
+        return f"{human_bytes(used)}/{human_bytes(limit) if limit else 'unlimited'}"
+
+    if per_replica:
+        headers = ["APP", "REPLICA", "CPU", "MEMORY", "NET RX", "NET TX", "RESTARTS", "OOM KILLS"]
+        rows = [[a["app"], c["replica"], cpu(c["cpu"]), mem(c["memory"], c["memoryLimit"]),
+                 human_bytes(c["networkRx"], "/s"), human_bytes(c["networkTx"], "/s"), c["restarts"], c["oomKills"]]
+                for a in data.get("items", []) for c in a["containers"]]
+        return headers, rows
+    headers = ["APP", "REPLICAS", "CPU", "MEMORY", "NET RX", "NET TX", "RESTARTS", "OOM KILLS"]
+    rows = [[a["app"], a["replicas"], cpu(a["cpu"]), mem(a["memory"], a["memoryLimit"]),
+             human_bytes(a["networkRx"], "/s"), human_bytes(a["networkTx"], "/s"), a["restarts"], a["oomKills"]]
+            for a in data.get("items", [])]
+    return headers, rows

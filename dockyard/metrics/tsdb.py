@@ -41,7 +41,7 @@ ENC_DECIMAL = 1  # values that are decimals with ≤ 6 places: scaled to integer
 AGGREGATIONS = ("sum", "avg", "max")
 
 
-class MetricsStoreError(Exception):
+class MetricsStoreError(ValueError):
     """A bad argument to the store (unknown aggregation, step ≤ 0, reversed range)."""
 
 
@@ -495,11 +495,13 @@ class MetricsStore:
         return [(t / 1000, v) for t, v in zip(ts, vs, strict=True)]
 
     def range(self, metric: str, match: Mapping[str, str] | None, start: float, end: float, step: float,
-              agg: str = "sum", *, now: float | None = None) -> RangeResult:
+              agg: str = "sum", *, group_by: str | None = None, now: float | None = None) -> RangeResult:
         """Points of every matching series in buckets of `step` seconds aligned to multiples of step
         (each series: the bucket's average, or maximum when agg is "max"), and their aggregate
-        across series (sum, avg or max). Raw data answers when the range lies within raw retention
-        and step < 60 s; otherwise the 1m tiers (with minutes not yet downsampled computed from raw)."""
+        across series (sum, avg or max). With `group_by` (a label), series with the same value of
+        that label are first combined with `agg` (labels: just that one). Raw data answers when the
+        range lies within raw retention and step < 60 s; otherwise the 1m tiers (with minutes not
+        yet downsampled computed from raw)."""
         if agg not in AGGREGATIONS:
             raise MetricsStoreError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
         if step <= 0:
@@ -520,6 +522,11 @@ class MetricsStore:
             points = _bucket(ts, vs, step_ms, use_max=agg == "max")
             if points:
                 out.append(SeriesResult(dict(s.labels), [(t / 1000, v) for t, v in points]))
+        if group_by is not None:
+            groups: dict[str, list[SeriesResult]] = {}
+            for r in out:
+                groups.setdefault(r.labels.get(group_by, ""), []).append(r)
+            out = [SeriesResult({group_by: k}, _aggregate(v, agg)) for k, v in groups.items()]
         out.sort(key=lambda r: sorted(r.labels.items()))
         return RangeResult(metric, "raw" if use_raw else "1m", step_ms / 1000, out, _aggregate(out, agg))
 
