@@ -57,7 +57,8 @@ class Browsing:
         self.page.set_default_timeout(15_000)
 
     def login(self, user: str, password: str) -> None:
-        self.page.goto(self.url + "/")
+        self.page.goto(self.url + "/#/login")
+        self.page.wait_for_selector("#username", timeout=30_000)  # a loaded machine may be slow to start the page
         self.page.fill("#username", user)
         self.page.fill("#password", password)
         self.page.click("#login-form button[type=submit]")

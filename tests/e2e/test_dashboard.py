@@ -40,6 +40,7 @@ def test_owner_deploys_scales_logs_terminal_rollback_and_chinese(server, browsin
     page.fill("#new-project-name", "shop")
     page.click("#new-project button[type=submit]")
     expect(page.locator("h1")).to_contain_text("shop")
+    expect(page.locator("#toasts")).to_contain_text("Project acme/shop created")  # survives the page change
     expect(page.locator("#apps-table")).to_contain_text("No apps yet")
 
     # a bad name is refused with the field named, next to the field
@@ -93,6 +94,8 @@ def test_owner_deploys_scales_logs_terminal_rollback_and_chinese(server, browsin
 
     # change the image from the settings tab, then roll back from the history with one click
     page.click("#tab-settings")
+    # a change to other fields meanwhile (here the rollout strategy) does not block this form's save
+    server.client().patch("/projects/acme/shop/apps/web", json={"spec": {"strategy": {"maxSurge": 2}}}).raise_for_status()
     page.fill("#edit-image", "dockyard/demo:2.0")
     page.click("#save-settings")
     expect(page.locator("#app-head")).to_contain_text("dockyard/demo:2.0")
@@ -190,9 +193,10 @@ def test_viewer_sees_no_edit_buttons_and_gets_clear_refusals(server, browsing) -
     assert "needs the developer role; your role there is viewer" in json.loads(body)["detail"]
     b.go("#/projects/acme/shop/deploy")
     expect(page.locator("#deploy-denied")).to_contain_text("needs the developer role")  # said up front
+    expect(page.locator("#deploy-submit")).to_be_disabled()
     page.fill("#deploy-name", "sneaky")
     page.fill("#deploy-image", "dockyard/demo:1.0")
-    page.click("#deploy-submit")
+    page.evaluate("document.getElementById('deploy-form').requestSubmit()")  # submitted anyway
     expect(page.locator("#deploy-form .error")).to_contain_text("needs the developer role; your role there is viewer")
     assert server.client().get("/projects/acme/shop/apps/web").json()["spec"]["replicas"] == 0
     assert server.client().get("/projects/acme/shop/apps/sneaky").status_code == 404
@@ -311,6 +315,15 @@ def test_deploy_a_compose_file_from_the_paste_box(server, browsing) -> None:  # 
     page.click("#manifest-apply")
     expect(page.locator("#deploy-results")).to_contain_text("app/api unchanged")
     assert server.client().get("/projects/acme/shop/apps/cache").json()["spec"]["image"] == "dockyard/demo:2.0"
+    # each document gets its own line; a bad one does not stop the others
+    page.fill("#manifest-input", "kind: App\nmetadata: {name: one}\nspec: {image: dockyard/demo:1.0, replicas: 0}\n---\n"
+                                 "kind: Deployment\nmetadata: {name: legacy}\n---\n"
+                                 "kind: App\nmetadata: {name: three}\nspec: {image: dockyard/demo:1.0, replicas: 0}\n")
+    page.click("#manifest-apply")
+    expect(page.locator("#deploy-results li")).to_have_count(3)
+    expect(page.locator("#deploy-results li.error")).to_contain_text('unknown kind "Deployment"')
+    expect(page.locator("#deploy-results li.ok")).to_have_count(2)
+    assert server.client().get("/projects/acme/shop/apps/three").status_code == 200
     page.fill("#manifest-input", "kind: App\nmetadata: {name: x\n")
     page.click("#manifest-apply")
     expect(page.locator("#deploy-results")).to_contain_text("YAML error on line")

@@ -1,6 +1,8 @@
 // The dashboard's only way to the server: the REST API and its watch stream, with the same
 // bearer token as the CLI. Problem responses become ApiError with the server's words.
 
+import { t } from "./i18n.js";
+
 const TOKEN_KEY = "dockyard.token";
 const USER_KEY = "dockyard.user";
 
@@ -14,7 +16,7 @@ export function seg(strings, ...values) {
   return strings.reduce((out, s, i) => {
     if (i >= values.length) return out + s;
     const v = String(values[i]);
-    if (!NAME.test(v)) throw new ApiError(400, { detail: `"${v.slice(0, 80)}" is not a valid name` });
+    if (!NAME.test(v)) throw new ApiError(400, { detail: t("error.badName", { value: v.slice(0, 80) }) });
     return out + s + v;
   }, "");
 }

@@ -12,6 +12,7 @@ import { deployPage } from "./pages/deploy.js";
 import { adminPage } from "./pages/admin.js";
 
 const THEME_KEY = "dockyard.theme";
+export const NEXT_KEY = "dockyard.next";
 const routes = [
   [/^#\/login$/, () => loginPage],
   [/^#\/?$/, () => overviewPage],
@@ -45,7 +46,12 @@ async function savePreferences() {
 }
 
 export function toast(message, kind = "info") {
-  const box = document.getElementById("toasts");
+  // outside #root: a toast said just before a page change stays visible on the next page
+  let box = document.getElementById("toasts");
+  if (!box) {
+    box = h("div", { id: "toasts", "aria-live": "polite" });
+    document.body.append(box);
+  }
   const el = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" }, message);
   box.append(el);
   setTimeout(() => el.remove(), kind === "error" ? 8000 : 4000);
@@ -94,6 +100,7 @@ async function render() {
   pageAbort = new AbortController();
   const hash = location.hash || "#/";
   if (!session.token && hash !== "#/login") {
+    sessionStorage.setItem(NEXT_KEY, hash); // back here after logging in
     navigate("#/login");
     return;
   }
@@ -113,7 +120,7 @@ async function render() {
     }
   }
   const main = h("main", { id: "main", tabindex: "-1" });
-  clear(document.getElementById("root"), topbar(), main, h("div", { id: "toasts", "aria-live": "polite" }));
+  clear(document.getElementById("root"), topbar(), main);
   if (!page) {
     main.append(h("section", { class: "card" }, h("h1", {}, t("error.notFoundPage")),
       h("p", {}, h("a", { href: "#/" }, t("nav.overview")))));

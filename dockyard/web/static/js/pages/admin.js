@@ -65,7 +65,7 @@ async function tenantsTab(body, signal) {
     const data = await api("GET", "/tenants", undefined, { signal });
     clear(tbody, data.items.length ? data.items.map((tn) => h("tr", { "data-tenant": tn.metadata.name },
       h("td", {}, tn.metadata.name), h("td", {}, tn.spec.displayName || ""), h("td", {}, age(tn.metadata.createdAt)),
-      h("td", {}, h("button", { type: "button", class: "danger small", onclick: async () => {
+      h("td", {}, session.user?.admin && h("button", { type: "button", class: "danger small", onclick: async () => {
         if (!confirmAction(t("admin.confirmDeleteTenant", { name: tn.metadata.name }))) return;
         try { await api("DELETE", seg`/tenants/${tn.metadata.name}`); load(); } catch (e) { toast(e.message, "error"); }
       } }, t("admin.delete"))))) : emptyRow(4, t("admin.noTenants")));
@@ -94,8 +94,8 @@ async function auditTab(body, signal) {
   } },
     h("label", {}, t("col.user"), h("input", { name: "user" })),
     h("label", {}, t("audit.tenant"), h("input", { name: "tenant" })),
-    h("label", {}, t("audit.project"), h("input", { name: "project", placeholder: "tenant/project" })),
-    h("label", {}, t("audit.action"), h("input", { name: "action", placeholder: "DELETE" })),
+    h("label", {}, t("audit.project"), h("input", { name: "project", placeholder: t("audit.projectHint") })),
+    h("label", {}, t("audit.action"), h("input", { name: "action", placeholder: t("audit.actionHint") })),
     h("button", { type: "submit", class: "primary" }, t("audit.filter")));
   let before = null;
   // a new filter and "older entries" may overlap: only the newest request draws

@@ -213,30 +213,44 @@ async function historyTab(body, ctx) {
   ctx.onChange(throttle(() => load().catch(() => {}), 1000));
 }
 
+const envPairs = (env) => (Array.isArray(env) ? env.map((e) => [e.name, e.value ?? ""]) : Object.entries(env || {}));
+
 async function settingsTab(body, ctx) {
   const { app } = ctx;
-  // saved against the version shown: a change made meanwhile by someone else is a 409, not overwritten
-  let baseRv = app.metadata.resourceVersion;
-  // the API stores env as a list of {name, value}; a mapping is accepted on input too
-  const pairs = Array.isArray(app.spec.env) ? app.spec.env.map((e) => [e.name, e.value ?? ""]) : Object.entries(app.spec.env || {});
-  const env = pairs.map(([k, v]) => `${k}=${v}`).join("\n");
+  // what the form shows; a save is refused only if someone changed these fields meanwhile
+  // (a scale or a restart by anyone, you included, does not block it)
+  const shown = JSON.stringify([app.spec.image, envPairs(app.spec.env)]);
+  const env = envPairs(app.spec.env).map(([k, v]) => `${k}=${v}`).join("\n");
   const message = h("div");
+  const conflict = () => errorBox(new Error(t("settings.conflict")));
   const form = h("form", { class: "stack", id: "settings-form", onsubmit: async (e) => {
     e.preventDefault();
     message.replaceChildren();
+    showFieldErrors(form, { errors: [] });
     const d = new FormData(form);
     const parsed = parseEnv(d.get("env"));
     if (parsed.error) { message.append(errorBox(new Error(parsed.error))); return; }
-    // a merge patch replaces a list whole: the box is the new environment
+    const latest = ctx.app;
+    if (JSON.stringify([latest.spec.image, envPairs(latest.spec.env)]) !== shown) {
+      message.append(conflict(), reload());
+      return;
+    }
     const envList = Object.entries(parsed.env).map(([name, value]) => ({ name, value }));
+    if (JSON.stringify([d.get("image"), envList.map((x) => [x.name, x.value])]) === shown) {
+      toast(t("settings.unchanged"));
+      return;
+    }
     try {
-      const saved = await api("PATCH", ctx.path, { metadata: { resourceVersion: baseRv },
+      // a merge patch replaces a list whole: the box is the new environment
+      await api("PATCH", ctx.path, { metadata: { resourceVersion: latest.metadata.resourceVersion },
         spec: { image: d.get("image"), env: envList } });
-      baseRv = saved.metadata.resourceVersion;
       toast(t("settings.saved"));
+      body.replaceChildren();
+      ctx.app = { ...ctx.app, spec: { ...ctx.app.spec, image: d.get("image"), env: envList } };
+      await settingsTab(body, ctx); // the form now shows what was saved
     } catch (err) {
-      if (err.status === 409) message.append(errorBox(new Error(t("settings.conflict"))));
-      else if (!showFieldErrors(form, err)) message.append(errorBox(err));
+      if (err.status === 409) message.append(conflict(), reload());
+      else if (showFieldErrors(form, err) < Math.max(1, err.errors.length)) message.append(errorBox(err));
     }
   } },
   h("label", {}, t("deploy.image"), h("input", { name: "image", id: "edit-image", value: app.spec.image, required: true,
@@ -245,6 +259,12 @@ async function settingsTab(body, ctx) {
     disabled: !ctx.canWrite, placeholder: "KEY=value" }, env)),
   message,
   ctx.canWrite && h("button", { type: "submit", class: "primary", id: "save-settings" }, t("settings.save")));
+  function reload() {
+    return h("button", { type: "button", class: "link", id: "settings-reload", onclick: async () => {
+      body.replaceChildren();
+      await settingsTab(body, ctx);
+    } }, t("settings.reload"));
+  }
   body.append(h("section", { class: "card" }, h("h2", {}, t("settings.title")), form));
 }
 
@@ -256,7 +276,7 @@ export function parseEnv(text) {
     if (!line || line.startsWith("#")) continue;
     const eq = line.indexOf("=");
     if (eq <= 0) return { error: t("deploy.envLine", { line: i + 1 }) };
-    env[line.slice(0, eq).trim()] = line.slice(eq + 1);
+    env[line.slice(0, eq).trim()] = line.slice(eq + 1).replace(/^[ \t]+/, ""); // "KEY = value" means "value"
   }
   return { env };
 }

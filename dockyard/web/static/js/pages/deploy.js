@@ -33,6 +33,8 @@ export async function deployPage(main, [tenant, project], signal) {
     const [tn, pn] = picker.value.split("/");
     try {
       const rights = await api("GET", seg`/projects/${tn}/${pn}/rights`, undefined, { signal });
+      // the buttons say it too (the API would refuse anyway)
+      for (const b of body.querySelectorAll("#deploy-submit, #manifest-apply, #manifest-dry-run")) b.disabled = !rights.allowed["app.write"];
       if (!rights.allowed["app.write"]) {
         note.append(h("p", { class: "error", id: "deploy-denied", role: "alert" }, t("deploy.denied", {
           project: picker.value, role: rights.role ? t(`role.${rights.role}`) : "—" })));
@@ -134,6 +136,7 @@ function manifestForm(body, picker) {
       results.append(h("li", { class: "error" }, t("manifest.yamlError", { line: (e.mark?.line ?? 0) + 1, message: e.reason || e.message })));
       return;
     }
+    if (docs.length === 1 && Array.isArray(docs[0])) docs = docs[0]; // a YAML list of manifests
     if (!docs.length) { results.append(h("li", { class: "error" }, t("deploy.empty"))); return; }
     if (docs.length === 1 && docs[0] && typeof docs[0] === "object" && docs[0].services) {
       try {
@@ -147,13 +150,18 @@ function manifestForm(body, picker) {
       }
     }
     const order = { Tenant: 0, Project: 1 };
-    docs.sort((a, b) => (order[a.kind] ?? 2) - (order[b.kind] ?? 2));
+    docs.sort((a, b) => (order[a?.kind] ?? 2) - (order[b?.kind] ?? 2));
+    // every document gets a line: a bad one says why, and the others are still applied
     for (const doc of docs) {
-      if (!doc || typeof doc !== "object") { results.append(h("li", { class: "error" }, t("deploy.notObject"))); continue; }
+      if (!doc || typeof doc !== "object" || Array.isArray(doc)) {
+        results.append(h("li", { class: "error" }, t("deploy.notObject")));
+        continue;
+      }
       const label = `${String(doc.kind || "?").toLowerCase()}/${doc.metadata?.name || "?"}`;
-      const [collection, item] = kindPaths(doc, project);
       const query = dryRun ? { dryRun: "true" } : undefined;
       try {
+        if (!doc.kind) throw new Error(t("deploy.noKind"));
+        const [collection, item] = kindPaths(doc, project);
         let current = null;
         if (item) try { current = await api("GET", item); } catch (e) { if (e.status !== 404) throw e; }
         let verb;

@@ -1,7 +1,7 @@
 import { api, session } from "../api.js";
 import { h } from "../dom.js";
 import { t } from "../i18n.js";
-import { afterLogin, errorBox, navigate } from "../app.js";
+import { NEXT_KEY, afterLogin, errorBox, navigate } from "../app.js";
 
 export async function loginPage(main) {
   if (session.token) { navigate("#/"); return; }
@@ -13,7 +13,9 @@ export async function loginPage(main) {
     try {
       const result = await api("POST", "/login", { username: data.get("username"), password: data.get("password") });
       await afterLogin(result);
-      navigate("#/");
+      const next = sessionStorage.getItem(NEXT_KEY);
+      sessionStorage.removeItem(NEXT_KEY);
+      navigate(next && next.startsWith("#/") && next !== "#/login" ? next : "#/");
     } catch (err) {
       message.append(errorBox(err));
     }

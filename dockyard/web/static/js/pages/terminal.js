@@ -20,7 +20,9 @@ export function terminalPanel(body, ctx, wanted, token) {
     if (socket) {
       socket.onclose = socket.onmessage = null; // a replaced connection reports nothing more
       socket.close();
+      status.textContent = t("terminal.closed");
     }
+    delete screen.dataset.connected;
     socket = null;
     term?.dispose();
     term = null;
