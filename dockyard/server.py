@@ -22,6 +22,7 @@ from dockyard.controllers.manager import ControllerManager
 from dockyard.engines import EngineDriver, EngineError, EngineUnavailable, open_engine
 from dockyard.engines.base import WorkloadKey
 from dockyard.metrics.collector import Collector, Target
+from dockyard.metrics.registry import REGISTRY, CallbackGauge
 from dockyard.metrics.service import MetricsService
 from dockyard.metrics.tsdb import MetricsStore
 from dockyard.store.keyring import KeyRing
@@ -156,6 +157,8 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     server_id = _server_id(config.data_dir)
     manager = ControllerManager(store, engine, workers=config.workers, resync=config.resync, identity=server_id)
     collector = open_metrics(config, engine)
+    REGISTRY.register(CallbackGauge("dockyard_workqueue_depth", "Keys waiting in the controllers' work queue.", (),
+                                    lambda: [((), manager.queue.depth())]))
     app = create_app(store, logs=EngineLogs(engine), platform=Platform(engine, manager),
                      exec_provider=EngineExec(engine),
                      metrics_provider=MetricsService(collector.store, collector) if collector else None)

@@ -11,7 +11,19 @@ from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from dockyard import __version__
-from dockyard.api import access, apps, audit, dashboard, metrics, problems, resources, rights, system, terminal
+from dockyard.api import (
+    access,
+    apps,
+    audit,
+    dashboard,
+    metrics,
+    problems,
+    resources,
+    rights,
+    system,
+    telemetry,
+    terminal,
+)
 from dockyard.api.authz import check_path_visibility
 from dockyard.api.deps import ExecProvider, LogProvider, MetricsProvider, PlatformInfo
 from dockyard.api.limits import LoginThrottle, RequestLimiter
@@ -60,6 +72,9 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
         app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
     # the terminal authenticates its first message itself: a WebSocket carries no bearer header
     app.include_router(terminal.router, prefix="/api/v1")
+    # GET /metrics for Prometheus (bearer token), and the API latency histogram it exposes
+    app.include_router(telemetry.router)
+    app.add_middleware(telemetry.RequestMetrics)
 
     def openapi_with_kinds() -> dict:
         if app.openapi_schema is None:

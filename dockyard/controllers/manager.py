@@ -14,6 +14,7 @@ from dockyard.controllers.app import AppReconciler, Outcome
 from dockyard.controllers.project import OrphanCollector, ProjectReconciler
 from dockyard.controllers.queue import WorkQueue
 from dockyard.engines.base import EngineDriver, EngineError, EngineUnavailable
+from dockyard.metrics.registry import RECONCILE_ERRORS, RECONCILE_SECONDS
 from dockyard.store import leases
 from dockyard.store.errors import Gone
 from dockyard.store.repository import Store
@@ -201,6 +202,7 @@ class ControllerManager:
                 if outcome.requeue is not None:
                     self.queue.add(key, delay=outcome.requeue)
             except Exception as e:  # noqa: BLE001 — any failure is retried with backoff
+                RECONCILE_ERRORS.inc((key[0],))
                 n = self._failures.get(key, 0) + 1
                 self._failures[key] = n
                 delay = min(0.5 * 2 ** (n - 1), 10.0)
@@ -222,4 +224,6 @@ class ControllerManager:
                 return self.projects.reconcile(scope, name)
             return Outcome()
         finally:
-            log.debug("reconciled %s %s/%s in %.3fs", kind, scope, name, time.monotonic() - t0)
+            took = time.monotonic() - t0
+            RECONCILE_SECONDS.observe((kind,), took)
+            log.debug("reconciled %s %s/%s in %.3fs", kind, scope, name, took)

@@ -1,0 +1,109 @@
+"""Prometheus exposition at GET /metrics (bearer token as everywhere): the platform's own metrics
+and per-container gauges and counters of the apps the caller may see; and the middleware that
+times every API request by method, route template and status."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from dockyard.api.authz import Authorizer
+from dockyard.api.deps import PrincipalDep, StoreDep
+from dockyard.metrics.registry import API_REQUEST_SECONDS, REGISTRY, format_value, sample_line
+
+router = APIRouter(tags=["system"])
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LABELS = ("tenant", "project", "app", "replica")
+
+# (name, type, help, Usage attribute)
+CONTAINER_METRICS = (
+    ("dockyard_container_cpu_usage_seconds_total", "counter", "CPU time used by the replica's container.",
+     "cpu_seconds"),
+    ("dockyard_container_cpu_percent", "gauge", "CPU use over the last collection interval, % of one core.", "cpu"),
+    ("dockyard_container_memory_bytes", "gauge", "Memory used (without inactive file cache).", "memory"),
+    ("dockyard_container_memory_limit_bytes", "gauge", "Memory limit of the container.", "memory_limit"),
+    ("dockyard_container_network_receive_bytes_total", "counter", "Bytes received (all interfaces but lo).",
+     "network_rx_bytes"),
+    ("dockyard_container_network_transmit_bytes_total", "counter", "Bytes sent (all interfaces but lo).",
+     "network_tx_bytes"),
+    ("dockyard_container_block_read_bytes_total", "counter", "Bytes read from block devices.", "block_read_bytes"),
+    ("dockyard_container_block_write_bytes_total", "counter", "Bytes written to block devices.",
+     "block_write_bytes"),
+    ("dockyard_container_restarts_total", "counter", "Restarts of the replica's container by the engine.",
+     "restarts"),
+    ("dockyard_container_oom_kills_total", "counter", "Processes of the container killed for lack of memory.",
+     "oom_kills"),
+)
+
+
+class RequestMetrics:
+    """ASGI middleware: observes each HTTP request's duration under its route template (the
+    path with {placeholders}, never the concrete path: no names of tenants in labels)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message) -> None:  # noqa: ANN001
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            API_REQUEST_SECONDS.observe((scope.get("method", ""), route_template(scope), str(status)),
+                                        time.perf_counter() - started)
+
+
+_PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
+
+
+def route_template(scope: dict) -> str:
+    """The matched route's path with its {placeholders} and the prefix it was included under
+    (routers keep their own paths, so the prefix is recovered from the concrete path)."""
+    path = getattr(scope.get("route"), "path", None)
+    if not path:
+        return "unmatched"
+    params = scope.get("path_params") or {}
+    concrete = _PARAM.sub(lambda m: str(params.get(m.group(1), m.group(0))), path)
+    full = scope.get("path", "")
+    prefix = full[: len(full) - len(concrete)] if full.endswith(concrete) else ""
+    return prefix + path
+
+
+def container_metrics_text(usages: list[Any]) -> str:
+    lines: list[str] = []
+    for name, kind, help_text, attr in CONTAINER_METRICS:
+        samples = [(u, getattr(u, attr)) for u in usages if getattr(u, attr) is not None]
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [sample_line(name, LABELS, (u.tenant, u.project, u.app, str(u.replica)), float(v)) for u, v in samples]
+    return "\n".join(lines) + "\n"
+
+
+@router.get("/metrics", operation_id="prometheusMetrics", response_class=PlainTextResponse,
+            summary="Prometheus exposition (text format 0.0.4) of the platform and of the apps the caller may see")
+async def prometheus(request: Request, store: StoreDep, user: PrincipalDep) -> PlainTextResponse:
+    provider = getattr(request.app.state, "metrics", None)
+    usages: list[Any] = []
+    if provider is not None:
+        authz = await run_in_threadpool(Authorizer, store, user)
+        scopes = await run_in_threadpool(authz.visible_scopes)
+        usages = [u for u in provider.current() if scopes is None or u.tenant in scopes[0]
+                  or f"{u.tenant}/{u.project}" in scopes[1]]
+    body = REGISTRY.render() + container_metrics_text(usages)
+    body += f"# HELP dockyard_scrape_containers Containers in this answer.\n# TYPE dockyard_scrape_containers gauge\n" \
+            f"dockyard_scrape_containers {format_value(len(usages))}\n"
+    return PlainTextResponse(body, media_type=CONTENT_TYPE)
