@@ -8,6 +8,7 @@ the audit log. Screenshots of the main pages go to tests/e2e/artifacts/."""
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -328,3 +329,37 @@ def test_deploy_a_compose_file_from_the_paste_box(server, browsing) -> None:  # 
     page.click("#manifest-apply")
     expect(page.locator("#deploy-results")).to_contain_text("YAML error on line")
     b.shot("deploy-manifest")
+
+
+def test_app_metrics_and_project_usage_show_a_busy_app(server, browsing) -> None:  # noqa: ANN001
+    with server.client() as c:
+        c.post("/tenants", json={"kind": "Tenant", "metadata": {"name": "acme"}}).raise_for_status()
+        c.post("/projects", json={"kind": "Project", "metadata": {"name": "shop", "tenant": "acme"}}).raise_for_status()
+        c.post("/projects/acme/shop/apps", json={"kind": "App", "metadata": {"name": "burner"}, "spec": {
+            "image": "dockyard/demo:1.0", "command": ["sh", "-c", "while :; do :; done"], "replicas": 1,
+            "resources": {"cpu": "1", "memory": "64Mi"}}}).raise_for_status()
+    b = browsing(server.url)
+    page = b.page
+    b.login("admin", "test-password-1")
+    b.go("#/projects/acme/shop/apps/burner/metrics")
+    expect(page.locator("#app-charts[data-loaded='true']")).to_have_count(1)
+    cpu = page.locator("#chart-cpu svg")
+
+    def cpu_total() -> float:
+        label = cpu.get_attribute("aria-label") or ""
+        part = label.split("total: ")[-1].split(" %")[0]
+        return float(part) if part.replace(".", "").isdigit() else 0.0
+
+    # the collector samples every 10 s and CPU % needs two samples: the page refreshes by itself
+    deadline = 60
+    while cpu_total() < 50 and deadline > 0:
+        page.wait_for_timeout(2000)
+        deadline -= 2
+    assert cpu_total() > 50, cpu.get_attribute("aria-label")
+    expect(page.locator("#chart-memory svg")).to_have_attribute("aria-label", re.compile(r"limit: 64 MiB"))
+    b.shot("app-metrics")
+    b.go("#/projects/acme/shop/usage")
+    row = page.locator("#usage tr[data-app='burner']")
+    expect(row).to_contain_text("/ 64 MiB")
+    assert float(row.locator("td").nth(2).inner_text().split(" %")[0]) > 50
+    b.shot("project-usage")

@@ -56,6 +56,8 @@ def test_keys_built_at_run_time_exist() -> None:
         assert f"state.{state}" in en
     for health in ("healthy", "unhealthy", "starting"):
         assert f"health.{health}" in en
+    for r in ("15m", "1h", "6h", "24h", "7d"):  # pages/metrics.js RANGES
+        assert f"metrics.last.{r}" in en
 
 
 def test_front_end_libraries_are_pinned_and_served_from_the_lock() -> None:

@@ -9,6 +9,7 @@ import { errorBox, navigate, toast } from "../app.js";
 import { stateBadge, tabs, emptyRow, confirmAction, showFieldErrors } from "../widgets.js";
 import { manifestEditor } from "./manifest.js";
 import { terminalPanel } from "./terminal.js";
+import { appMetricsTab } from "./metrics.js";
 
 function stateOf(app) {
   const phase = app.status?.phase;
@@ -34,7 +35,8 @@ export async function appPage(main, [tenant, project, name, tab = "replicas"], s
   const head = h("div", { class: "app-head", id: "app-head" });
   main.append(h("p", { class: "crumbs" }, h("a", { href: `#/projects/${tenant}/${project}` }, `${tenant}/${project}`), " / ", name),
     head,
-    tabs([["replicas", t("app.replicas"), base], ["logs", t("app.logs"), `${base}/logs`], ["events", t("app.events"), `${base}/events`],
+    tabs([["replicas", t("app.replicas"), base], ["metrics", t("app.metrics"), `${base}/metrics`],
+      ["logs", t("app.logs"), `${base}/logs`], ["events", t("app.events"), `${base}/events`],
       ["history", t("app.history"), `${base}/history`], ["settings", t("app.settings"), `${base}/settings`],
       ["manifest", t("app.manifest"), `${base}/manifest`],
       rights.allowed["app.exec"] && ["terminal", t("app.terminal"), `${base}/terminal`]].filter(Boolean), tab));
@@ -44,7 +46,7 @@ export async function appPage(main, [tenant, project, name, tab = "replicas"], s
   ctx.onChange = (fn) => listeners.push(fn);
   renderHead(head, ctx);
 
-  const tabsByName = { replicas: replicasTab, logs: logsTab, events: eventsTab, history: historyTab,
+  const tabsByName = { replicas: replicasTab, metrics: appMetricsTab, logs: logsTab, events: eventsTab, history: historyTab,
     settings: settingsTab, manifest: manifestTab, terminal: terminalTab };
   await (tabsByName[tab] || replicasTab)(body, ctx);
 

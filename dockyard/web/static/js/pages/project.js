@@ -6,6 +6,7 @@ import { h, clear, age, debounce, latest, throttle } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, navigate, toast } from "../app.js";
 import { STATES, stateBadge, tabs, usageBar, emptyRow, confirmAction } from "../widgets.js";
+import { projectUsageTab } from "./metrics.js";
 
 const PAGE_SIZE = 50;
 
@@ -27,12 +28,13 @@ export async function projectPage(main, [tenant, project, tab = "apps"], signal)
           navigate("#/");
         } catch (e) { toast(e.message, "error"); }
       } }, t("project.delete")))),
-  tabs([["apps", t("project.apps"), base], ["quota", t("project.quota"), `${base}/quota`],
+  tabs([["apps", t("project.apps"), base], ["usage", t("project.usage"), `${base}/usage`], ["quota", t("project.quota"), `${base}/quota`],
     ["members", t("project.members"), `${base}/members`], ["secrets", t("project.secrets"), `${base}/secrets`]], tab));
   const body = h("div", { class: "tab-body" });
   main.append(body);
   const ctx = { tenant, project, rights, signal, body };
-  if (tab === "quota") await quotaTab(ctx);
+  if (tab === "usage") await projectUsageTab(ctx);
+  else if (tab === "quota") await quotaTab(ctx);
   else if (tab === "members") await membersTab(ctx);
   else if (tab === "secrets") await secretsTab(ctx);
   else await appsTab(ctx);
