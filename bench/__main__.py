@@ -16,6 +16,7 @@ BENCHMARKS = {
     "api": "bench.api",
     "footprint": "bench.footprint",
     "dashboard": "bench.dashboard",
+    "metrics": "bench.metrics",
 }
 
 
