@@ -12,10 +12,11 @@ from playwright.sync_api import expect
 pytestmark = pytest.mark.engine
 
 AXE = Path(__file__).resolve().parents[2] / "dockyard" / "web" / "node_modules" / "axe-core" / "axe.min.js"
-PAGES = ["#/login", "#/", "#/projects/acme/shop", "#/projects/acme/shop/usage", "#/projects/acme/shop/apps/web/metrics", "#/projects/acme/shop/quota", "#/projects/acme/shop/members",
-         "#/projects/acme/shop/apps/web", "#/projects/acme/shop/apps/web/history",
-         "#/projects/acme/shop/apps/web/settings", "#/projects/acme/shop/apps/web/manifest",
-         "#/projects/acme/shop/deploy", "#/projects/acme/shop/deploy?mode=manifest", "#/admin/users", "#/admin/audit"]
+PAGES = ["#/login", "#/", "#/projects/acme/shop", "#/projects/acme/shop/usage", "#/projects/acme/shop/quota",
+         "#/projects/acme/shop/members", "#/projects/acme/shop/apps/web", "#/projects/acme/shop/apps/web/metrics",
+         "#/projects/acme/shop/apps/web/history", "#/projects/acme/shop/apps/web/settings",
+         "#/projects/acme/shop/apps/web/manifest", "#/projects/acme/shop/deploy",
+         "#/projects/acme/shop/deploy?mode=manifest", "#/admin/users", "#/admin/audit"]
 
 
 def _violations(page) -> list[str]:  # noqa: ANN001
