@@ -73,3 +73,23 @@ def test_cpu_burner_shows_in_metrics_top_and_cli(server_factory) -> None:  # noq
     with s.client() as c:
         r = c.get("/projects/acme/shop/apps/burn/metrics", params={"metric": "cpu", "from": "-10m"}).json()
         assert max(p[1] for p in r["total"]["points"]) > 50
+
+
+def test_an_oom_kill_is_counted(server_factory) -> None:  # noqa: ANN001
+    """A process of the container (not its init, so the container keeps running) outgrows the
+    memory limit and is killed: the replica's oom_kills goes to 1 in top and in the series."""
+    s = server_factory()
+    setup_project(s)
+    hog = ["sh", "-c", "(x=a; while :; do x=$x$x; done); sleep 100000"]
+    with s.client() as c:
+        c.post("/projects/acme/shop/apps", json=app_manifest(
+            "hog", health=False, command=hog, resources={"memory": "16Mi"})).raise_for_status()
+
+        def killed():  # noqa: ANN202
+            items = c.get("/projects/acme/shop/top", params={"app": "hog"}).json()["items"]
+            return items if items and items[0]["oomKills"] >= 1 else None
+
+        items = s.wait_for(killed, timeout=60, interval=1, what="an OOM kill counted by top")
+        assert items[0]["containers"][0]["memoryLimit"] == 16 * 2**20 and items[0]["restarts"] == 0
+        series = c.get("/projects/acme/shop/apps/hog/metrics", params={"metric": "oom_kills", "from": "-5m"}).json()
+        assert series["unit"] == "count" and series["total"]["points"][-1][1] >= 1
