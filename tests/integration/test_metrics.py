@@ -93,3 +93,22 @@ def test_an_oom_kill_is_counted(server_factory) -> None:  # noqa: ANN001
         assert items[0]["containers"][0]["memoryLimit"] == 16 * 2**20 and items[0]["restarts"] == 0
         series = c.get("/projects/acme/shop/apps/hog/metrics", params={"metric": "oom_kills", "from": "-5m"}).json()
         assert series["unit"] == "count" and series["total"]["points"][-1][1] >= 1
+
+
+def test_restarts_follow_the_engine(server_factory) -> None:  # noqa: ANN001
+    """A replica whose process exits every few seconds is restarted by the engine (same container,
+    new pid): the collector notices the new process and reports the engine's restart count."""
+    s = server_factory()
+    setup_project(s)
+    with s.client() as c:
+        c.post("/projects/acme/shop/apps", json=app_manifest(
+            "flaky", health=False, command=["sh", "-c", "sleep 4; exit 1"])).raise_for_status()
+
+        def restarted():  # noqa: ANN202
+            items = c.get("/projects/acme/shop/top", params={"app": "flaky"}).json()["items"]
+            return items if items and items[0]["restarts"] >= 1 else None
+
+        items = s.wait_for(restarted, timeout=90, interval=1, what="top to report a restart")
+        assert items[0]["containers"][0]["restarts"] >= 1
+        series = c.get("/projects/acme/shop/apps/flaky/metrics", params={"metric": "restarts", "from": "-5m"}).json()
+        assert series["total"]["points"][-1][1] >= 1
