@@ -33,6 +33,11 @@ log = logging.getLogger("dockyard")
 # the largest WebSocket message uvicorn takes (its default is 16 MiB), for every client, also one that
 # has not authenticated yet; the terminal's input messages carry at most 64 KiB
 WS_MAX_SIZE = 256 * 1024
+# no per-message compression (uvicorn's default is on): a frame of a few hundred bytes on the wire can
+# inflate to 256 KiB in the server, so TCP's backpressure would no longer bound what a client makes
+# it hold (measured: a session flooding compressible input lifted RSS from 115 to 300 MB); terminal
+# traffic is small anyway
+WS_COMPRESSION = False
 
 
 @dataclass
@@ -189,7 +194,8 @@ def run(config: ServerConfig) -> None:
              config.store_url.split("@")[-1])
     try:
         uvicorn.run(app, host=host.strip("[]") or "127.0.0.1", port=int(port), log_level="warning",
-                    access_log=False, timeout_graceful_shutdown=3, ws_max_size=WS_MAX_SIZE)
+                    access_log=False, timeout_graceful_shutdown=3, ws_max_size=WS_MAX_SIZE,
+                    ws_per_message_deflate=WS_COMPRESSION)
     finally:
         app.state.exec_sessions.shutdown()  # the last sessions' clean-ups end their processes
         if collector is not None:

@@ -8,6 +8,7 @@ crash finds the container it already created instead of making a duplicate.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -57,8 +58,14 @@ MAX_STARTS_PER_STEP = 24
 # every exec'd process (and what it starts) carries this variable with a value of its own, so that
 # it can be found and ended when its client goes: the engine keeps it running otherwise
 EXEC_TAG = "DOCKYARD_EXEC"
-_END_EXEC = ('for p in /proc/[0-9]*; do tr "\\0" "\\n" <"$p/environ" 2>/dev/null | grep -qxF "$1" '
-             '&& kill -"$2" "${p#/proc/}"; done; true')
+# sh -c _END_EXEC sh TAG SIGNAL: signal every process whose environment holds TAG. One grep reads
+# all the environments where grep takes NUL-separated lines (-z: GNU, BusyBox); elsewhere a loop
+# runs tr and grep per process, which is slow with hundreds of processes in a container
+_END_EXEC = ('if printf "x\\0" | grep -qxzF x 2>/dev/null; then '
+             'for f in $(grep -lxzF "$1" /proc/[0-9]*/environ 2>/dev/null); do '
+             'p=${f%/environ}; kill -"$2" "${p#/proc/}"; done; '
+             'else for p in /proc/[0-9]*; do tr "\\0" "\\n" <"$p/environ" 2>/dev/null | grep -qxF "$1" '
+             '&& kill -"$2" "${p#/proc/}"; done; fi; true')
 
 
 def _ns(seconds: float) -> int:
@@ -611,13 +618,15 @@ class DockerDriver(EngineDriver):
 
     def end_exec(self, container_id: str, exec_id: str, tag: str) -> bool:
         """End an exec'd process that outlived its client, and whatever it started: SIGHUP as a
-        closed terminal would send, then SIGKILL. Needs sh, tr and grep in the container."""
-        for sig in ("HUP", "KILL"):
+        closed terminal would send, then SIGKILL. Needs sh and grep (and tr where grep has no -z)
+        in the container. True once the engine reports the process ended (a busy engine reports
+        it late: SIGKILL gets a longer wait)."""
+        for sig, wait in (("HUP", 1.0), ("KILL", 2.0)):
             try:
                 ex = self._call(self.api.exec_create, container_id, ["sh", "-c", _END_EXEC, "sh", tag, sig],
                                 stdout=False, stderr=False)
                 self._call(self.api.exec_start, ex["Id"])
-                deadline = time.monotonic() + 1.0
+                deadline = time.monotonic() + wait
                 while time.monotonic() < deadline:
                     if not self._call(self.api.exec_inspect, exec_id).get("Running"):
                         return True
@@ -633,7 +642,12 @@ class DockerDriver(EngineDriver):
 
 class DockerExec(ExecStream):
     """An exec session over the engine's hijacked connection (raw bytes: with a terminal the
-    engine does not multiplex stdout and stderr)."""
+    engine does not multiplex stdout and stderr).
+
+    The socket is closed only when no read or write is under way: close() shuts it down, which
+    wakes them, and the last of them closes it. A descriptor closed under a blocked thread is
+    soon reused by the engine client's next connection, and that thread would then wait on, read
+    from, or write terminal input into a connection to the engine API."""
 
     def __init__(self, driver: DockerDriver, container_id: str, container: str, exec_id: str, io: Any,
                  tag: str) -> None:
@@ -645,19 +659,50 @@ class DockerExec(ExecStream):
         self._io = io
         self._sock = getattr(io, "_sock", io)  # the socket under the SDK's SocketIO
         self._closed = False
+        self._in_use = 0  # reads and writes under way
         self._lock = threading.Lock()
 
-    def read(self) -> bytes:
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[bool]:
+        """Whether the socket may be used (not closed); while inside, it stays open."""
+        with self._lock:
+            if self._closed:
+                yield False
+                return
+            self._in_use += 1
         try:
-            return self._sock.recv(65536)
-        except OSError:
-            return b""
+            yield True
+        finally:
+            with self._lock:
+                self._in_use -= 1
+                last = self._closed and not self._in_use
+            if last:
+                self._release()
+
+    def _release(self) -> None:
+        for step in (self._sock.close, self._io.close):
+            try:
+                step()
+            except OSError:
+                pass
+
+    def read(self) -> bytes:
+        with self._using() as usable:
+            if not usable:
+                return b""
+            try:
+                return self._sock.recv(65536)
+            except OSError:
+                return b""
 
     def write(self, data: bytes) -> None:
-        try:
-            self._sock.sendall(data)
-        except OSError:
-            pass  # the process has ended; read() tells
+        with self._using() as usable:
+            if not usable:
+                return
+            try:
+                self._sock.sendall(data)
+            except OSError:
+                pass  # the process has ended; read() tells
 
     def resize(self, cols: int, rows: int) -> None:
         try:
@@ -690,11 +735,13 @@ class DockerExec(ExecStream):
             if self._closed:
                 return
             self._closed = True
-        for step in (lambda: self._sock.shutdown(socket.SHUT_RDWR), self._sock.close, self._io.close):
-            try:
-                step()
-            except OSError:
-                pass
+            idle = not self._in_use
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read or write; they release the socket
+        except OSError:
+            pass
+        if idle:
+            self._release()
         if self._running() and not self.driver.end_exec(self.container_id, self.exec_id, self.tag):
             log.warning("exec %s in %s is still running after its client left", self.exec_id[:12], self.container)
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -153,11 +156,14 @@ def test_a_vanished_client_leaves_no_process_behind(server, docker_api) -> None:
                         timeout=10, what="the audit entry of the session's end")
 
 
-def test_oversized_messages_are_refused_before_and_after_login(server, docker_api) -> None:  # noqa: ANN001
+def test_oversized_or_compressed_messages_are_refused_before_and_after_login(server, docker_api) -> None:  # noqa: ANN001
     tokens = _world(server)
     cid = app_containers(docker_api, server.instance, "web", running_only=True)[0]["Id"]
-    # before any login: the server takes no WebSocket message over 256 KiB (uvicorn's default is 16 MiB)
+    # before any login: the server takes no WebSocket message over 256 KiB (uvicorn's default is 16 MiB),
+    # and declines compression (a small frame would inflate past what TCP's backpressure bounds)
     with connect(_url(server), open_timeout=10, max_size=None) as ws:
+        assert "permessage-deflate" in ws.request.headers.get("Sec-WebSocket-Extensions", "")
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
         ws.send(b"x" * (1024 * 1024))
         with pytest.raises(ConnectionClosedError):
             ws.recv(timeout=10)
@@ -209,6 +215,86 @@ def test_a_user_has_at_most_eight_sessions_and_all_of_them_end(server, docker_ap
     # their places are free again
     output, end, _ = _session(_url(server), tokens["dev"], ["echo again-$((2*4))\n", "exit\n"])
     assert "again-8" in output and end["code"] == 0
+
+
+def test_closing_a_session_releases_its_socket_only_after_a_blocked_read_returned(docker_api) -> None:  # noqa: ANN001
+    """Closing wakes a read blocked on the session's connection and closes the socket only once
+    that read has returned. A descriptor closed under a blocked reader (or writer) is soon reused
+    by the engine client's next connection, and the thread then waits on, reads from or writes
+    terminal input into a connection to the engine API."""
+    from dockyard.engines.base import WorkloadKey
+    from dockyard.engines.docker import DockerDriver
+
+    instance = "x" + secrets.token_hex(3)
+    labels = {"dockyard.instance": instance, "dockyard.tenant": "acme", "dockyard.project": "shop",
+              "dockyard.app": "web", "dockyard.slot": "0"}
+    cid = docker_api.create_container("dockyard/demo:1.0", labels=labels, name=f"dy{instance}_fd_reuse")["Id"]
+    docker_api.start(cid)
+    driver = DockerDriver("unix:///var/run/docker.sock", instance=instance)
+    try:
+        for attempt in range(20):
+            session = driver.exec(WorkloadKey("acme", "shop", "web"), slot=None, command=["sh"])
+            assert session.read(), "the shell's banner"
+            ended = threading.Event()
+
+            def read_on(s: Any = session, done: threading.Event = ended) -> None:
+                while s.read():
+                    pass
+                done.set()
+
+            threading.Thread(target=read_on, daemon=True).start()
+            time.sleep(0.05)  # blocked in recv
+            session.close()  # ends the shell, with calls to the engine on new connections
+            assert ended.wait(5), f"attempt {attempt}: the read blocked during close() did not return"
+    finally:
+        driver.close()
+        docker_api.remove_container(cid, force=True)
+
+
+@pytest.mark.parametrize("grep_z", [True, False], ids=["grep-z", "tr-loop"])
+def test_the_clean_up_script_signals_the_tagged_processes_and_no_others(tmp_path, grep_z: bool) -> None:  # noqa: ANN001
+    """The script the server runs in a container when a session ends, run here against this host's
+    /proc: the session's process and what it started get the signal, another session's do not;
+    with a grep that reads NUL-separated lines (one grep over every process) and without."""
+    from dockyard.engines.docker import _END_EXEC, EXEC_TAG
+
+    path = os.environ["PATH"]
+    if not grep_z:
+        fake = tmp_path / "bin"
+        fake.mkdir()
+        (fake / "grep").write_text(f'#!/bin/sh\nfor a; do case "$a" in -*z*) exit 2;; esac; done\n'
+                                   f'exec {shutil.which("grep")} "$@"\n')
+        (fake / "grep").chmod(0o755)
+        path = f"{fake}:{path}"
+    mine, theirs = secrets.token_hex(8), secrets.token_hex(8)
+    session = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 61"], env={"PATH": path, EXEC_TAG: mine})
+    other = subprocess.Popen(["sleep", "62"], env={"PATH": path, EXEC_TAG: theirs})
+
+    def tagged(value: str) -> list[str]:
+        found = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            with contextlib.suppress(OSError):
+                if f"{EXEC_TAG}={value}".encode() in environ.read_bytes().split(b"\0"):
+                    found.append(environ.parent.name)
+        return found
+
+    try:
+        deadline = time.monotonic() + 5
+        while len(tagged(mine)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(tagged(mine)) >= 2, "the two sleeps (and sh, unless it ran the last one in its place)"
+        subprocess.run(["sh", "-c", _END_EXEC, "sh", f"{EXEC_TAG}={mine}", "TERM"], env={"PATH": path},
+                       check=True, timeout=30)
+        assert session.wait(5) != 0
+        deadline = time.monotonic() + 5
+        while tagged(mine) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not tagged(mine), "the background sleep ended too"
+        assert other.poll() is None, "another session's process is left alone"
+    finally:
+        for p in (session, other):
+            p.kill()
+            p.wait()
 
 
 def test_a_bad_session_limit_stops_the_server_from_starting(tmp_path) -> None:  # noqa: ANN001
