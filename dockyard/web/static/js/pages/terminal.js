@@ -64,7 +64,13 @@ export function terminalPanel(body, ctx, wanted, token) {
       delete screen.dataset.connected;
       if (!explained) status.textContent = ev.code === 1000 ? t("terminal.closed") : `${t("terminal.closed")} (${ev.code}${ev.reason ? `: ${ev.reason}` : ""})`;
     };
-    term.onData((data) => socket?.readyState === 1 && socket.send(JSON.stringify({ type: "input", data })));
+    // the server takes at most 64 KiB per message: a long paste goes in pieces (8,000 characters
+    // are at most 32 KiB of UTF-8)
+    term.onData((data) => {
+      for (let i = 0; i < data.length; i += 8000) {
+        if (socket?.readyState === 1) socket.send(JSON.stringify({ type: "input", data: data.slice(i, i + 8000) }));
+      }
+    });
     term.onResize(({ cols, rows }) => socket?.readyState === 1 && socket.send(JSON.stringify({ type: "resize", cols, rows })));
     window.addEventListener("resize", () => fit.fit(), { signal: connection.signal });
     term.focus();
