@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from bench.api import _create_many
-from bench.common import TENANT, Server, goal, log, machine_info, ms_summary, ratio, write_result
+from bench.common import TENANT, Server, goal, log, machine_info, ms_summary, ratio, wait_until, write_result
 
 NAME = "dashboard"
 PROJECT = "big"
@@ -81,6 +81,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         created = _create_many(server, PROJECT, apps, 4)
         log(f"  created {apps} apps in {created['seconds']:.1f} s")
         base = f"/api/v1/projects/{TENANT}/{PROJECT}"
+        # measure the steady state: the controller has given every new app its status
+        t0 = time.perf_counter()
+        wait_until(lambda: c.get(f"{base}/appsummaries", params={"limit": 1}).json()["counts"]["ready"] == apps,
+                   timeout=600, interval=1.0, what="every app reconciled (state ready)")
+        log(f"  all {apps} apps reconciled {time.perf_counter() - t0:.1f} s after creation")
         queries = {
             "summaries sort=name": {"limit": 50, "sort": "name"},
             "summaries sort=-age": {"limit": 50, "sort": "-age"},

@@ -56,19 +56,27 @@ export function latest(loader) {
   };
 }
 
-// Run fn at most once per `ms`, and once more after the last call (a steady stream of events
-// still refreshes the page every `ms`; debounce would wait for the stream to pause).
-export function throttle(fn, ms) {
+// For live refreshes: run the async `fn` at most once per `ms`, never two at once, and once
+// more after the last request. Unlike a plain throttle it waits for a slow `fn` to finish, so a
+// busy server with a steady stream of changes still gets every page drawn (no starvation).
+export function refresher(fn, ms) {
+  let running = false;
+  let pending = false;
   let last = 0;
   let timer = null;
-  return (...args) => {
-    const wait = last + ms - Date.now();
-    clearTimeout(timer);
-    if (wait <= 0) {
-      last = Date.now();
-      fn(...args);
-    } else {
-      timer = setTimeout(() => { last = Date.now(); fn(...args); }, wait);
-    }
+  const start = async () => {
+    timer = null;
+    running = true;
+    pending = false;
+    last = Date.now();
+    try { await fn(); } catch { /* the next change tries again */ }
+    running = false;
+    if (pending) schedule();
   };
+  const schedule = () => {
+    if (running) { pending = true; return; }
+    if (timer) return;
+    timer = setTimeout(start, Math.max(0, last + ms - Date.now()));
+  };
+  return schedule;
 }

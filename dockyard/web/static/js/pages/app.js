@@ -3,7 +3,7 @@
 // watch stream, so states change on screen without a reload.
 
 import { api, seg, session, streamLines, watch } from "../api.js";
-import { h, append, clear, age, latest, throttle } from "../dom.js";
+import { h, append, clear, age, latest, refresher } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, navigate, toast } from "../app.js";
 import { stateBadge, tabs, emptyRow, confirmAction, showFieldErrors } from "../widgets.js";
@@ -190,7 +190,7 @@ async function eventsTab(body, ctx) {
   body.append(h("table", { class: "data", id: "events" }, h("thead", {}, h("tr", {},
     [t("col.when"), t("col.type"), t("col.reason"), t("col.message"), t("col.count")].map((x) => h("th", {}, x)))), tbody));
   await load();
-  ctx.onChange(throttle(() => load().catch(() => {}), 1000));
+  ctx.onChange(refresher(() => load(), 1000));
 }
 
 async function historyTab(body, ctx) {
@@ -212,7 +212,7 @@ async function historyTab(body, ctx) {
   body.append(h("table", { class: "data", id: "history" }, h("thead", {}, h("tr", {},
     [t("col.revision"), t("col.image"), t("col.cause"), t("col.age"), ""].map((x) => h("th", {}, x)))), tbody));
   await load();
-  ctx.onChange(throttle(() => load().catch(() => {}), 1000));
+  ctx.onChange(refresher(() => load(), 1000));
 }
 
 const envPairs = (env) => (Array.isArray(env) ? env.map((e) => [e.name, e.value ?? ""]) : Object.entries(env || {}));

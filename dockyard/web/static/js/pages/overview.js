@@ -2,7 +2,7 @@
 // their CPU and memory against quota, and a form to create a project.
 
 import { api, seg, session, watch } from "../api.js";
-import { h, clear, latest, throttle } from "../dom.js";
+import { h, clear, latest, refresher } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, navigate, toast } from "../app.js";
 import { STATES, stateBadge, usageBar, showFieldErrors } from "../widgets.js";
@@ -22,7 +22,7 @@ export async function overviewPage(main, _params, signal) {
   creator.append(await newProjectCard(signal) || "");
   // apps and projects of every visible scope change the counts: follow both streams from the
   // version the overview was read at (no initial burst of ADDED events)
-  const again = throttle(() => refresh().catch(() => {}), 2000);
+  const again = refresher(() => refresh(), 2000);
   for (const path of ["/apps", "/projects"]) {
     watch(path, { resourceVersion: first?.resourceVersion, onEvent: again, onReset: again, signal });
   }

@@ -2,7 +2,7 @@
 // stream), quota usage, members and roles, secret and config names.
 
 import { api, seg, watch } from "../api.js";
-import { h, clear, age, debounce, latest, throttle } from "../dom.js";
+import { h, clear, age, debounce, latest, refresher } from "../dom.js";
 import { t } from "../i18n.js";
 import { errorBox, navigate, toast } from "../app.js";
 import { STATES, stateBadge, tabs, usageBar, emptyRow, confirmAction } from "../widgets.js";
@@ -96,7 +96,7 @@ async function appsTab({ tenant, project, signal, body }) {
   search.addEventListener("input", debounce(() => { query.name = search.value.trim(); query.offset = 0; load(); }, 250));
   await load();
   // live: changes to the project's apps refresh the visible page, at most once a second
-  const again = throttle(() => load().catch(() => {}), 1000);
+  const again = refresher(() => load(), 1000);
   watch(seg`/projects/${tenant}/${project}/apps`, { resourceVersion: rv, onEvent: again, onReset: again, signal });
 }
 
