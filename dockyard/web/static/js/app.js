@@ -4,6 +4,7 @@
 import { NAME, api, describeUnreachable, session, whenConnectionChanges, whenUnauthorized } from "./api.js";
 import { h, clear } from "./dom.js";
 import { LANGUAGES, language, savedLanguage, setLanguage, t } from "./i18n.js";
+import { errorBox } from "./widgets.js";
 import { loginPage } from "./pages/login.js";
 import { overviewPage } from "./pages/overview.js";
 import { projectPage } from "./pages/project.js";
@@ -134,9 +135,6 @@ async function render() {
   }
 }
 
-export function errorBox(e) {
-  return h("div", { class: "error", role: "alert" }, h("strong", {}, t("error.title")), " ", e.message || String(e));
-}
 
 describeUnreachable(() => t("error.unreachable"));
 

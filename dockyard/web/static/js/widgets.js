@@ -38,18 +38,31 @@ export function tabs(items, active) {
       class: id === active ? "active" : "" }, label)));
 }
 
-// show problem+json field errors next to the inputs named after them (data-field="spec.image")
-export function showFieldErrors(form, error) {
-  for (const el of form.querySelectorAll(".field-error")) el.remove();
-  let shown = 0;
-  for (const e of error.errors || []) {
-    const input = [...form.querySelectorAll("[data-field]")].find((i) => e.field === i.dataset.field || e.field.startsWith(`${i.dataset.field}.`) || e.field.startsWith(`${i.dataset.field}[`));
-    if (input) {
-      input.closest("label")?.append(h("span", { class: "field-error", role: "alert" }, `${e.field}: ${e.message}`));
-      shown += 1;
-    }
-  }
-  return shown;
+export function errorBox(e) {
+  return h("div", { class: "error", role: "alert" }, h("strong", {}, t("error.title")), " ", e.message || String(e));
+}
+
+// A form's errors: `show(err)` puts each problem+json field error next to the input named after
+// it (data-field="spec.image") and the rest in `box`; `clear()` removes both before a new attempt.
+export function formErrors(form, box) {
+  const clearFields = () => { for (const el of form.querySelectorAll(".field-error")) el.remove(); };
+  return {
+    clear() { clearFields(); box.replaceChildren(); },
+    show(err) {
+      this.clear();
+      let shown = 0;
+      for (const e of err.errors || []) {
+        const input = [...form.querySelectorAll("[data-field]")].find((i) => e.field === i.dataset.field
+          || e.field.startsWith(`${i.dataset.field}.`) || e.field.startsWith(`${i.dataset.field}[`));
+        if (input) {
+          input.closest("label")?.append(h("span", { class: "field-error", role: "alert" }, `${e.field}: ${e.message}`));
+          shown += 1;
+        }
+      }
+      // the message once: in the box only when no field shows it (or some error has no field)
+      if (shown < Math.max(1, (err.errors || []).length)) box.append(errorBox(err));
+    },
+  };
 }
 
 export function confirmAction(message) {

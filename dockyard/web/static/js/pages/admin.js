@@ -4,8 +4,8 @@
 import { api, seg, session } from "../api.js";
 import { h, append, clear, age, latest } from "../dom.js";
 import { language, t } from "../i18n.js";
-import { errorBox, toast } from "../app.js";
-import { tabs, emptyRow, confirmAction, showFieldErrors } from "../widgets.js";
+import { toast } from "../app.js";
+import { tabs, emptyRow, confirmAction, errorBox, formErrors } from "../widgets.js";
 
 export async function adminPage(main, [tab = "users"], signal) {
   main.append(h("h1", {}, t("admin.title")),
@@ -22,13 +22,13 @@ function createForm(id, fields, submitLabel, onSubmit) {
   const message = h("div");
   const form = h("form", { class: "inline-form", id, onsubmit: async (e) => {
     e.preventDefault();
-    message.replaceChildren();
-    showFieldErrors(form, { errors: [] });
+    const errors = formErrors(form, message);
+    errors.clear();
     try {
       await onSubmit(new FormData(form));
       form.reset();
     } catch (err) {
-      if (showFieldErrors(form, err) < Math.max(1, err.errors.length)) message.append(errorBox(err));
+      errors.show(err);
     }
   } }, fields, h("button", { type: "submit", class: "primary" }, submitLabel));
   return h("section", { class: "card" }, form, message);

@@ -5,12 +5,13 @@
 import { api, seg, session, streamLines, watch } from "../api.js";
 import { h, append, clear, age, latest, refresher } from "../dom.js";
 import { t } from "../i18n.js";
-import { errorBox, navigate, toast } from "../app.js";
-import { stateBadge, tabs, emptyRow, confirmAction, showFieldErrors } from "../widgets.js";
+import { navigate, toast } from "../app.js";
+import { stateBadge, tabs, emptyRow, confirmAction, formErrors, errorBox } from "../widgets.js";
 import { manifestEditor } from "./manifest.js";
 import { terminalPanel } from "./terminal.js";
 import { appMetricsTab } from "./metrics.js";
 
+// model/app.py:app_state for an App from a watch event (a unit test keeps the two equal)
 function stateOf(app) {
   const phase = app.status?.phase;
   if (phase === "Ready") return "ready";
@@ -227,8 +228,8 @@ async function settingsTab(body, ctx) {
   const conflict = () => errorBox(new Error(t("settings.conflict")));
   const form = h("form", { class: "stack", id: "settings-form", onsubmit: async (e) => {
     e.preventDefault();
-    message.replaceChildren();
-    showFieldErrors(form, { errors: [] });
+    const errors = formErrors(form, message);
+    errors.clear();
     const d = new FormData(form);
     const parsed = parseEnv(d.get("env"));
     if (parsed.error) { message.append(errorBox(new Error(parsed.error))); return; }
@@ -252,7 +253,7 @@ async function settingsTab(body, ctx) {
       await settingsTab(body, ctx); // the form now shows what was saved
     } catch (err) {
       if (err.status === 409) message.append(conflict(), reload());
-      else if (showFieldErrors(form, err) < Math.max(1, err.errors.length)) message.append(errorBox(err));
+      else errors.show(err);
     }
   } },
   h("label", {}, t("deploy.image"), h("input", { name: "image", id: "edit-image", value: app.spec.image, required: true,

@@ -4,8 +4,8 @@
 import { NAME, api, seg, session } from "../api.js";
 import { h, clear } from "../dom.js";
 import { t } from "../i18n.js";
-import { errorBox, navigate, toast } from "../app.js";
-import { loadYaml, showFieldErrors, tabs } from "../widgets.js";
+import { navigate, toast } from "../app.js";
+import { loadYaml, formErrors, tabs, errorBox } from "../widgets.js";
 import { parseEnv } from "./app.js";
 
 export async function deployPage(main, [tenant, project], signal) {
@@ -51,8 +51,8 @@ function imageForm(body, picker) {
   const message = h("div");
   const form = h("form", { class: "stack card", id: "deploy-form", onsubmit: async (e) => {
     e.preventDefault();
-    message.replaceChildren();
-    showFieldErrors(form, { errors: [] });
+    const errors = formErrors(form, message);
+    errors.clear();
     const d = new FormData(form);
     const env = parseEnv(d.get("env"));
     if (env.error) { message.append(errorBox(new Error(env.error))); return; }
@@ -69,7 +69,7 @@ function imageForm(body, picker) {
       navigate(`#/projects/${project}/apps/${manifest.metadata.name}`);
     } catch (err) {
       // each field's error next to it; the box only for what no field shows
-      if (showFieldErrors(form, err) < Math.max(1, err.errors.length)) message.append(errorBox(err));
+      errors.show(err);
     }
   } },
   h("label", {}, t("deploy.name"), h("input", { name: "name", id: "deploy-name", required: true, maxlength: 63, "data-field": "metadata.name",

@@ -1,7 +1,8 @@
 import { api, session } from "../api.js";
 import { h } from "../dom.js";
 import { t } from "../i18n.js";
-import { NEXT_KEY, afterLogin, errorBox, navigate } from "../app.js";
+import { NEXT_KEY, afterLogin, navigate } from "../app.js";
+import { errorBox } from "../widgets.js";
 
 export async function loginPage(main) {
   if (session.token) { navigate("#/"); return; }

@@ -4,9 +4,8 @@
 import { api, seg } from "../api.js";
 import { h, clear, latest } from "../dom.js";
 import { t } from "../i18n.js";
-import { errorBox } from "../app.js";
 import { formatValue, legend, lineChart } from "../chart.js";
-import { emptyRow } from "../widgets.js";
+import { emptyRow, errorBox } from "../widgets.js";
 
 const RANGES = ["15m", "1h", "6h", "24h", "7d"];
 const REFRESH_MS = 10_000; // the collector's interval

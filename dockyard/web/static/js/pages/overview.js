@@ -4,8 +4,8 @@
 import { api, seg, session, watch } from "../api.js";
 import { h, clear, latest, refresher } from "../dom.js";
 import { t } from "../i18n.js";
-import { errorBox, navigate, toast } from "../app.js";
-import { STATES, stateBadge, usageBar, showFieldErrors } from "../widgets.js";
+import { navigate, toast } from "../app.js";
+import { STATES, stateBadge, usageBar, formErrors } from "../widgets.js";
 
 export async function overviewPage(main, _params, signal) {
   const body = h("div", { id: "overview" });
@@ -77,8 +77,8 @@ async function newProjectCard(signal) {
   const message = h("div");
   const form = h("form", { class: "inline-form", id: "new-project", onsubmit: async (e) => {
     e.preventDefault();
-    message.replaceChildren();
-    showFieldErrors(form, { errors: [] });
+    const errors = formErrors(form, message);
+    errors.clear();
     const data = new FormData(form);
     const tenant = data.get("tenant");
     const name = data.get("name");
@@ -88,7 +88,7 @@ async function newProjectCard(signal) {
       toast(t("overview.projectCreated", { name: `${tenant}/${name}` }));
       navigate(`#/projects/${tenant}/${name}`);
     } catch (err) {
-      if (showFieldErrors(form, err) < Math.max(1, err.errors.length)) message.append(errorBox(err));
+      errors.show(err);
     }
   } },
   h("label", {}, t("overview.tenant"), h("select", { name: "tenant", id: "new-project-tenant", "data-field": "metadata.tenant" },

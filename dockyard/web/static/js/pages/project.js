@@ -4,8 +4,8 @@
 import { api, seg, watch } from "../api.js";
 import { h, clear, age, debounce, latest, refresher } from "../dom.js";
 import { t } from "../i18n.js";
-import { errorBox, navigate, toast } from "../app.js";
-import { STATES, stateBadge, tabs, usageBar, emptyRow, confirmAction } from "../widgets.js";
+import { navigate, toast } from "../app.js";
+import { STATES, stateBadge, tabs, usageBar, emptyRow, confirmAction, errorBox } from "../widgets.js";
 import { projectUsageTab } from "./metrics.js";
 
 const PAGE_SIZE = 50;
