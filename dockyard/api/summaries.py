@@ -31,7 +31,7 @@ def app_row(obj: StoredObject) -> dict[str, Any]:
     """One App as a row of the summary table."""
     spec, status = obj.spec, obj.status or {}
     return {"name": obj.name, "image": spec.get("image", ""), "replicas": spec.get("replicas", 1),
-            "readyReplicas": status.get("readyReplicas", 0), "state": app_state(spec, status),
+            "readyReplicas": status.get("readyReplicas", 0), "state": app_state(status),
             "phase": status.get("phase", "Pending"), "message": _ready_message(status),
             "createdAt": iso_time(obj.created_at), "_created": obj.created_at,
             "restarts": sum(int(c.get("restarts") or 0) for c in status.get("containers") or ()),
@@ -108,8 +108,8 @@ def overview(store: Store, authz: Authorizer, platform: PlatformInfo) -> dict:
             used.add(AppSpec.model_validate(a.spec))
         quota = Quota.model_validate(p.spec.get("quota") or {})
         rows.append({"tenant": p.scope, "project": p.name,
-                     "apps": _counts(app_state(a.spec, a.status) for a in scoped), "appCount": len(scoped),
+                     "apps": _counts(app_state(a.status) for a in scoped), "appCount": len(scoped),
                      "cpu": _usage_row(used, quota, "cpu"), "memory": _usage_row(used, quota, "memory")})
-    totals = _counts(app_state(a.spec, a.status) for a in apps)
+    totals = _counts(app_state(a.status) for a in apps)
     return {"engine": platform.engine_status(), "leader": platform.leader(), "totals": totals, "projects": rows,
             "resourceVersion": str(rv)}

@@ -381,11 +381,11 @@ class AppStatus(Schema):
 APP_STATES = ("ready", "progressing", "degraded", "failed")
 
 
-def app_state(spec: dict, status: dict) -> str:
+def app_state(status: dict) -> str:
     """An App's state in one word, for tables and counts: Ready → ready; Degraded → degraded;
     Stalled or Failed → failed; anything else (Pending, Progressing, no status yet) →
-    progressing. Only the status decides today; `spec` is taken so that callers need not
-    change when a rule comes to depend on the desired state."""
+    progressing. The dashboard's app page applies the same rule to watch events
+    (web/static/js/pages/app.js:stateOf; tests/unit/test_web_assets.py keeps the two equal)."""
     phase = (status or {}).get("phase")
     if phase == "Ready":
         return "ready"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+from dockyard.model.app import app_state
 from dockyard.policy.permissions import ROLES
 from dockyard.policy.quota import RESOURCES
 from dockyard.web import STATIC, VENDOR
@@ -79,3 +80,22 @@ def test_pages_load_no_script_from_elsewhere() -> None:
         for imp in re.findall(r'from\s+"([^"]+)"', f.read_text()):
             assert imp.startswith("."), f"{f.name} imports {imp}"
         assert not re.search(r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML", f.read_text()), f"{f.name}: build nodes with h()"
+
+
+def test_the_app_page_derives_the_same_state_as_the_server() -> None:
+    """pages/app.js:stateOf repeats model/app.py:app_state for watch events: they must agree."""
+    src = (STATIC / "js" / "pages" / "app.js").read_text()
+    body = src[src.index("function stateOf(app) {"):]
+    body = body[:body.index("\n}\n")]
+    rules: list[tuple[set[str], str]] = []
+    for cond, state in re.findall(r"if \((.+?)\) return \"(\w+)\";", body):
+        rules.append((set(re.findall(r'phase === "(\w+)"', cond)), state))
+    default = re.findall(r'return "(\w+)";\s*$', body)[-1]
+    assert len(rules) == 3, body
+
+    def js_state(phase: str | None) -> str:
+        return next((state for phases, state in rules if phase in phases), default)
+
+    for phase in ("Ready", "Degraded", "Stalled", "Failed", "Pending", "Progressing", None):
+        status = {"phase": phase} if phase else {}
+        assert js_state(phase) == app_state(status), phase
