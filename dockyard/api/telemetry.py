@@ -12,8 +12,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.api.authz import Authorizer
-from dockyard.api.deps import PrincipalDep, StoreDep
+from dockyard.api import objects
+from dockyard.api.authz import AuthzDep
 from dockyard.metrics.registry import API_REQUEST_SECONDS, REGISTRY, format_value, sample_line
 
 router = APIRouter(tags=["system"])
@@ -95,14 +95,13 @@ def container_metrics_text(usages: list[Any]) -> str:
 
 @router.get("/metrics", operation_id="prometheusMetrics", response_class=PlainTextResponse,
             summary="Prometheus exposition (text format 0.0.4) of the platform and of the apps the caller may see")
-async def prometheus(request: Request, store: StoreDep, user: PrincipalDep) -> PlainTextResponse:
+async def prometheus(request: Request, authz: AuthzDep) -> PlainTextResponse:
     provider = getattr(request.app.state, "metrics", None)
     usages: list[Any] = []
     if provider is not None:
-        authz = await run_in_threadpool(Authorizer, store, user)
-        scopes = await run_in_threadpool(authz.visible_scopes)
-        usages = [u for u in provider.current() if scopes is None or u.tenant in scopes[0]
-                  or f"{u.tenant}/{u.project}" in scopes[1]]
+        # the same visibility as lists and watches of apps
+        visible = await run_in_threadpool(objects.visible_filter, authz, "App")
+        usages = [u for u in provider.current() if visible is None or visible(f"{u.tenant}/{u.project}", u.app)]
     body = REGISTRY.render() + container_metrics_text(usages)
     body += f"# HELP dockyard_scrape_containers Containers in this answer.\n# TYPE dockyard_scrape_containers gauge\n" \
             f"dockyard_scrape_containers {format_value(len(usages))}\n"
