@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dockyard.metrics.collector import METRICS
+
 from bench.common import (
     IMAGE,
     PEER_LABEL,
@@ -47,8 +49,6 @@ from bench.common import (
 )
 
 NAME = "metrics"
-METRICS = ("cpu", "memory", "memory_limit", "network_rx", "network_tx", "block_read", "block_write", "restarts",
-           "oom_kills")
 T0 = 1_789_999_980.0
 GOAL_INGEST = 10_000
 GOAL_BYTES = 2.0

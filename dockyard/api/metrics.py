@@ -14,14 +14,11 @@ from dockyard.admission import FieldError
 from dockyard.api.authz import AuthzDep
 from dockyard.api.deps import StoreDep, metrics_provider
 from dockyard.api.problems import Problem
+from dockyard.metrics.collector import METRICS
 from dockyard.model.quantity import parse_duration
 
 router = APIRouter(prefix="/projects/{tenant}/{project}", tags=["metrics"])
 
-# metric → unit, as the collector stores it
-METRICS = {"cpu": "percent", "memory": "bytes", "memory_limit": "bytes", "network_rx": "bytes/s",
-           "network_tx": "bytes/s", "block_read": "bytes/s", "block_write": "bytes/s", "restarts": "count",
-           "oom_kills": "count"}
 MAX_POINTS = 11_000  # as Prometheus: a chart never needs more
 DEFAULT_POINTS = 360
 RANGE_DOC = ("RFC 3339 time (2026-11-27T09:00:00Z), relative to now (-1h, -30m, now) or unix seconds; "

@@ -26,8 +26,10 @@ INTERVAL = 10.0
 FLUSH_EVERY = 60.0     # heads become (partial) chunks this often: what a crash can lose
 COMPACT_EVERY = 600.0  # downsampling, merging, retention
 
-METRICS = ("cpu", "memory", "memory_limit", "network_rx", "network_tx", "block_read", "block_write",
-           "restarts", "oom_kills")
+# what the collector stores for each container, and the unit of each (the API reports it)
+METRICS = {"cpu": "percent", "memory": "bytes", "memory_limit": "bytes", "network_rx": "bytes/s",
+           "network_tx": "bytes/s", "block_read": "bytes/s", "block_write": "bytes/s", "restarts": "count",
+           "oom_kills": "count"}
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,8 @@ class Collector:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.rounds = 0
         self.errors = 0
         self.last_error: str | None = None
-        self.last_duration = 0.0
 
     # --- one round ---
 
@@ -89,7 +89,6 @@ class Collector:
         """Read every running container once and store the samples at time `t` (default now);
         returns how many containers were read. Never raises for engine or file trouble."""
         t = time.time() if t is None else t
-        started = time.perf_counter()
         try:
             targets = list(self.source.running_containers(frozenset(self._refresh)))
         except Exception as e:  # noqa: BLE001 — the engine may be down; try again next round
@@ -116,8 +115,6 @@ class Collector:
             self.errors += 1
             self.last_error = f"storing samples: {e}"
             log.warning("metrics: %s", self.last_error)
-        self.rounds += 1
-        self.last_duration = time.perf_counter() - started
         return len(fresh)
 
     def _read(self, target: Target, t: float) -> Reading | None:

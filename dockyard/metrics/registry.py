@@ -62,10 +62,6 @@ class Counter(Metric):
         with self._lock:
             self._values[labels] = self._values.get(labels, 0.0) + amount
 
-    def value(self, labels: Labels = ()) -> float:
-        with self._lock:
-            return self._values.get(labels, 0.0)
-
     def render(self) -> list[str]:
         with self._lock:
             items = sorted(self._values.items())
@@ -90,11 +86,6 @@ class Histogram(Metric):
             row[i] += 1  # index len(buckets) is the +Inf bucket
             row[-2] += value
             row[-1] += 1
-
-    def count(self, labels: Labels) -> float:
-        with self._lock:
-            row = self._values.get(labels)
-            return row[-1] if row else 0.0
 
     def render(self) -> list[str]:
         with self._lock:

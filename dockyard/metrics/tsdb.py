@@ -541,12 +541,6 @@ class MetricsStore:
                     vs.append(mx if use_max else avg)
         return ts, vs
 
-    def latest(self, metric: str, match: Mapping[str, str] | None = None) -> list[tuple[dict[str, str], float, float]]:
-        """The newest sample (labels, t seconds, value) of each matching series that has a head."""
-        with self._lock:
-            return [(dict(s.labels), s.head_t[-1] / 1000, s.head_v[-1]) for s in self.select(metric, match)
-                    if s.head_t]
-
     def stats(self) -> dict[str, int]:
         """Series, chunk and sample counts and the bytes of chunk data, per tier."""
         with self._lock:
