@@ -145,27 +145,36 @@ def encode_chunk(ts: list[int], vs: list[float]) -> bytes:
     if n == 0 or n != len(vs) or n > 0xFFFF:
         raise ValueError("a chunk holds 1..65535 samples with one value each")
     w = BitWriter()
-    w.write(_zigzag(ts[0]), 64)
-    prev_t, prev_d = ts[0], 0
-    for t in ts[1:]:
-        d = t - prev_t
-        _write_dod(w, d - prev_d)
-        prev_t, prev_d = t, d
+    _write_dods(w, ts)
     e = _decimal_exponent(vs)
     if e is not None:
         scale = 10 ** e
-        ints = [round(v * scale) for v in vs]
-        w.write(_zigzag(ints[0]), 64)
-        prev_v, prev_d = ints[0], 0
-        for iv in ints[1:]:
-            d = iv - prev_v
-            _write_dod(w, d - prev_d)
-            prev_v, prev_d = iv, d
+        _write_dods(w, [round(v * scale) for v in vs])
         header = bytes((ENC_DECIMAL, e)) + n.to_bytes(2, "big")
     else:
         _write_xor(w, vs)
         header = bytes((ENC_XOR, 0)) + n.to_bytes(2, "big")
     return header + w.to_bytes()
+
+
+def _write_dods(w: BitWriter, xs: list[int]) -> None:
+    """Integers as the first one and then delta-of-deltas (timestamps; scaled decimal values)."""
+    w.write(_zigzag(xs[0]), 64)
+    prev, prev_d = xs[0], 0
+    for x in xs[1:]:
+        d = x - prev
+        _write_dod(w, d - prev_d)
+        prev, prev_d = x, d
+
+
+def _read_dods(r: BitReader, n: int) -> list[int]:
+    """The inverse of _write_dods for `n` integers."""
+    xs = [_unzigzag(r.read(64))]
+    d = 0
+    for _ in range(n - 1):
+        d += _read_dod(r)
+        xs.append(xs[-1] + d)
+    return xs
 
 
 def _write_xor(w: BitWriter, vs: list[float]) -> None:
@@ -197,20 +206,10 @@ def decode_chunk(data: bytes) -> tuple[list[int], list[float]]:
     """Chunk bytes → (ms timestamps, values), exactly as encoded."""
     enc, e, n = data[0], data[1], int.from_bytes(data[2:4], "big")
     r = BitReader(data[4:])
-    ts = [_unzigzag(r.read(64))]
-    d = 0
-    for _ in range(n - 1):
-        d += _read_dod(r)
-        ts.append(ts[-1] + d)
+    ts = _read_dods(r, n)
     if enc == ENC_DECIMAL:
         scale = 10 ** e
-        iv = _unzigzag(r.read(64))
-        ints = [iv]
-        d = 0
-        for _ in range(n - 1):
-            d += _read_dod(r)
-            ints.append(ints[-1] + d)
-        return ts, [i / scale for i in ints]
+        return ts, [i / scale for i in _read_dods(r, n)]
     if enc != ENC_XOR:
         raise ValueError(f"unknown chunk encoding {enc}")
     prev = r.read(64)
