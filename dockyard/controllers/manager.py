@@ -169,14 +169,13 @@ class ControllerManager:
     def _resync(self) -> None:
         """Periodic safety net: reconcile every App whose engine state may differ from its status.
         One container listing covers all apps, so thousands of settled apps cost next to nothing."""
+        seen = self.engine.summary()
+        if seen is None:  # the engine cannot summarise: reconcile everything
+            self._enqueue_all()
+            return
         for obj in self.store.list("Project")[0]:
             self.queue.add(("Project", obj.scope, obj.name))
-        seen = self.engine.summary()
         apps = self.store.list("App")[0]
-        if seen is None:
-            for obj in apps:
-                self.queue.add(("App", obj.scope, obj.name))
-            return
         by_scope = {(k.scope, k.app): v for k, v in seen.items()}
         for obj in apps:
             st = obj.status or {}
