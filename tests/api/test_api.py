@@ -10,28 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from api_checks import V1, ok, problem
 
 from dockyard.store.repository import Store
 
-V1 = "/api/v1"
 APPS = f"{V1}/projects/acme/shop/apps"
-PROBLEM = "application/problem+json"
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def ok(r: Any, status: int = 200) -> dict:
-    assert r.status_code == status, f"{r.request.method} {r.request.url} -> {r.status_code}: {r.text}"
-    return r.json()
-
-
-def problem(r: Any, status: int) -> dict:
-    assert r.status_code == status, f"{r.request.method} {r.request.url} -> {r.status_code}: {r.text}"
-    assert r.headers["content-type"].startswith(PROBLEM)
-    body = r.json()
-    assert body["status"] == status and body["detail"]
-    return body
 
 
 def app_body(name: str = "web", image: str = "busybox:1", labels: dict | None = None, **spec: Any) -> dict:

@@ -7,24 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from api_checks import V1, ok, problem
 
 from dockyard.store.repository import Store
 
-V1 = "/api/v1"
 APPS = f"{V1}/projects/acme/shop/apps"
 SUMMARIES = f"{V1}/projects/acme/shop/appsummaries"
 PW = "dashboard-password-1"
-
-
-def ok(r: Any, status: int = 200) -> dict:
-    assert r.status_code == status, f"{r.request.method} {r.request.url} -> {r.status_code}: {r.text}"
-    return r.json()
-
-
-def problem(r: Any, status: int) -> dict:
-    assert r.status_code == status, f"{r.request.method} {r.request.url} -> {r.status_code}: {r.text}"
-    assert r.headers["content-type"].startswith("application/problem+json")
-    return r.json()
 
 
 def make_project(api: Any, tenant: str, project: str, **spec: Any) -> None:
