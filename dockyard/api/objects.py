@@ -38,6 +38,15 @@ class QuotaExceeded(Problem):
 
 # --- authorization per kind --------------------------------------------------------------
 
+# the permission actions that read and write each project-scoped kind (App: app.read / app.write)
+KIND_ACTIONS: dict[str, tuple[str, str]] = {
+    "AlertRule": ("alerts.read", "alerts.write"),
+    "Silence": ("alerts.read", "alerts.write"),
+    "Notifier": ("integrations.manage", "integrations.manage"),
+    "LogDrain": ("integrations.manage", "integrations.manage"),
+}
+
+
 def _split(scope: str) -> tuple[str, str]:
     t, _, p = scope.partition("/")
     return t, p
@@ -66,7 +75,8 @@ def _authorize(authz: Authorizer, kind: str, verb: str, scope: str, name: str | 
             authz.require(action, tenant=scope, project=name, missing=missing)
     else:
         tenant, project = _split(scope)
-        action = "app.read" if verb == "read" else "app.write"
+        read, write = KIND_ACTIONS.get(kind, ("app.read", "app.write"))
+        action = read if verb == "read" else write
         authz.require(action, tenant=tenant, project=project,
                       missing=f"{kind.lower()} '{scope}/{name}' not found" if name else
                       f"project '{scope}' not found")
