@@ -86,3 +86,54 @@ export async function loadYaml() {
   }
   return yamlModule;
 }
+
+// `text` as nodes, each case-insensitive occurrence of `needle` in a <mark> (text nodes only:
+// a log line can never become markup)
+export function highlight(text, needle) {
+  const s = String(text ?? "");
+  if (!needle) return [s];
+  const pattern = new RegExp(`(${needle.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")})`, "gi");
+  // split with a capturing group alternates: text, match, text, match, …
+  return s.split(pattern).map((part, i) => (i % 2 ? h("mark", {}, part) : part)).filter((p) => p !== "");
+}
+
+// a labelled <select> of [value, text] pairs
+export function choice(id, label, options, selected) {
+  return h("label", {}, label, h("select", { id, name: id },
+    options.map(([value, text]) => h("option", { value, selected: value === selected }, text))));
+}
+
+// hand `text` to the browser as a file download
+export function saveFile(name, text, type = "text/plain") {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = h("a", { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+// a time from the API (RFC 3339 text or unix seconds) in the user's language
+export function when(value, lang) {
+  if (value === null || value === undefined || value === "") return "";
+  const d = typeof value === "number" ? new Date(value * 1000) : new Date(value);
+  return Number.isNaN(d.getTime()) ? String(value) : d.toLocaleString(lang);
+}
+
+// A card with an inline form: `onSubmit(FormData)` runs on submit; its API errors are shown next
+// to the fields (data-field) or in the card, and the form is cleared when it succeeds.
+export function createForm(id, fields, submitLabel, onSubmit, title) {
+  const message = h("div");
+  const form = h("form", { class: "inline-form", id, onsubmit: async (e) => {
+    e.preventDefault();
+    const errors = formErrors(form, message);
+    errors.clear();
+    try {
+      await onSubmit(new FormData(form));
+      form.reset();
+    } catch (err) {
+      errors.show(err);
+    }
+  } }, fields, h("button", { type: "submit", class: "primary" }, submitLabel));
+  return h("section", { class: "card" }, title && h("h2", {}, title), form, message);
+}

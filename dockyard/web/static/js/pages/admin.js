@@ -5,33 +5,19 @@ import { api, seg, session } from "../api.js";
 import { h, append, clear, age, latest } from "../dom.js";
 import { language, t } from "../i18n.js";
 import { toast } from "../app.js";
-import { tabs, emptyRow, confirmAction, errorBox, formErrors } from "../widgets.js";
+import { tabs, emptyRow, confirmAction, errorBox, createForm } from "../widgets.js";
+import { nodesTab } from "./nodes.js";
 
 export async function adminPage(main, [tab = "users"], signal) {
   main.append(h("h1", {}, t("admin.title")),
     tabs([["users", t("admin.users"), "#/admin/users"], ["tenants", t("admin.tenants"), "#/admin/tenants"],
-      ["audit", t("admin.audit"), "#/admin/audit"]], tab));
+      ["audit", t("admin.audit"), "#/admin/audit"], ["nodes", t("admin.nodes"), "#/admin/nodes"]], tab));
   const body = h("div", { class: "tab-body" });
   main.append(body);
   if (tab === "tenants") await tenantsTab(body, signal);
   else if (tab === "audit") await auditTab(body, signal);
+  else if (tab === "nodes") await nodesTab(body, signal);
   else await usersTab(body, signal);
-}
-
-function createForm(id, fields, submitLabel, onSubmit) {
-  const message = h("div");
-  const form = h("form", { class: "inline-form", id, onsubmit: async (e) => {
-    e.preventDefault();
-    const errors = formErrors(form, message);
-    errors.clear();
-    try {
-      await onSubmit(new FormData(form));
-      form.reset();
-    } catch (err) {
-      errors.show(err);
-    }
-  } }, fields, h("button", { type: "submit", class: "primary" }, submitLabel));
-  return h("section", { class: "card" }, form, message);
 }
 
 async function usersTab(body, signal) {

@@ -6,10 +6,11 @@ import { api, seg, session, streamLines, watch } from "../api.js";
 import { h, append, clear, age, latest, refresher } from "../dom.js";
 import { t } from "../i18n.js";
 import { navigate, toast } from "../app.js";
-import { stateBadge, tabs, emptyRow, confirmAction, formErrors, errorBox } from "../widgets.js";
+import { stateBadge, tabs, emptyRow, confirmAction, formErrors, errorBox, saveFile } from "../widgets.js";
 import { manifestEditor } from "./manifest.js";
 import { terminalPanel } from "./terminal.js";
 import { appMetricsTab } from "./metrics.js";
+import { logSearch } from "./logs.js";
 
 // model/app.py:app_state for an App from a watch event (a unit test keeps the two equal)
 function stateOf(app) {
@@ -115,7 +116,18 @@ async function replicasTab(body, ctx) {
   ctx.onChange(draw);
 }
 
+// the Logs tab: the live stream of every replica, or a search of the stored history
 async function logsTab(body, ctx) {
+  const search = new URLSearchParams(location.hash.split("?")[1] || "").get("mode") === "search";
+  const mode = (id, on, href, label) => h("a", { href, id, class: on ? "chip active" : "chip", "aria-current": on ? "page" : null }, label);
+  body.append(h("nav", { class: "filters spaced-below", "aria-label": t("logs.mode") },
+    mode("logs-mode-live", !search, `#${ctx.path}/logs`, t("logs.modeLive")),
+    mode("logs-mode-search", search, `#${ctx.path}/logs?mode=search`, t("logs.modeSearch"))));
+  if (search) await logSearch(body, { tenant: ctx.tenant, project: ctx.project, app: ctx.name, signal: ctx.signal });
+  else liveLogs(body, ctx);
+}
+
+function liveLogs(body, ctx) {
   const out = h("pre", { class: "logs", id: "logs", "aria-live": "off" });
   const search = h("input", { type: "search", id: "log-search", placeholder: t("logs.search"), "aria-label": t("logs.search") });
   const follow = h("input", { type: "checkbox", id: "log-follow", checked: true });
@@ -167,12 +179,7 @@ async function logsTab(body, ctx) {
   const download = h("button", { type: "button", id: "log-download", onclick: async () => {
     try {
       const text = await api("GET", `${ctx.path}/logs`, undefined, { query: { timestamps: "true" } });
-      const url = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
-      const a = h("a", { href: url, download: `${ctx.name}-logs.txt` });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 1000);
+      saveFile(`${ctx.name}-logs.txt`, text);
     } catch (e) { toast(e.message, "error"); }
   } }, t("logs.download"));
   body.append(h("div", { class: "toolbar" }, search, h("label", { class: "check" }, follow, t("logs.follow")), download, count), out);

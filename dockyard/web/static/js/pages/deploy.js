@@ -87,6 +87,9 @@ function imageForm(body, picker) {
   body.append(form);
 }
 
+// the kinds a manifest may hold inside a project, by their collection's name
+const PROJECT_KINDS = ["apps", "secrets", "configs", "alertrules", "notifiers", "silences"];
+
 // [collection, item] API paths of a manifest. Path parts must be names: "../x" would change
 // which path a request goes to. An invalid object name gives no item path: the manifest is then
 // posted to the collection, and the server's validation message is shown, as the CLI shows it.
@@ -106,9 +109,53 @@ function kindPaths(obj, project) {
     return ["/projects", path];
   }
   const plural = `${String(obj.kind || "").toLowerCase()}s`;
-  if (!["apps", "secrets", "configs"].includes(plural)) throw new Error(t("deploy.badKind", { kind: String(obj.kind) }));
+  if (!PROJECT_KINDS.includes(plural)) throw new Error(t("deploy.badKind", { kind: String(obj.kind) }));
   const [t0, p0] = String(meta.project || project).split("/");
   return item(`/projects/${part("metadata.project", t0)}/${part("metadata.project", p0)}/${plural}`, meta.name || "");
+}
+
+// The documents of a YAML text (several separated by ---, or one YAML list); an Error that
+// says the line when the YAML is broken, or that there is nothing.
+export async function readManifests(text) {
+  const yaml = await loadYaml();
+  let docs;
+  try {
+    docs = yaml.loadAll(text).filter((d) => d !== null && d !== undefined);
+  } catch (e) {
+    throw new Error(t("manifest.yamlError", { line: (e.mark?.line ?? 0) + 1, message: e.reason || e.message }));
+  }
+  if (docs.length === 1 && Array.isArray(docs[0])) docs = docs[0];
+  if (!docs.length) throw new Error(t("deploy.empty"));
+  return docs;
+}
+
+// Create or replace one manifest (kubectl apply): a list item saying what happened, or why not.
+export async function applyDocument(doc, project, dryRun) {
+  const label = `${String(doc.kind || "?").toLowerCase()}/${doc.metadata?.name || "?"}`;
+  const query = dryRun ? { dryRun: "true" } : undefined;
+  try {
+    if (!doc.kind) throw new Error(t("deploy.noKind"));
+    const [collection, item] = kindPaths(doc, project);
+    let current = null;
+    if (item) try { current = await api("GET", item); } catch (e) { if (e.status !== 404) throw e; }
+    let verb;
+    if (!current) {
+      if (!["Tenant", "Project"].includes(doc.kind)) doc.metadata = { ...doc.metadata, project: doc.metadata?.project || project };
+      await api("POST", collection, doc, { query });
+      verb = t("deploy.verbCreated");
+    } else {
+      doc.metadata = { ...doc.metadata, resourceVersion: current.metadata.resourceVersion };
+      const res = await api("PUT", item, doc, { query });
+      // a dry run stores nothing, so its resourceVersion never moves: compare what would be stored
+      const changed = res.metadata.resourceVersion !== current.metadata.resourceVersion || (dryRun &&
+        (JSON.stringify(res.spec) !== JSON.stringify(current.spec) ||
+         JSON.stringify(res.metadata.labels || {}) !== JSON.stringify(current.metadata.labels || {})));
+      verb = changed ? t("deploy.verbConfigured") : t("deploy.verbUnchanged");
+    }
+    return h("li", { class: "ok" }, `${label} ${verb}${dryRun ? t("deploy.dryRun") : ""}`);
+  } catch (err) {
+    return h("li", { class: "error" }, `${label}: ${err.message}`);
+  }
 }
 
 function manifestForm(body, picker) {
@@ -123,21 +170,12 @@ function manifestForm(body, picker) {
     clear(results);
     const project = picker.value;
     let docs;
-    let yaml;
     try {
-      yaml = await loadYaml();
+      docs = await readManifests(box.value);
     } catch (e) {
       results.append(h("li", { class: "error" }, e.message));
       return;
     }
-    try {
-      docs = yaml.loadAll(box.value).filter((d) => d !== null && d !== undefined);
-    } catch (e) {
-      results.append(h("li", { class: "error" }, t("manifest.yamlError", { line: (e.mark?.line ?? 0) + 1, message: e.reason || e.message })));
-      return;
-    }
-    if (docs.length === 1 && Array.isArray(docs[0])) docs = docs[0]; // a YAML list of manifests
-    if (!docs.length) { results.append(h("li", { class: "error" }, t("deploy.empty"))); return; }
     if (docs.length === 1 && docs[0] && typeof docs[0] === "object" && docs[0].services) {
       try {
         const converted = await api("POST", "/compose/convert", { project, compose: docs[0] });
@@ -157,31 +195,7 @@ function manifestForm(body, picker) {
         results.append(h("li", { class: "error" }, t("deploy.notObject")));
         continue;
       }
-      const label = `${String(doc.kind || "?").toLowerCase()}/${doc.metadata?.name || "?"}`;
-      const query = dryRun ? { dryRun: "true" } : undefined;
-      try {
-        if (!doc.kind) throw new Error(t("deploy.noKind"));
-        const [collection, item] = kindPaths(doc, project);
-        let current = null;
-        if (item) try { current = await api("GET", item); } catch (e) { if (e.status !== 404) throw e; }
-        let verb;
-        if (!current) {
-          if (["App", "Secret", "Config"].includes(doc.kind)) doc.metadata = { ...doc.metadata, project: doc.metadata?.project || project };
-          await api("POST", collection, doc, { query });
-          verb = t("deploy.verbCreated");
-        } else {
-          doc.metadata = { ...doc.metadata, resourceVersion: current.metadata.resourceVersion };
-          const res = await api("PUT", item, doc, { query });
-          // a dry run stores nothing, so its resourceVersion never moves: compare what would be stored
-          const changed = res.metadata.resourceVersion !== current.metadata.resourceVersion || (dryRun &&
-            (JSON.stringify(res.spec) !== JSON.stringify(current.spec) ||
-             JSON.stringify(res.metadata.labels || {}) !== JSON.stringify(current.metadata.labels || {})));
-          verb = changed ? t("deploy.verbConfigured") : t("deploy.verbUnchanged");
-        }
-        results.append(h("li", { class: "ok" }, `${label} ${verb}${dryRun ? t("deploy.dryRun") : ""}`));
-      } catch (err) {
-        results.append(h("li", { class: "error" }, `${label}: ${err.message}`));
-      }
+      results.append(await applyDocument(doc, project, dryRun));
     }
   }
   body.append(h("section", { class: "card stack", id: "manifest-deploy" },

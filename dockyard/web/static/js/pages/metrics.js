@@ -61,10 +61,10 @@ export async function projectUsageTab({ tenant, project, signal, body }) {
   const chart = h("div", { id: "project-cpu-chart", class: "charts spaced" });
   const message = h("div");
   const draw = async (range, isCurrent) => {
-    const [top, cpu] = await Promise.all([
-      api("GET", seg`/projects/${tenant}/${project}/top`, undefined, { signal }),
-      api("GET", seg`/projects/${tenant}/${project}/metrics`, undefined, { signal, query: { metric: "cpu", from: `-${range}` } }),
-    ]);
+    const series = (metric) => api("GET", seg`/projects/${tenant}/${project}/metrics`, undefined,
+      { signal, query: { metric, from: `-${range}` } });
+    const [top, cpu, memory] = await Promise.all([
+      api("GET", seg`/projects/${tenant}/${project}/top`, undefined, { signal }), series("cpu"), series("memory")]);
     if (!isCurrent()) return;
     message.replaceChildren();
     clear(tbody, top.items.length ? top.items.map((a) => h("tr", { "data-app": a.app },
@@ -74,9 +74,15 @@ export async function projectUsageTab({ tenant, project, signal, body }) {
       h("td", { class: "num" }, `${formatValue(a.networkRx, "bytes/s")} / ${formatValue(a.networkTx, "bytes/s")}`),
       h("td", { class: "num" }, String(a.restarts)), h("td", { class: "num" }, String(a.oomKills))))
       : emptyRow(7, t("metrics.noData")));
-    const series = cpu.apps.map((a) => ({ name: a.app, points: a.points }));
-    clear(chart, h("section", { class: "card chart-card" }, h("h2", {}, t("metrics.cpuByApp")),
-      lineChart({ series, unit: "percent", from: cpu.from, to: cpu.to, label: t("metrics.cpuByApp") }), legend(series)));
+    // one line per app, in the same colour on both charts (an app missing from one still has its slot)
+    const names = [...new Set([...cpu.apps, ...memory.apps].map((a) => a.app))].sort();
+    const byApp = (id, title, res, unit) => {
+      const lines = names.map((name) => ({ name, points: res.apps.find((a) => a.app === name)?.points || [] }));
+      return h("section", { class: "card chart-card", id }, h("h2", {}, title),
+        lineChart({ series: lines, unit, from: res.from, to: res.to, label: title }), legend(lines));
+    };
+    clear(chart, byApp("chart-project-cpu", t("metrics.cpuByApp"), cpu, "percent"),
+      byApp("chart-project-memory", t("metrics.memoryByApp"), memory, "bytes"));
     tbody.closest("table").dataset.loaded = "true";
   };
   draw.fail = (e) => clear(message, errorBox(e));

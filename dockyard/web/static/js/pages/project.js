@@ -7,6 +7,9 @@ import { t } from "../i18n.js";
 import { navigate, toast } from "../app.js";
 import { STATES, stateBadge, tabs, usageBar, emptyRow, confirmAction, errorBox } from "../widgets.js";
 import { projectUsageTab } from "./metrics.js";
+import { projectLogsTab } from "./logs.js";
+import { projectEventsTab } from "./events.js";
+import { projectAlertsTab } from "./alerts.js";
 
 const PAGE_SIZE = 50;
 
@@ -28,12 +31,19 @@ export async function projectPage(main, [tenant, project, tab = "apps"], signal)
           navigate("#/");
         } catch (e) { toast(e.message, "error"); }
       } }, t("project.delete")))),
-  tabs([["apps", t("project.apps"), base], ["usage", t("project.usage"), `${base}/usage`], ["quota", t("project.quota"), `${base}/quota`],
-    ["members", t("project.members"), `${base}/members`], ["secrets", t("project.secrets"), `${base}/secrets`]], tab));
+  tabs([["apps", t("project.apps"), base], ["usage", t("project.usage"), `${base}/usage`],
+    rights.allowed["app.logs"] && ["logs", t("project.logs"), `${base}/logs`],
+    rights.allowed["alerts.read"] && ["events", t("project.events"), `${base}/events`],
+    rights.allowed["alerts.read"] && ["alerts", t("project.alerts"), `${base}/alerts`],
+    ["quota", t("project.quota"), `${base}/quota`],
+    ["members", t("project.members"), `${base}/members`], ["secrets", t("project.secrets"), `${base}/secrets`]].filter(Boolean), tab));
   const body = h("div", { class: "tab-body" });
   main.append(body);
   const ctx = { tenant, project, rights, signal, body };
   if (tab === "usage") await projectUsageTab(ctx);
+  else if (tab === "logs") await projectLogsTab(ctx);
+  else if (tab === "events") await projectEventsTab(ctx);
+  else if (tab === "alerts") await projectAlertsTab(ctx);
   else if (tab === "quota") await quotaTab(ctx);
   else if (tab === "members") await membersTab(ctx);
   else if (tab === "secrets") await secretsTab(ctx);

@@ -1,0 +1,122 @@
+// Log search over the stored history of a project (or one app) and live tail with the same
+// filter: a results table with the matches marked, export as NDJSON.
+
+import { api, seg, streamLines } from "../api.js";
+import { h, clear } from "../dom.js";
+import { language, t } from "../i18n.js";
+import { toast } from "../app.js";
+import { choice, emptyRow, errorBox, highlight, saveFile, when } from "../widgets.js";
+
+const RANGES = ["15m", "1h", "6h", "24h", "7d"];
+const LIMIT = 500; // rows a search shows; the export asks for more
+const EXPORT_LIMIT = 100_000;
+const TAIL_MAX = 2000; // live rows kept on the page
+const TAIL_APPS = 20; // "all apps" follows at most this many apps' streams
+
+// one row from either API: the search's {ts, app, replica, stream, text} or an app stream's
+// NDJSON {time, replica, container, line}
+function normalise(rec, app) {
+  return { ts: rec.ts ?? rec.time ?? "", app: rec.app ?? app, replica: rec.replica ?? "", stream: rec.stream ?? "",
+    text: rec.text ?? rec.line ?? "" };
+}
+
+// The search form, results and tail for a project (`app` unset: an app picker) or one app.
+export async function logSearch(body, { tenant, project, app, signal }) {
+  const base = seg`/projects/${tenant}/${project}`;
+  const apps = app ? [app] : (await api("GET", `${base}/apps`, undefined, { signal })).items.map((a) => a.metadata.name);
+  const grep = h("input", { type: "search", id: "logs-grep", name: "grep", placeholder: t("logs.grepHint") });
+  const appPick = app ? null : choice("logs-app", t("logs.app"), [["", t("logs.allApps")], ...apps.map((a) => [a, a])], "");
+  const range = choice("logs-range", t("logs.range"), RANGES.map((r) => [r, t(`metrics.last.${r}`)]), "1h");
+  const follow = h("input", { type: "checkbox", id: "logs-tail" });
+  const status = h("p", { class: "muted", id: "logs-status", role: "status" });
+  const message = h("div");
+  const tbody = h("tbody");
+  const table = h("table", { class: "data logs-table", id: "logs-results" }, h("thead", {}, h("tr", {},
+    [t("col.when"), t("logs.app"), t("logs.replica"), t("logs.stream"), t("logs.text")].map((x) => h("th", { scope: "col" }, x)))),
+  tbody);
+  const chosenApp = () => app || appPick.querySelector("select").value;
+  const filter = () => ({ app: chosenApp() || undefined, grep: grep.value.trim() || undefined,
+    since: range.querySelector("select").value });
+  let rows = 0;
+  let tailAbort = null;
+
+  const row = (r, needle) => h("tr", { "data-app": r.app },
+    h("td", { class: "num", title: String(r.ts) }, when(r.ts, language())), h("td", {}, r.app), h("td", {}, String(r.replica)),
+    h("td", {}, r.stream), h("td", { class: "mono logline" }, highlight(r.text, needle)));
+
+  async function search() {
+    stopTail();
+    message.replaceChildren();
+    const q = filter();
+    clear(status, t("logs.searching"));
+    try {
+      const data = await api("GET", `${base}/logs`, undefined, { signal, query: { ...q, limit: LIMIT, format: "json" } });
+      const items = data.items.map((r) => normalise(r, chosenApp()));
+      clear(tbody, items.length ? items.map((r) => row(r, q.grep)) : emptyRow(5, t("logs.noMatch")));
+      rows = items.length;
+      clear(status, data.truncated ? t("logs.truncated", { n: rows }) : t("logs.found", { n: rows }));
+      table.dataset.loaded = "true";
+    } catch (e) {
+      if (e.name === "AbortError") return;
+      status.replaceChildren();
+      message.append(errorBox(e));
+    }
+    if (follow.checked) startTail();
+  }
+
+  function stopTail() {
+    tailAbort?.abort();
+    tailAbort = null;
+  }
+
+  // follow each chosen app's stream from now on; new lines that pass the filter go to the end
+  function startTail() {
+    stopTail();
+    tailAbort = new AbortController();
+    const mine = tailAbort;
+    signal.addEventListener("abort", () => mine.abort());
+    const needle = grep.value.trim();
+    const followed = chosenApp() ? [chosenApp()] : apps.slice(0, TAIL_APPS);
+    if (!rows) tbody.replaceChildren();
+    for (const name of followed) {
+      streamLines(seg`/projects/${tenant}/${project}/apps/${name}/logs`, (line) => {
+        if (!line.trim()) return;
+        const r = normalise(JSON.parse(line), name);
+        if (needle && !r.text.toLowerCase().includes(needle.toLowerCase())) return;
+        tbody.append(row(r, needle));
+        rows += 1;
+        if (rows > TAIL_MAX) { tbody.firstChild?.remove(); rows -= 1; }
+        table.parentElement.scrollTop = table.parentElement.scrollHeight;
+      }, { signal: mine.signal, query: { follow: "true", tail: "0", timestamps: "true", format: "ndjson", ...(needle ? { grep: needle } : {}) } })
+        .catch((e) => { if (e.name !== "AbortError") message.append(errorBox(e)); });
+    }
+    clear(status, t("logs.following", { n: followed.length }));
+  }
+
+  async function exportNdjson() {
+    const lines = [];
+    try {
+      await streamLines(`${base}/logs`, (line) => { if (line.trim()) lines.push(line); },
+        { signal, query: { ...Object.fromEntries(Object.entries(filter()).filter(([, v]) => v)), limit: EXPORT_LIMIT, format: "ndjson" } });
+      saveFile(`${tenant}-${project}${chosenApp() ? `-${chosenApp()}` : ""}-logs.ndjson`, lines.map((l) => `${l}\n`).join(""),
+        "application/x-ndjson");
+      toast(t("logs.exported", { n: lines.length }));
+    } catch (e) {
+      if (e.name !== "AbortError") toast(e.message, "error");
+    }
+  }
+
+  const form = h("form", { class: "inline-form", id: "logs-form", role: "search", onsubmit: (e) => { e.preventDefault(); search(); } },
+    h("label", {}, t("logs.grep"), grep), appPick, range,
+    h("label", { class: "check" }, follow, t("logs.tail")),
+    h("button", { type: "submit", class: "primary", id: "logs-search" }, t("logs.searchButton")),
+    h("button", { type: "button", id: "logs-export", onclick: exportNdjson }, t("logs.export")));
+  follow.addEventListener("change", () => (follow.checked ? startTail() : (stopTail(), clear(status, t("logs.stopped")))));
+  body.append(h("section", { class: "card" }, form), status, message, h("div", { class: "logs-scroll" }, table));
+  await search();
+}
+
+// the project's Logs tab
+export async function projectLogsTab({ tenant, project, signal, body }) {
+  await logSearch(body, { tenant, project, signal });
+}
