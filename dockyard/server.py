@@ -15,6 +15,7 @@ from pathlib import Path
 import uvicorn
 
 from dockyard import web
+from dockyard.alerts.evaluator import AlertEvaluator, public_url
 from dockyard.api.app import create_app
 from dockyard.api.deps import ExecError, ExecSession, LogRecord
 from dockyard.api.terminal import ExecSessions
@@ -164,11 +165,15 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     collector = open_metrics(config, engine)
     REGISTRY.register(CallbackGauge("dockyard_workqueue_depth", "Keys waiting in the controllers' work queue.", (),
                                     lambda: [((), manager.queue.depth())]))
+    metrics = MetricsService(collector.store, collector) if collector else None
     app = create_app(store, logs=EngineLogs(engine), platform=Platform(engine, manager),
                      exec_provider=EngineExec(engine),
-                     metrics_provider=MetricsService(collector.store, collector) if collector else None)
+                     metrics_provider=metrics)
     app.state.exec_sessions = exec_sessions
     app.state.metrics_collector = collector
+    # alerts read this server's metrics; they act only while it leads, like the controllers
+    app.state.alerts = AlertEvaluator(store, metrics, leading=manager.leading.is_set,
+                                      public_url=public_url(f"http://{config.listen}"))
     web.mount(app)
     return app, store, manager, engine
 
@@ -190,6 +195,7 @@ def run(config: ServerConfig) -> None:
     collector = app.state.metrics_collector
     if collector is not None:
         collector.start()
+    app.state.alerts.start()
     log.info("Dockyard listening on http://%s:%s (engine %s, store %s)", host, port, config.engine_url,
              config.store_url.split("@")[-1])
     try:
@@ -198,6 +204,7 @@ def run(config: ServerConfig) -> None:
                     ws_per_message_deflate=WS_COMPRESSION)
     finally:
         app.state.exec_sessions.shutdown()  # the last sessions' clean-ups end their processes
+        app.state.alerts.stop()
         if collector is not None:
             collector.stop()  # flushes the heads: a clean stop loses no samples
             collector.store.close()

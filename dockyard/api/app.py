@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from dockyard import __version__
 from dockyard.api import (
     access,
+    alerts,
     apps,
     audit,
     dashboard,
@@ -68,7 +69,7 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
                 "engine": platform.engine_status().get("status"), "leader": platform.leader()}
 
     for r in (system.router, resources.router, apps.router, dashboard.router, access.router, audit.router,
-              rights.router, metrics.router):
+              rights.router, metrics.router, alerts.router):
         app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
     # the terminal authenticates its first message itself: a WebSocket carries no bearer header
     app.include_router(terminal.router, prefix="/api/v1")

@@ -182,7 +182,7 @@ def _parent_check(store: Store, kind: str) -> Any:
                 .with_for_update()).first()
             if tenant is None:
                 raise NotFound(f"tenant '{obj.scope}' not found; create it first")
-        if kind in ("Secret", "Config"):
+        if kind in ("Secret", "Config") or kind in KIND_ACTIONS:
             tenant, project = _split(obj.scope)
             if not store.exists(conn, "Project", tenant, project):
                 raise NotFound(f"project '{obj.scope}' not found; create it first")
@@ -210,7 +210,7 @@ def _seal_secret(store: Store, a: Admitted, current: StoredObject | None) -> dic
 # --- operations --------------------------------------------------------------------------
 
 def create(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str | None, dry_run: bool) -> dict:
-    if kind in ("App", "Secret", "Config") and scope is not None:
+    if (kind in ("App", "Secret", "Config") or kind in KIND_ACTIONS) and scope is not None:
         _authorize(authz, kind, "create", scope, None)  # an invisible project is a 404 before anything else
     elif kind == "Tenant":
         authz.require("tenant.create")
@@ -294,7 +294,7 @@ def delete(store: Store, authz: Authorizer, kind: str, *, scope: str, name: str,
                 resources.c.kind == "Project", resources.c.scope == name)).limit(1)).scalar()
             if first is not None:
                 raise Conflict(f"tenant '{name}' still has projects (for example {name}/{first}); delete them first")
-    cascade = ("App", "Secret", "Config") if kind == "Project" else ()
+    cascade = ("App", "Secret", "Config", *KIND_ACTIONS) if kind == "Project" else ()
     obj = store.delete(kind, scope, name, dry_run=dry_run, cascade=cascade, check=check)
     if not dry_run and kind == "Project":
         revoke_all(store, tenant=scope, project=name)
@@ -333,7 +333,7 @@ def reauthorize(store: Store, request: Any) -> Authorizer:
 
 def check_list_scope(authz: Authorizer, kind: str, scope: str | None) -> None:
     """Whether the caller may list `kind` in `scope` (raises like a list would)."""
-    if scope is not None and kind in ("App", "Secret", "Config"):
+    if scope is not None and (kind in ("App", "Secret", "Config") or kind in KIND_ACTIONS):
         _authorize(authz, kind, "read", scope, None)
     elif scope and kind == "Project":
         authz.require("tenant.read", tenant=scope)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dockyard.model.alerts import AlertRule, Notifier, Silence
 from dockyard.model.app import App
 from dockyard.model.meta import Schema
 from dockyard.model.project import Project
@@ -25,6 +26,9 @@ KINDS: dict[str, KindInfo] = {
     "App": KindInfo("App", "apps", "project", App),
     "Secret": KindInfo("Secret", "secrets", "project", Secret),
     "Config": KindInfo("Config", "configs", "project", Config),
+    "AlertRule": KindInfo("AlertRule", "alertrules", "project", AlertRule),
+    "Notifier": KindInfo("Notifier", "notifiers", "project", Notifier),
+    "Silence": KindInfo("Silence", "silences", "project", Silence),
 }
 
 BY_PLURAL = {k.plural: k for k in KINDS.values()}

@@ -1,0 +1,1 @@
+"""Alerts: rules evaluated against metrics and app status, their state, and notifications."""
