@@ -128,6 +128,21 @@ class RunningContainer:
     restarts: int
 
 
+@dataclass(frozen=True)
+class EngineContainer:
+    """Any container of this installation, running or not, for the log collector."""
+
+    key: WorkloadKey
+    slot: int
+    name: str
+    id: str
+    state: str  # created | running | restarting | paused | exited | dead | removing
+
+
+# one line of a container's log: (timestamp in ns since the epoch, "stdout" | "stderr", text)
+TimedLine = tuple[int, str, str]
+
+
 @dataclass
 class EngineEvent:
     key: WorkloadKey | None
@@ -222,6 +237,20 @@ class EngineDriver(ABC):
         between calls; ids in `refresh` are looked up again (their process changed)."""
         raise EngineError("this engine driver cannot list containers for metrics", permanent=True,
                           reason="MetricsUnsupported")
+
+    def containers(self) -> list[EngineContainer]:
+        """Every container of this installation, exited ones included, in one call (log collection)."""
+        raise EngineError("this engine driver cannot list containers for logs", permanent=True,
+                          reason="LogsUnsupported")
+
+    def container_logs(self, container_id: str, *, since_ns: int | None = None, follow: bool = False,
+                       stop: threading.Event | None = None, max_line: int = 16 * 1024) -> Iterator[TimedLine]:
+        """One container's log lines from `since_ns` on (the engine includes lines stamped exactly
+        `since_ns`), to its end or, with `follow`, until the container stops or `stop` is set (the
+        caller sets `stop` when it is done, which also frees the stream). Lines longer than
+        `max_line` bytes are cut to `max_line + 1` bytes, so that the caller can tell and mark them."""
+        raise EngineError("this engine driver cannot read container logs", permanent=True,
+                          reason="LogsUnsupported")
 
     def summary(self) -> dict[WorkloadKey, list[tuple[str, str]]] | None:
         """(container name, state) of every app's containers in one cheap call, for resyncs;

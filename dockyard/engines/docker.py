@@ -24,11 +24,13 @@ from typing import Any
 
 import docker
 import requests
+import urllib3
 from docker import errors as docker_errors
 from docker.types import Healthcheck, LogConfig, Mount
 
 from dockyard.engines.base import (
     DesiredApp,
+    EngineContainer,
     EngineDriver,
     EngineError,
     EngineEvent,
@@ -38,9 +40,11 @@ from dockyard.engines.base import (
     ObservedApp,
     ObservedContainer,
     RunningContainer,
+    TimedLine,
     WorkloadKey,
 )
 from dockyard.engines.hostfw import HostFirewall
+from dockyard.engines.logframes import FrameDecoder
 from dockyard.engines.rollout import Action, Target, plan_step
 from dockyard.model.app import AppSpec
 from dockyard.model.image import parse_image
@@ -565,6 +569,45 @@ class DockerDriver(EngineDriver):
                 yield _log_line(c, raw, timestamps)
         if buf:
             yield _log_line(c, buf, timestamps)
+
+    def containers(self) -> list[EngineContainer]:
+        out = []
+        for c in self._call(self.api.containers, all=True, filters=self._filters()):
+            lb = c.get("Labels") or {}
+            if all(k in lb for k in (L_TENANT, L_PROJECT, L_APP)):
+                out.append(EngineContainer(WorkloadKey(lb[L_TENANT], lb[L_PROJECT], lb[L_APP]),
+                                           int(lb.get(L_SLOT, "0")), c["Names"][0].lstrip("/"), c["Id"],
+                                           str(c.get("State") or "")))
+        return out
+
+    def container_logs(self, container_id: str, *, since_ns: int | None = None, follow: bool = False,
+                       stop: threading.Event | None = None, max_line: int = 16 * 1024) -> Iterator[TimedLine]:
+        # the raw endpoint: the SDK's reader loses the stream id and rounds `since`
+        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": int(follow), "tail": "all"}
+        if since_ns:
+            params["since"] = f"{since_ns // 1_000_000_000}.{since_ns % 1_000_000_000:09d}"
+        try:
+            res = self._call(self.api._get, self.api._url("/containers/{0}/logs", container_id), params=params,
+                             stream=True)
+            self._call(self.api._raise_for_status, res)
+        except docker_errors.NotFound:
+            return
+        if stop is not None:
+            threading.Thread(target=lambda: (stop.wait(), res.close()), daemon=True, name="logs-closer").start()
+        raw = res.raw
+        # a chunked response is read chunk by chunk as the engine sends it (a follow); a plain one is whole
+        chunks = raw.read_chunked(decode_content=False) if raw.chunked else iter(lambda: raw.read(65536), b"")
+        dec = FrameDecoder(max_line)
+        try:
+            for chunk in chunks:
+                yield from dec.feed(chunk)
+            yield from dec.finish()
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, AttributeError, OSError, ValueError) as e:
+            # closed by `stop`, or the engine went away mid-stream
+            if stop is None or not stop.is_set():
+                raise EngineUnavailable(f"log stream of {container_id[:12]} ended: {type(e).__name__}") from None
+        finally:
+            res.close()
 
     def events(self, stop: threading.Event) -> Iterator[EngineEvent]:
         stream = self._call(self.api.events, decode=True,

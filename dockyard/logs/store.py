@@ -21,6 +21,7 @@ case-insensitive for ASCII letters only (SQLite's LIKE rule, applied again line 
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import sqlite3
@@ -164,8 +165,7 @@ class LogStore:
         self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
@@ -173,23 +173,32 @@ class LogStore:
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
-    def _reader(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection of its own for one query (taken from a pool): a streamed export may
+        be resumed on another thread than the one that started it, so connections are not per thread."""
+        with self._lock:
+            db = self._idle.pop() if self._idle else None
         if db is None:
             db = self._connect()
             db.execute("PRAGMA query_only=1")
-            self._local.db = db
+        try:
+            yield db
+        finally:
             with self._lock:
-                self._readers.append(db)
-        return db
+                if self._closed or len(self._idle) >= 8:
+                    db.close()
+                else:
+                    self._idle.append(db)
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            for r in self._readers:
+            for r in self._idle:
                 r.close()
+            self._idle.clear()
             self._db.close()
 
     # --- writing ---
@@ -228,8 +237,9 @@ class LogStore:
 
     def positions(self) -> dict[str, ReadPosition]:
         """Every container's read position (engine container id → position)."""
-        return {cid: ReadPosition(ts, at, bool(fin)) for cid, ts, at, fin in
-                self._reader().execute("SELECT container_id, ts_ns, at_ts, finished FROM read_positions")}
+        with self._reading() as db:
+            return {cid: ReadPosition(ts, at, bool(fin)) for cid, ts, at, fin in
+                    db.execute("SELECT container_id, ts_ns, at_ts, finished FROM read_positions")}
 
     def forget_positions(self, container_ids: Iterable[str]) -> None:
         """Drop read positions of containers the engine no longer has."""
@@ -264,21 +274,22 @@ class LogStore:
         if limit < 1:
             raise LogStoreError("limit must be at least 1")
         out: list[LogEntry] = []
-        rows = self._reader().execute(
-            f"SELECT {self._COLUMNS} FROM chunks WHERE scope = ? AND id >= ? ORDER BY id",
-            (scope, max(0, after) // CURSOR_SPAN))
-        for row in rows:
-            for _, cursor, e in self._lines(row):
-                if cursor > after:
-                    out.append(e)
-                    if len(out) >= limit:
-                        return out
+        with self._reading() as db:
+            rows = db.execute(f"SELECT {self._COLUMNS} FROM chunks WHERE scope = ? AND id >= ? ORDER BY id",
+                              (scope, max(0, after) // CURSOR_SPAN))
+            for row in rows:
+                for _, cursor, e in self._lines(row):
+                    if cursor > after:
+                        out.append(e)
+                        if len(out) >= limit:
+                            return out
         return out
 
     def last_cursor(self, scope: str) -> int:
         """The cursor of the newest stored line of `scope`; 0 when it has none."""
-        row = self._reader().execute("SELECT id, lines FROM chunks WHERE scope = ? ORDER BY id DESC LIMIT 1",
-                                     (scope,)).fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT id, lines FROM chunks WHERE scope = ? ORDER BY id DESC LIMIT 1",
+                             (scope,)).fetchone()
         return 0 if row is None else row[0] * CURSOR_SPAN + row[1] - 1
 
     def scan(self, scope: str, *, app: str | None = None, grep: str | None = None, since: float | None = None,
@@ -310,18 +321,18 @@ class LogStore:
             args.append(like_pattern(grep))
             needle = ascii_lower(grep)
         order = "ts_max DESC, id DESC" if newest_first else "ts_min, id"
-        rows = self._reader().execute(f"SELECT {self._COLUMNS} FROM chunks WHERE {' AND '.join(where)} ORDER BY {order}",
-                                      args)
         # Chunks of different containers overlap in time: a line is released only once no chunk still
         # to come can hold one that goes before it, i.e. once it is past the next chunk's bound.
         sign = -1 if newest_first else 1
         pending: list[tuple[int, int, LogEntry]] = []
-        for row in rows:
-            bound = sign * (row[6] if newest_first else row[5])
-            while pending and pending[0][0] < bound:
-                yield heapq.heappop(pending)
-            for t, cursor, e in self._lines(row, needle, lo, hi):
-                heapq.heappush(pending, (sign * t, sign * cursor, e))
+        with self._reading() as db:
+            for row in db.execute(f"SELECT {self._COLUMNS} FROM chunks WHERE {' AND '.join(where)} ORDER BY {order}",
+                                  args):
+                bound = sign * (row[6] if newest_first else row[5])
+                while pending and pending[0][0] < bound:
+                    yield heapq.heappop(pending)
+                for t, cursor, e in self._lines(row, needle, lo, hi):
+                    heapq.heappush(pending, (sign * t, sign * cursor, e))
         while pending:
             yield heapq.heappop(pending)
 
@@ -362,11 +373,13 @@ class LogStore:
 
     def usage(self) -> dict[str, tuple[int, float]]:
         """Per scope: stored bytes and the oldest line's time (seconds)."""
-        return {scope: (b, lo / 1e9) for scope, b, lo in
-                self._reader().execute("SELECT scope, SUM(bytes), MIN(ts_min) FROM chunks GROUP BY scope")}
+        with self._reading() as db:
+            return {scope: (b, lo / 1e9) for scope, b, lo in
+                    db.execute("SELECT scope, SUM(bytes), MIN(ts_min) FROM chunks GROUP BY scope")}
 
     def scopes(self) -> list[str]:
-        return [s for (s,) in self._reader().execute("SELECT DISTINCT scope FROM chunks")]
+        with self._reading() as db:
+            return [s for (s,) in db.execute("SELECT DISTINCT scope FROM chunks")]
 
     def sweep(self, scope: str, *, max_age: float, max_bytes: int, now: float | None = None) -> int:
         """Delete whole chunks of `scope` whose newest line is older than `max_age` seconds, then the
@@ -400,7 +413,8 @@ class LogStore:
             return self._db.execute("DELETE FROM chunks WHERE scope = ?", (scope,)).rowcount
 
     def stats(self) -> dict[str, int]:
-        chunks, lines, size = self._reader().execute(
-            "SELECT COUNT(*), COALESCE(SUM(lines), 0), COALESCE(SUM(bytes), 0) FROM chunks").fetchone()
+        with self._reading() as db:
+            chunks, lines, size = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(lines), 0), COALESCE(SUM(bytes), 0) FROM chunks").fetchone()
         return {"chunks": chunks, "lines": lines, "bytes": size}
 

@@ -155,3 +155,26 @@ def test_chunks_are_rows_of_joined_text(tmp_path: Path) -> None:
     rows = sqlite3.connect(tmp_path / "logs.db").execute("SELECT lines, text FROM chunks ORDER BY id").fetchall()
     assert [r[0] for r in rows] == [64, 36]
     assert rows[0][1].split("\n")[:2] == ['{"i": 0}', '{"i": 1}']
+
+
+def frame(stream: int, payload: bytes) -> bytes:
+    return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+
+
+def test_engine_log_frames_decode_to_timestamped_lines_with_bounded_lines() -> None:
+    from dockyard.engines.logframes import decode_frames, parse_timestamp_ns
+
+    assert parse_timestamp_ns(b"2026-11-27T11:17:00.5Z") == 1_795_778_220_500_000_000
+    assert parse_timestamp_ns(b"2026-11-27T11:17:00Z") == 1_795_778_220_000_000_000
+    assert parse_timestamp_ns(b"2026-11-27T11:17:00.123456789Z") == 1_795_778_220_123_456_789
+    assert parse_timestamp_ns(b"not a time") is None
+    stream = (frame(1, b"2026-11-27T11:17:00.1Z hello\n") + frame(2, b"2026-11-27T11:17:00.2Z oops\r\n")
+              + frame(1, b"2026-11-27T11:17:01Z " + b"x" * 100) + frame(1, b"y" * 100 + b"\n")
+              + frame(1, b"2026-11-27T11:17:02Z tail without newline"))
+    # any split of the byte stream gives the same lines
+    for size in (1, 7, 64, len(stream)):
+        got = list(decode_frames([stream[i:i + size] for i in range(0, len(stream), size)], max_line=50))
+        assert got == [(1_795_778_220_100_000_000, "stdout", "hello"), (1_795_778_220_200_000_000, "stderr", "oops"),
+                       (1_795_778_221_000_000_000, "stdout", "x" * 51),
+                       (1_795_778_222_000_000_000, "stdout", "tail without newline")]
+    assert truncate_line("x" * (MAX_LINE_BYTES + 1)).endswith(TRUNCATED_MARK)
