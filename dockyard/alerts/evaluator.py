@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from dockyard.alerts import state
 from dockyard.alerts.notifiers import DeliveryError, Notification, Target, deliver
-from dockyard.alerts.signals import MetricsSource, ProjectView, observe, unit_of
+from dockyard.alerts.signals import MetricsSource, ProjectView, observe
 from dockyard.alerts.state import Alert
 from dockyard.model.alerts import AlertRuleSpec, NotifierSpec, SilenceSpec
 from dockyard.policy.egress import PRIVATE_ANNOTATION
@@ -209,7 +209,7 @@ class AlertEvaluator:
     def _notification(self, rule: StoredObject, spec: AlertRuleSpec, a: Alert, owed: str) -> Notification:
         threshold = spec.threshold_value() if spec.threshold is not None else None
         op = spec.op if threshold is not None else None
-        unit = unit_of(spec)
+        unit = spec.unit()
         n = Notification(rule=rule.name, project=rule.scope, app=a.app or None, state=owed, subject=spec.subject(),
                          value=a.value, threshold=threshold, op=op, unit=unit,
                          starts_at=a.firing_since or a.active_since or "",

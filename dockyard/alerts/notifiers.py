@@ -23,7 +23,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from dockyard.model.alerts import NotifierSpec
+from dockyard.model.alerts import NotifierSpec, format_value
 from dockyard.policy.egress import EgressRefused, Resolver, check_host, check_url, system_resolve
 
 PAYLOAD_VERSION = "1"
@@ -75,17 +75,6 @@ class Notification:
         out.append(f"Since: {self.starts_at}" + (f" until {self.ends_at}" if self.ends_at else ""))
         out.append(f"Dashboard: {self.url}")
         return out
-
-
-def format_value(v: float, unit: str) -> str:
-    if unit in ("bytes", "bytes/s"):
-        suffix = "/s" if unit == "bytes/s" else ""
-        for u in ("B", "KiB", "MiB", "GiB"):
-            if abs(v) < 1024 or u == "GiB":
-                return f"{v:.0f}{u}{suffix}" if u == "B" else f"{v:.1f}{u}{suffix}"
-            v /= 1024
-    text = f"{v:.1f}".rstrip("0").rstrip(".")
-    return f"{text}%" if unit == "%" else f"{text} {unit}".rstrip()
 
 
 # --- formats -------------------------------------------------------------------------------

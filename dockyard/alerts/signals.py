@@ -57,20 +57,6 @@ class ProjectView:
     readings: Sequence[UsageReading]
 
 
-def unit_of(spec: AlertRuleSpec) -> str:
-    if spec.metric in ("cpu", "memory") or spec.condition == "quota":
-        return "%"
-    if spec.metric in ("memory_bytes",):
-        return "bytes"
-    if spec.metric in ("network_rx", "network_tx"):
-        return "bytes/s"
-    if spec.metric == "restarts":
-        return "restarts"
-    if spec.condition == "oomKilled":
-        return "OOM kills"
-    return "ready replicas"
-
-
 def _reading_value(metric: str, readings: list[UsageReading]) -> float | None:
     if metric == "cpu":
         vals = [r.cpu for r in readings if r.cpu is not None]

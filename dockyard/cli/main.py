@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from dockyard.cli import alerts as alerts_cli
 from dockyard.cli.client import Client, CliError, load_config, paths_for, save_config
 from dockyard.cli.output import TABLES, age, emit, table, usage_rows
 
@@ -27,6 +28,7 @@ ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="TENANT/
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
 KINDS = {"app": "App", "apps": "App", "project": "Project", "projects": "Project", "tenant": "Tenant",
          "tenants": "Tenant", "secret": "Secret", "secrets": "Secret", "config": "Config", "configs": "Config"}
+alerts_cli.register(app, KINDS)
 # things `get` and `delete` know besides the declarative kinds
 EXTRA_GET = ("users", "user", "tokens", "token", "members", "quota")
 

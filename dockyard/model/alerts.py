@@ -53,6 +53,18 @@ def compare(value: float, op: str, threshold: float) -> bool:
             "<=": value <= threshold}[op]
 
 
+def format_value(v: float, unit: str) -> str:
+    """93.25, "%" → 93.2%; 1536, "bytes/s" → 1.5KiB/s."""
+    if unit in ("bytes", "bytes/s"):
+        suffix = "/s" if unit == "bytes/s" else ""
+        for u in ("B", "KiB", "MiB", "GiB"):
+            if abs(v) < 1024 or u == "GiB":
+                return f"{v:.0f}{u}{suffix}" if u == "B" else f"{v:.1f}{u}{suffix}"
+            v /= 1024
+    text = f"{v:.1f}".rstrip("0").rstrip(".")
+    return f"{text}%" if unit == "%" else f"{text} {unit}".rstrip()
+
+
 # --- AlertRule -----------------------------------------------------------------------------
 
 class AlertRuleSpec(Schema):
@@ -126,6 +138,14 @@ class AlertRuleSpec(Schema):
 
     def repeat_seconds(self) -> float | None:
         return parse_duration(self.repeat_interval) if self.repeat_interval is not None else None
+
+    def unit(self) -> str:
+        """The unit of the rule's values, for messages and tables."""
+        if self.metric in ("cpu", "memory") or self.condition == "quota":
+            return "%"
+        if self.metric:
+            return METRICS[self.metric][1]
+        return "OOM kills" if self.condition == "oomKilled" else "ready replicas"
 
     def subject(self) -> str:
         """What the rule watches, for messages: 'cpu', 'notReady', 'quota cpu'."""
