@@ -19,14 +19,15 @@ export function amount(value) {
   return m[2] in units ? n * units[m[2]] : null;
 }
 
-export function usageBar(label, used, hard) {
+// `show` writes the amounts for people (bytes as "1.5 GiB", say); by default they are shown as given
+export function usageBar(label, used, hard, show = (v) => v) {
   const u = amount(used) ?? 0;
   const cap = amount(hard);
   const share = cap ? Math.min(1, u / cap) : 0;
   const pct = Math.round(share * 100);
   return h("div", { class: "usage", "data-resource": label },
     h("div", { class: "usage-label" }, h("span", {}, label),
-      h("span", {}, cap ? t("quota.usedOf", { used, hard }) : t("quota.usedNoLimit", { used }))),
+      h("span", {}, cap ? t("quota.usedOf", { used: show(used), hard: show(hard) }) : t("quota.usedNoLimit", { used: show(used) }))),
     h("div", { class: "bar", role: "progressbar", "aria-label": label, "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100 },
       h("div", { class: `fill ${share > 0.9 ? "hot" : share > 0.7 ? "warm" : ""}`, style: `width:${pct}%` })));
 }

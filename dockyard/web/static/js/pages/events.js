@@ -40,11 +40,18 @@ export async function projectEventsTab({ tenant, project, signal, body }) {
       "data-type": e.type },
     h("td", { class: "num", title: when(eventTime(e), language()) }, age(eventTime(e))),
     h("td", {}, eventType(e)), h("td", {}, e.reason),
-    h("td", { class: "mono" }, e.kind && e.name ? `${e.kind.toLowerCase()}/${e.name}` : e.name || ""),
+    h("td", { class: "mono" }, objectCell(e)),
     h("td", {}, e.message), h("td", { class: "num" }, String(e.count ?? 1)))) : emptyRow(6, t("events.none")));
     const warnings = items.filter((e) => e.type === "Warning").length;
     clear(counts, t("events.counts", { n: items.length, warnings }));
     tbody.closest("table").dataset.loaded = "true";
+  }
+
+  // "app/web", a link to the app's page (cluster-level events name a node: no link)
+  function objectCell(e) {
+    const label = e.kind ? `${e.kind.toLowerCase()}/${e.name}` : e.name || "";
+    return e.kind === "App" && e.project === `${tenant}/${project}`
+      ? h("a", { href: `#/projects/${tenant}/${project}/apps/${e.name}` }, label) : label;
   }
 
   function chips() {

@@ -1,4 +1,5 @@
-// The engine nodes: each one's CPU, memory and running containers, refreshed every collection.
+// The engine's nodes: state and capacity, and (for admins, who see this page) the CPU and memory
+// used by this installation's containers on each, refreshed every collection.
 
 import { api } from "../api.js";
 import { h, clear, latest } from "../dom.js";
@@ -16,19 +17,24 @@ export async function nodesTab(body, signal) {
       const data = await api("GET", "/nodes", undefined, { signal });
       if (!isCurrent()) return;
       message.replaceChildren();
-      clear(tbody, data.items.length ? data.items.map((n) => h("tr", { "data-node": n.name },
-        h("td", {}, n.name), h("td", {}, n.status ? t(`nodes.status.${n.status}`) : "—"),
-        h("td", { class: "num" }, formatValue(n.cpu, "percent")),
-        h("td", { class: "bar-cell" }, usageBar(t("quota.memory"), formatValue(n.memory?.used, "bytes"), n.memory?.total
-          ? formatValue(n.memory.total, "bytes") : null)),
-        h("td", { class: "num" }, String(n.containers ?? "—")))) : emptyRow(5, t("nodes.none")));
+      const bytes = (v) => formatValue(v, "bytes");
+      // a non-admin sees capacity and state only: the usage of all tenants together is not theirs
+      clear(tbody, data.items.length ? data.items.map((n) => h("tr", { "data-node": n.name, "data-status": n.status },
+        h("td", {}, n.name), h("td", {}, t(`nodes.status.${n.status}`)),
+        h("td", { class: "num" }, String(n.cpus ?? "—")),
+        h("td", { class: "num" }, n.cpu === undefined ? "—" : formatValue(n.cpu, "percent")),
+        h("td", { class: "bar-cell" }, n.memory?.used === null || n.memory?.used === undefined
+          ? bytes(n.memory?.total ?? n.memoryTotal) : usageBar(t("quota.memory"), n.memory.used, n.memory.total, bytes)),
+        h("td", { class: "num" }, String(n.containers ?? "—")), h("td", { class: "mono" }, n.engineVersion || "—")))
+        : emptyRow(7, t("nodes.none")));
       tbody.closest("table").dataset.loaded = "true";
     } catch (e) {
       if (e.name !== "AbortError" && isCurrent()) clear(message, errorBox(e));
     }
   });
   body.append(message, h("table", { class: "data", id: "nodes" }, h("thead", {}, h("tr", {},
-    [t("col.name"), t("col.state"), t("metrics.cpu"), t("metrics.memory"), t("nodes.containers")].map((x) => h("th", { scope: "col" }, x)))),
+    [t("col.name"), t("col.state"), t("nodes.cpus"), t("metrics.cpu"), t("metrics.memory"), t("nodes.containers"),
+      t("nodes.engine")].map((x) => h("th", { scope: "col" }, x)))),
   tbody));
   await load();
   const timer = setInterval(() => load(), REFRESH_MS);
