@@ -22,6 +22,7 @@ from dockyard.api.terminal import ExecSessions
 from dockyard.controllers.manager import ControllerManager
 from dockyard.engines import EngineDriver, EngineError, EngineUnavailable, open_engine
 from dockyard.engines.base import WorkloadKey
+from dockyard.logs.service import open_logs
 from dockyard.metrics.collector import Collector, Target
 from dockyard.metrics.registry import REGISTRY, CallbackGauge
 from dockyard.metrics.service import MetricsService
@@ -163,14 +164,16 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     server_id = _server_id(config.data_dir)
     manager = ControllerManager(store, engine, workers=config.workers, resync=config.resync, identity=server_id)
     collector = open_metrics(config, engine)
+    log_collector = open_logs(config.data_dir, engine, store, manager.leading.is_set)
     REGISTRY.register(CallbackGauge("dockyard_workqueue_depth", "Keys waiting in the controllers' work queue.", (),
                                     lambda: [((), manager.queue.depth())]))
     metrics = MetricsService(collector.store, collector) if collector else None
     app = create_app(store, logs=EngineLogs(engine), platform=Platform(engine, manager),
-                     exec_provider=EngineExec(engine),
+                     exec_provider=EngineExec(engine), log_search=log_collector.store if log_collector else None,
                      metrics_provider=metrics)
     app.state.exec_sessions = exec_sessions
     app.state.metrics_collector = collector
+    app.state.log_collector = log_collector
     # alerts read this server's metrics; they act only while it leads, like the controllers
     app.state.alerts = AlertEvaluator(store, metrics, leading=manager.leading.is_set,
                                       public_url=public_url(f"http://{config.listen}"))
@@ -195,6 +198,8 @@ def run(config: ServerConfig) -> None:
     collector = app.state.metrics_collector
     if collector is not None:
         collector.start()
+    if app.state.log_collector is not None:
+        app.state.log_collector.start()
     app.state.alerts.start()
     log.info("Dockyard listening on http://%s:%s (engine %s, store %s)", host, port, config.engine_url,
              config.store_url.split("@")[-1])
@@ -208,6 +213,9 @@ def run(config: ServerConfig) -> None:
         if collector is not None:
             collector.stop()  # flushes the heads: a clean stop loses no samples
             collector.store.close()
+        if app.state.log_collector is not None:
+            app.state.log_collector.stop()  # writes every line read: a clean stop loses none
+            app.state.log_collector.store.close()
         manager.stop()
         engine.close()
         store.close()

@@ -17,6 +17,7 @@ from dockyard.api import (
     apps,
     audit,
     dashboard,
+    logsearch,
     metrics,
     problems,
     resources,
@@ -26,7 +27,7 @@ from dockyard.api import (
     terminal,
 )
 from dockyard.api.authz import check_path_visibility
-from dockyard.api.deps import ExecProvider, LogProvider, MetricsProvider, PlatformInfo
+from dockyard.api.deps import ExecProvider, LogProvider, LogSearchProvider, MetricsProvider, PlatformInfo
 from dockyard.api.limits import LoginThrottle, RequestLimiter
 from dockyard.model.kinds import KINDS
 from dockyard.store.keyring import KeyRing
@@ -37,9 +38,11 @@ MAX_BODY = 1024 * 1024  # 1 MiB: manifests and Compose files are far smaller
 
 
 def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyring: KeyRing | None = None,
-               exec_provider: ExecProvider | None = None, metrics_provider: MetricsProvider | None = None) -> FastAPI:
+               exec_provider: ExecProvider | None = None, metrics_provider: MetricsProvider | None = None,
+               log_search: LogSearchProvider | None = None) -> FastAPI:
     """The API over `store`; `exec_provider` (optional) runs the web terminal's commands;
-    `metrics_provider` (optional) answers the metrics routes (503 without one)."""
+    `metrics_provider` (optional) answers the metrics routes (503 without one); `log_search`
+    (optional) answers the stored-log routes (503 without one)."""
     app = FastAPI(title="Dockyard", version=__version__, openapi_url="/api/v1/openapi.json",
                   docs_url=None, redoc_url=None,  # the docs page is served by dockyard.web, from local files
                   description="Multi-tenant container cloud platform API. Every route but /login needs "
@@ -53,6 +56,7 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
     app.state.platform = platform
     app.state.exec_provider = exec_provider
     app.state.metrics = metrics_provider
+    app.state.log_search = log_search
     app.state.limiter = RequestLimiter()
     app.state.login_throttle = LoginThrottle()
     problems.install(app)
@@ -71,6 +75,7 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
     for r in (system.router, resources.router, apps.router, dashboard.router, access.router, audit.router,
               rights.router, metrics.router, alerts.router):
         app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
+    app.include_router(logsearch.router, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
     # the terminal authenticates its first message itself: a WebSocket carries no bearer header
     app.include_router(terminal.router, prefix="/api/v1")
     # GET /metrics for Prometheus (bearer token), and the API latency histogram it exposes

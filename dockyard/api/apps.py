@@ -12,10 +12,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from dockyard.api import objects
+from dockyard.api import logsearch, objects
 from dockyard.api.authz import AuthzDep
-from dockyard.api.deps import LogsDep, StoreDep
+from dockyard.api.deps import LogRecord, LogsDep, StoreDep
 from dockyard.api.problems import Problem
+from dockyard.logs.store import ascii_lower
 from dockyard.model.app import AppSpec, template_hash, template_of, without_restart
 from dockyard.model.meta import Schema
 from dockyard.model.quantity import parse_duration
@@ -108,26 +109,39 @@ def events(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: st
                        "at": e.at.isoformat(), "count": e.count} for e in found]}
 
 
-@router.get("/logs", operation_id="getAppLogs", summary="Logs of every replica; follow streams them",
+@router.get("/logs", operation_id="getAppLogs",
+            summary="Logs of every replica; follow streams them; grep searches the stored history (across "
+                    "replaced containers) or, with follow, filters the live stream",
             response_class=StreamingResponse,
             responses={200: {"content": {"text/plain": {}, "application/x-ndjson": {}}}})
 def logs(request: Request, store: StoreDep, provider: LogsDep, authz: AuthzDep, tenant: str, project: str,
          name: str, follow: bool = False, tail: Annotated[int | None, Query(ge=0, le=100_000)] = None,
          since: Annotated[str | None, Query(max_length=32, description="e.g. 10m, 1h")] = None,
          timestamps: bool = False,
-         format: Annotated[str, Query(pattern="^(text|ndjson)$")] = "text") -> StreamingResponse:
+         format: Annotated[str, Query(pattern="^(text|ndjson)$")] = "text",
+         grep: logsearch.GrepQ = None) -> StreamingResponse:
     scope = f"{tenant}/{project}"
     authz.require("app.logs", tenant=tenant, project=project, missing=f"app '{scope}/{name}' not found")
     store.get("App", scope, name)
-    since_ts = None
-    if since:
-        try:
-            since_ts = time.time() - parse_duration(since)
-        except ValueError as e:
-            raise Problem(400, f"since: {e}") from None
     stop = threading.Event()
-    lines = provider.app_logs(tenant, project, name, follow=follow, tail=tail, since=since_ts,
-                              timestamps=timestamps, stop=stop)
+    lines: Iterator[LogRecord]
+    if grep and not follow:
+        found = logsearch.search(request, scope, app=name, grep=grep, since=since, until=None, limit=tail or 1000)
+        lines = iter([LogRecord(e.replica, e.container, e.text, logsearch.rfc3339(e.ts) if timestamps else None)
+                      for e in found.items])
+    else:
+        since_ts = None
+        if since:
+            try:
+                since_ts = time.time() - parse_duration(since)
+            except ValueError as e:
+                raise Problem(400, f"since: {e}") from None
+        lines = provider.app_logs(tenant, project, name, follow=follow, tail=tail, since=since_ts,
+                                  timestamps=timestamps, stop=stop)
+        if grep:
+            logsearch.check_search(grep, None, None)
+            needle = ascii_lower(grep)
+            lines = (rec for rec in lines if needle in ascii_lower(rec.text))
 
     def render() -> Iterator[bytes]:
         try:

@@ -100,6 +100,36 @@ class MetricsProvider(Protocol):
         ...
 
 
+class LogEntryView(Protocol):
+    ts: float          # unix seconds
+    app: str
+    replica: int
+    container: str
+    stream: str        # stdout | stderr
+    text: str
+
+
+class LogSearchView(Protocol):
+    items: list[LogEntryView]   # oldest first
+    truncated: bool             # more lines matched than the limit
+
+
+class LogSearchProvider(Protocol):
+    """The stored container logs (dockyard.logs.store.LogStore); None in create_app means log search
+    is off (the routes answer 503). `grep` is a literal, ASCII case-insensitive substring; times are
+    unix seconds. Both raise ValueError for arguments they refuse."""
+
+    def search(self, scope: str, *, app: str | None = None, grep: str | None = None, since: float | None = None,
+               until: float | None = None, limit: int = 1000) -> LogSearchView:
+        """The newest `limit` matching lines of project `scope` ("tenant/project"), oldest first."""
+        ...
+
+    def export(self, scope: str, *, app: str | None = None, grep: str | None = None, since: float | None = None,
+               until: float | None = None, limit: int = 1_000_000) -> Iterator[LogEntryView]:
+        """The same lines as `search`, streamed without holding them all."""
+        ...
+
+
 class PlatformInfo(Protocol):
     def engine_status(self) -> dict: ...
 
@@ -119,6 +149,14 @@ def metrics_provider(request: Request) -> MetricsProvider:
     provider = getattr(request.app.state, "metrics", None)
     if provider is None:
         raise Problem(503, "metrics are off on this server (its metrics store could not be opened)")
+    return provider
+
+
+def log_search_provider(request: Request) -> LogSearchProvider:
+    """The injected LogSearchProvider; 503 when log search is off. Called after the rights check."""
+    provider = getattr(request.app.state, "log_search", None)
+    if provider is None:
+        raise Problem(503, "log search is off on this server (its log store could not be opened)")
     return provider
 
 

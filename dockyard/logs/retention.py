@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from dockyard.logs.store import LogStore
 from dockyard.model.project import LogPolicy
 from dockyard.model.quantity import parse_duration, parse_memory
+from dockyard.store.repository import Store
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +63,10 @@ def sweep(store: LogStore, policies: Callable[[], Mapping[str, Limits]], now: fl
     if deleted:
         log.info("log retention: deleted %d chunks", deleted)
     return deleted
+
+
+def project_limits(store: Store, defaults: Limits) -> dict[str, Limits]:
+    """Limits of every project in the control-plane store, by scope "tenant/project"."""
+    projects, _, _ = store.list("Project")
+    return {f"{p.scope}/{p.name}": limits_of(LogPolicy.model_validate((p.spec or {}).get("logs") or {}), defaults)
+            for p in projects}
