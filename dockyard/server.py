@@ -22,6 +22,7 @@ from dockyard.api.terminal import ExecSessions
 from dockyard.controllers.manager import ControllerManager
 from dockyard.engines import EngineDriver, EngineError, EngineUnavailable, open_engine
 from dockyard.engines.base import WorkloadKey
+from dockyard.logs.drains import DrainForwarder
 from dockyard.logs.service import open_logs
 from dockyard.metrics.collector import Collector, Target
 from dockyard.metrics.registry import REGISTRY, CallbackGauge
@@ -174,6 +175,9 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     app.state.exec_sessions = exec_sessions
     app.state.metrics_collector = collector
     app.state.log_collector = log_collector
+    # log drains forward what the collector stores; their cursors live in the same logs.db
+    app.state.log_drains = DrainForwarder.over(store, log_collector.store, log_collector.store.path,
+                                               manager.leading.is_set) if log_collector else None
     # alerts read this server's metrics; they act only while it leads, like the controllers
     app.state.alerts = AlertEvaluator(store, metrics, leading=manager.leading.is_set,
                                       public_url=public_url(f"http://{config.listen}"))
@@ -200,6 +204,7 @@ def run(config: ServerConfig) -> None:
         collector.start()
     if app.state.log_collector is not None:
         app.state.log_collector.start()
+        app.state.log_drains.start()
     app.state.alerts.start()
     log.info("Dockyard listening on http://%s:%s (engine %s, store %s)", host, port, config.engine_url,
              config.store_url.split("@")[-1])
@@ -214,6 +219,7 @@ def run(config: ServerConfig) -> None:
             collector.stop()  # flushes the heads: a clean stop loses no samples
             collector.store.close()
         if app.state.log_collector is not None:
+            app.state.log_drains.stop()
             app.state.log_collector.stop()  # writes every line read: a clean stop loses none
             app.state.log_collector.store.close()
         manager.stop()

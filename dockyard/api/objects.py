@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
-from dockyard.admission import Admitted, FieldError, InvalidObject, admit  # noqa: F401 (FieldError re-exported)
+from dockyard.admission import Admitted, FieldError, InvalidObject, admit, egress  # noqa: F401 (FieldError re-exported)
 from dockyard.api.authz import Authorizer
 from dockyard.api.deps import bearer_token
 from dockyard.api.problems import Problem
@@ -89,6 +89,18 @@ def _property_checks(authz: Authorizer, kind: str, new_spec: dict, old_spec: dic
     if kind == "Project" and new_spec.get("securityPolicy") == "privileged" and \
             (old_spec or {}).get("securityPolicy") != "privileged":
         authz.require("project.privileged", tenant=tenant)
+
+
+
+def _egress_checks(authz: Authorizer, a: Admitted, current: StoredObject | None) -> dict[str, str]:
+    """URLs the platform will send to (log drains, notifiers), checked with the writer's rights;
+    returns the annotations to store (see admission/egress.py)."""
+    try:
+        return egress.admit_destinations(a.kind, a.spec, a.annotations, is_admin=authz.is_admin,
+                                         previous=(current.spec, current.annotations) if current else None)
+    except egress.DestinationForbidden as e:
+        raise Problem(403, "; ".join(f"{x.field}: {x.message}" for x in e.errors), errors=e.errors,
+                      title="Destination forbidden") from None
 
 
 # --- apps: defaults, policy, quota ---------------------------------------------------------
@@ -217,6 +229,7 @@ def create(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str 
     a = admit(kind, body, scope=scope)
     _authorize(authz, kind, "create", a.scope, a.name)
     _property_checks(authz, kind, a.spec, None, _split(a.scope)[0] or a.name)
+    a.annotations = _egress_checks(authz, a, None)
     if kind == "App":
         a.spec = _admit_app(store, a)
         check = _quota_check(store)
@@ -233,6 +246,7 @@ def _replace_admitted(store: Store, authz: Authorizer, a: Admitted, *, dry_run: 
                       change_cause: str | None = None) -> dict:
     current = store.get(a.kind, a.scope, a.name)
     _property_checks(authz, a.kind, a.spec, current.spec, _split(a.scope)[0] or a.name)
+    a.annotations = _egress_checks(authz, a, current)
     check = None
     if a.kind == "App":
         a.spec = _admit_app(store, a)

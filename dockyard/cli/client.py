@@ -121,8 +121,8 @@ def paths_for(obj: dict) -> tuple[str, str]:
         if "/" in str(name):
             tenant, name = str(name).split("/", 1)
         return "/projects", f"/projects/{tenant}/{name}"
-    if kind in ("App", "Secret", "Config", "AlertRule", "Notifier", "Silence"):
+    if kind in ("App", "Secret", "Config", "LogDrain", "AlertRule", "Notifier", "Silence"):
         project = meta.get("project") or ""
         plural = f"{str(kind).lower()}s"
         return f"/projects/{project}/{plural}", f"/projects/{project}/{plural}/{name}"
-    raise CliError(f"unknown kind '{kind}' (known: Tenant, Project, App, Secret, Config, AlertRule, Notifier, Silence)")
+    raise CliError(f"unknown kind '{kind}' (known: Tenant, Project, App, Secret, Config, LogDrain, AlertRule, Notifier, Silence)")

@@ -15,6 +15,7 @@ import yaml
 
 from dockyard.cli import alerts as alerts_cli
 from dockyard.cli.client import Client, CliError, load_config, paths_for, save_config
+from dockyard.cli.drains import describe_logdrain
 from dockyard.cli.output import TABLES, age, emit, table, usage_rows
 
 app = typer.Typer(help="Dockyard: a multi-tenant container cloud. `dockyard COMMAND --help` for details.",
@@ -27,7 +28,8 @@ app.add_typer(create_app, name="create")
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT (default: $DOCKYARD_PROJECT)")]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
 KINDS = {"app": "App", "apps": "App", "project": "Project", "projects": "Project", "tenant": "Tenant",
-         "tenants": "Tenant", "secret": "Secret", "secrets": "Secret", "config": "Config", "configs": "Config"}
+         "tenants": "Tenant", "secret": "Secret", "secrets": "Secret", "config": "Config", "configs": "Config",
+         "logdrain": "LogDrain", "logdrains": "LogDrain"}
 alerts_cli.register(app, KINDS)
 # things `get` and `delete` know besides the declarative kinds
 EXTRA_GET = ("users", "user", "tokens", "token", "members", "quota")
@@ -57,7 +59,7 @@ def project_of(project: str | None) -> str:
 def kind_of(word: str) -> str:
     k = KINDS.get(word.lower())
     if not k:
-        fail(f"unknown kind '{word}' (known: apps, projects, tenants, secrets, configs)")
+        fail(f"unknown kind '{word}' (known: apps, projects, tenants, secrets, configs, logdrains)")
     return k
 
 
@@ -372,6 +374,8 @@ def describe(kind: Annotated[str, typer.Argument()], name: Annotated[str, typer.
             what = next(f"{kk} {json.dumps(hc[kk])}" for kk in ("exec", "http", "tcp") if kk in hc)
             out.append(f"Healthcheck:  {what} every {hc.get('interval')}, timeout {hc.get('timeout')}, "
                        f"retries {hc.get('retries')}")
+    if k == "LogDrain":
+        out += describe_logdrain(spec, st)
     if st.get("conditions"):
         out += ["Conditions:", table(["  TYPE", "STATUS", "REASON", "MESSAGE"],
                                      [[f"  {x['type']}", x["status"], x.get("reason", ""), x.get("message", "")]

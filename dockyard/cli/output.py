@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import typer
 import yaml
@@ -74,12 +75,22 @@ def config_row(x: dict) -> list[Any]:
     return [x["metadata"]["name"], len((x.get("spec") or {}).get("data", "")), age(x["metadata"].get("createdAt"))]
 
 
+def logdrain_row(d: dict) -> list[Any]:
+    spec, st = d.get("spec") or {}, d.get("status") or {}
+    ready = next((c for c in st.get("conditions", []) if c["type"] == "Ready"), None)
+    state = "Paused" if spec.get("paused") else ("-" if ready is None else
+                                                   "True" if ready["status"] == "True" else ready.get("reason") or "False")
+    return [d["metadata"]["name"], spec.get("type", ""), urlsplit(spec.get("url", "")).netloc or "-", state,
+            st.get("sentLines", 0), (st.get("lastError") or "-")[:60], age(d["metadata"].get("createdAt"))]
+
+
 TABLES = {
     "App": (["NAME", "IMAGE", "READY", "STATUS", "AGE"], app_row),
     "Project": (["NAME", "NETWORK", "STATUS", "AGE"], project_row),
     "Tenant": (["NAME", "DISPLAY NAME", "AGE"], tenant_row),
     "Secret": (["NAME", "SHA256", "SIZE", "AGE"], secret_row),
     "Config": (["NAME", "SIZE", "AGE"], config_row),
+    "LogDrain": (["NAME", "TYPE", "DESTINATION", "READY", "SENT", "LAST ERROR", "AGE"], logdrain_row),
 }
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from dockyard.model.alerts import AlertRule, Notifier, Silence
 from dockyard.model.app import App
+from dockyard.model.logdrain import LogDrain
 from dockyard.model.meta import Schema
 from dockyard.model.project import Project
 from dockyard.model.secret import Config, Secret
@@ -26,6 +27,7 @@ KINDS: dict[str, KindInfo] = {
     "App": KindInfo("App", "apps", "project", App),
     "Secret": KindInfo("Secret", "secrets", "project", Secret),
     "Config": KindInfo("Config", "configs", "project", Config),
+    "LogDrain": KindInfo("LogDrain", "logdrains", "project", LogDrain),
     "AlertRule": KindInfo("AlertRule", "alertrules", "project", AlertRule),
     "Notifier": KindInfo("Notifier", "notifiers", "project", Notifier),
     "Silence": KindInfo("Silence", "silences", "project", Silence),
