@@ -14,6 +14,7 @@ import typer
 import yaml
 
 from dockyard.cli import alerts as alerts_cli
+from dockyard.cli import logs as logs_cli
 from dockyard.cli.client import Client, CliError, load_config, paths_for, save_config
 from dockyard.cli.drains import describe_logdrain
 from dockyard.cli.output import TABLES, age, emit, table, usage_rows
@@ -24,6 +25,7 @@ rollout_app = typer.Typer(help="Rollout history, undo and restart.", no_args_is_
 app.add_typer(rollout_app, name="rollout")
 create_app = typer.Typer(help="Create users, tokens, secrets and configs.", no_args_is_help=True)
 app.add_typer(create_app, name="create")
+app.command(name="logs")(logs_cli.logs)
 
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT (default: $DOCKYARD_PROJECT)")]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
@@ -436,27 +438,6 @@ def scale(kind: Annotated[str, typer.Argument(help="app")], name: Annotated[str,
     c = run(Client)
     run(lambda: c.request("POST", item_path("App", name, project) + "/scale", json_body={"replicas": replicas}))
     typer.echo(f"app/{name} scaled to {replicas}")
-
-
-@app.command()
-def logs(kind: Annotated[str, typer.Argument(help="app")], name: Annotated[str, typer.Argument()],
-         project: ProjectOpt = None, follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
-         tail: Annotated[int | None, typer.Option(help="lines per replica from the end")] = None,
-         since: Annotated[str | None, typer.Option(help="e.g. 10m, 1h")] = None,
-         timestamps: Annotated[bool, typer.Option("--timestamps")] = False) -> None:
-    """Print the logs of every replica of an app; -f keeps following (new replicas included)."""
-    if kind_of(kind) != "App":
-        fail("logs are available for apps")
-    c = run(Client)
-    path = item_path("App", name, project) + "/logs"
-    try:
-        for line in c.stream(path, params={"follow": str(follow).lower(), "tail": tail, "since": since,
-                                           "timestamps": str(timestamps).lower()}):
-            typer.echo(line)
-    except CliError as e:
-        fail(str(e))
-    except KeyboardInterrupt:
-        pass
 
 
 def parse_timeout(text: str) -> float:
