@@ -16,7 +16,9 @@ PAGES = ["#/login", "#/", "#/projects/acme/shop", "#/projects/acme/shop/usage", 
          "#/projects/acme/shop/members", "#/projects/acme/shop/apps/web", "#/projects/acme/shop/apps/web/metrics",
          "#/projects/acme/shop/apps/web/history", "#/projects/acme/shop/apps/web/settings",
          "#/projects/acme/shop/apps/web/manifest", "#/projects/acme/shop/deploy",
-         "#/projects/acme/shop/deploy?mode=manifest", "#/admin/users", "#/admin/audit"]
+         "#/projects/acme/shop/deploy?mode=manifest", "#/admin/users", "#/admin/audit",
+         "#/projects/acme/shop/logs", "#/projects/acme/shop/events", "#/projects/acme/shop/alerts",
+         "#/projects/acme/shop/apps/web/logs?mode=search", "#/admin/nodes"]
 
 
 def _violations(page) -> list[str]:  # noqa: ANN001

@@ -90,7 +90,7 @@ export async function logSearch(body, { tenant, project, app, signal }) {
       }, { signal: mine.signal, query: { follow: "true", tail: "0", timestamps: "true", format: "ndjson", ...(needle ? { grep: needle } : {}) } })
         .catch((e) => { if (e.name !== "AbortError") message.append(errorBox(e)); });
     }
-    clear(status, t("logs.following", { n: followed.length }));
+    status.append(" ", t("logs.following", { n: followed.length }));
   }
 
   async function exportNdjson() {
@@ -111,7 +111,8 @@ export async function logSearch(body, { tenant, project, app, signal }) {
     h("label", { class: "check" }, follow, t("logs.tail")),
     h("button", { type: "submit", class: "primary", id: "logs-search" }, t("logs.searchButton")),
     h("button", { type: "button", id: "logs-export", onclick: exportNdjson }, t("logs.export")));
-  follow.addEventListener("change", () => (follow.checked ? startTail() : (stopTail(), clear(status, t("logs.stopped")))));
+  // ticking Live tail searches again first, so the table holds only what the current filter matches
+  follow.addEventListener("change", () => (follow.checked ? search() : (stopTail(), clear(status, t("logs.stopped")))));
   body.append(h("section", { class: "card" }, form), status, message, h("div", { class: "logs-scroll" }, table));
   await search();
 }
