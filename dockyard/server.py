@@ -123,6 +123,9 @@ class Platform:
     def leader(self) -> bool:
         return self.manager.leading.is_set()
 
+    def nodes(self) -> list:
+        return self.manager.nodes()
+
 
 def ensure_admin(store: Store, data_dir: Path) -> None:
     """On first start, create user admin with $DOCKYARD_ADMIN_PASSWORD or a generated password."""

@@ -103,6 +103,11 @@ class FakePlatform:
     def leader(self) -> bool:
         return True
 
+    def nodes(self) -> list:
+        from dockyard.engines.base import NodeInfo
+
+        return [NodeInfo("node-1", "ready", "99.0", 4, 8 * 2**30, ())]
+
 
 @pytest.fixture
 def admin_credentials() -> dict[str, str]:

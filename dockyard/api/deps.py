@@ -135,6 +135,11 @@ class PlatformInfo(Protocol):
 
     def leader(self) -> bool: ...
 
+    def nodes(self) -> list:
+        """The engine's nodes (objects with the fields of dockyard.engines.base.NodeInfo); the
+        last known ones, marked down, while the engine does not answer. Blocking."""
+        ...
+
 
 async def get_store(request: Request) -> Store:
     return request.app.state.store

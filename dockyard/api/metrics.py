@@ -32,7 +32,8 @@ StepQ = Annotated[str | None, Query(description="bucket width such as 10s, 1m, 1
 AggQ = Annotated[str, Query(description="how series are combined: sum (default), avg or max")]
 
 
-def _bad(param: str, message: str) -> Problem:
+def bad_param(param: str, message: str) -> Problem:
+    """A 400 problem naming a query parameter (the field of its error) and what is wrong with it."""
     return Problem(400, f"{param}: {message}", errors=[FieldError(param, message)])
 
 
@@ -47,22 +48,22 @@ def parse_time(value: str | None, default: float, now: float, param: str) -> flo
         try:
             return now - parse_duration(v[1:])
         except ValueError as e:
-            raise _bad(param, f"'{value}' is not a relative time such as -1h or -30m ({e})") from None
+            raise bad_param(param, f"'{value}' is not a relative time such as -1h or -30m ({e})") from None
     try:
         seconds = float(v)
     except ValueError:
         pass
     else:
         if not math.isfinite(seconds) or seconds < 0:
-            raise _bad(param, f"'{value}' is not a time")
+            raise bad_param(param, f"'{value}' is not a time")
         return seconds
     try:
         dt = datetime.fromisoformat(v)
     except ValueError:
-        raise _bad(param, f"'{value}' is not an RFC 3339 time (2026-11-27T09:00:00Z), a relative time "
+        raise bad_param(param, f"'{value}' is not an RFC 3339 time (2026-11-27T09:00:00Z), a relative time "
                           f"(-1h) or unix seconds") from None
     if dt.tzinfo is None:
-        raise _bad(param, f"'{value}' has no time zone; add Z or an offset such as +08:00")
+        raise bad_param(param, f"'{value}' has no time zone; add Z or an offset such as +08:00")
     return dt.timestamp()
 
 
@@ -71,27 +72,27 @@ def parse_window(from_: str | None, to: str | None, step: str | None) -> tuple[f
     end = parse_time(to, now, now, "to")
     start = parse_time(from_, end - 3600, now, "from")
     if start >= end:
-        raise _bad("from", "must be before 'to'")
+        raise bad_param("from", "must be before 'to'")
     if step is None or step == "":
         width = max(10.0, math.ceil((end - start) / DEFAULT_POINTS / 10) * 10)
     else:
         try:
             width = parse_duration(step)
         except ValueError as e:
-            raise _bad("step", str(e)) from None
+            raise bad_param("step", str(e)) from None
         if width < 1:
-            raise _bad("step", "must be at least 1s (samples are 10 s apart)")
+            raise bad_param("step", "must be at least 1s (samples are 10 s apart)")
         if (end - start) / width > MAX_POINTS:
-            raise _bad("step", f"gives {math.ceil((end - start) / width)} points; at most {MAX_POINTS} "
+            raise bad_param("step", f"gives {math.ceil((end - start) / width)} points; at most {MAX_POINTS} "
                                f"(use a larger step or a shorter range)")
     return start, end, width
 
 
 def _check(metric: str, agg: str) -> None:
     if metric not in METRICS:
-        raise _bad("metric", f"'{metric}' is not a metric; choose one of {', '.join(METRICS)}")
+        raise bad_param("metric", f"'{metric}' is not a metric; choose one of {', '.join(METRICS)}")
     if agg not in ("sum", "avg", "max"):
-        raise _bad("agg", f"'{agg}' is not an aggregation; choose sum, avg or max")
+        raise bad_param("agg", f"'{agg}' is not an aggregation; choose sum, avg or max")
 
 
 def _points(points: list[tuple[float, float]]) -> list[list[float]]:

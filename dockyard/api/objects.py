@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
 from dockyard.admission import Admitted, FieldError, InvalidObject, admit, egress  # noqa: F401 (FieldError re-exported)
+from dockyard.api import change_events
 from dockyard.api.authz import Authorizer
 from dockyard.api.deps import bearer_token
 from dockyard.api.problems import Problem
@@ -89,7 +92,6 @@ def _property_checks(authz: Authorizer, kind: str, new_spec: dict, old_spec: dic
     if kind == "Project" and new_spec.get("securityPolicy") == "privileged" and \
             (old_spec or {}).get("securityPolicy") != "privileged":
         authz.require("project.privileged", tenant=tenant)
-
 
 
 def _egress_checks(authz: Authorizer, a: Admitted, current: StoredObject | None) -> dict[str, str]:
@@ -219,6 +221,18 @@ def _seal_secret(store: Store, a: Admitted, current: StoredObject | None) -> dic
     return {"sha256": digest, "size": len(plain), "keyId": key_id, "ciphertext": token}
 
 
+@contextmanager
+def _quota_refusals_recorded(store: Store, authz: Authorizer, a: Admitted, dry_run: bool) -> Iterator[None]:
+    """A write the quota refuses leaves a Warning event in the project, recorded after its
+    transaction was rolled back (a dry run only asks, and records nothing)."""
+    try:
+        yield
+    except QuotaExceeded as e:
+        if not dry_run:
+            change_events.quota_refused(store, authz.user.name, a.scope, a.name, a.spec, e.detail)
+        raise
+
+
 # --- operations --------------------------------------------------------------------------
 
 def create(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str | None, dry_run: bool) -> dict:
@@ -237,8 +251,11 @@ def create(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str 
         if kind == "Secret":
             a.spec = _seal_secret(store, a, None)
         check = _parent_check(store, kind)
-    obj = store.create(kind, a.scope, a.name, a.spec, labels=a.labels, annotations=a.annotations,
-                       dry_run=dry_run, check=check)
+    with _quota_refusals_recorded(store, authz, a, dry_run):
+        obj = store.create(kind, a.scope, a.name, a.spec, labels=a.labels, annotations=a.annotations,
+                           dry_run=dry_run, check=check)
+    if kind == "App" and not dry_run:
+        change_events.app_created(store, authz.user.name, obj)
     return obj.manifest()
 
 
@@ -253,8 +270,11 @@ def _replace_admitted(store: Store, authz: Authorizer, a: Admitted, *, dry_run: 
         check = _quota_check(store)
     elif a.kind == "Secret":
         a.spec = _seal_secret(store, a, current)
-    obj = store.replace(a.kind, a.scope, a.name, a.spec, labels=a.labels, annotations=a.annotations,
-                        expected_rv=a.resource_version, dry_run=dry_run, check=check, change_cause=change_cause)
+    with _quota_refusals_recorded(store, authz, a, dry_run):
+        obj = store.replace(a.kind, a.scope, a.name, a.spec, labels=a.labels, annotations=a.annotations,
+                            expected_rv=a.resource_version, dry_run=dry_run, check=check, change_cause=change_cause)
+    if a.kind == "App" and not dry_run:
+        change_events.app_changed(store, authz.user.name, current, obj, change_cause)
     return obj.manifest()
 
 

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.api import objects
 from dockyard.api.authz import AuthzDep
+from dockyard.api.nodes import node_metrics_text, node_rows
 from dockyard.metrics.registry import API_REQUEST_SECONDS, REGISTRY, format_value, sample_line
 
 router = APIRouter(tags=["system"])
@@ -103,6 +104,9 @@ async def prometheus(request: Request, authz: AuthzDep) -> PlainTextResponse:
         visible = await run_in_threadpool(objects.visible_filter, authz, "App")
         usages = [u for u in provider.current() if visible is None or visible(f"{u.tenant}/{u.project}", u.app)]
     body = REGISTRY.render() + container_metrics_text(usages)
+    if authz.is_admin:  # what runs on the nodes, of every tenant: admins only, as GET /nodes
+        nodes = await run_in_threadpool(request.app.state.platform.nodes)
+        body += node_metrics_text(await run_in_threadpool(node_rows, request, nodes, details=True))
     body += f"# HELP dockyard_scrape_containers Containers in this answer.\n# TYPE dockyard_scrape_containers gauge\n" \
             f"dockyard_scrape_containers {format_value(len(usages))}\n"
     return PlainTextResponse(body, media_type=CONTENT_TYPE)

@@ -14,9 +14,11 @@ import typer
 import yaml
 
 from dockyard.cli import alerts as alerts_cli
+from dockyard.cli import events as events_cli
 from dockyard.cli import logs as logs_cli
 from dockyard.cli.client import Client, CliError, load_config, paths_for, save_config
 from dockyard.cli.drains import describe_logdrain
+from dockyard.cli.nodes import top_nodes
 from dockyard.cli.output import TABLES, age, emit, table, usage_rows
 
 app = typer.Typer(help="Dockyard: a multi-tenant container cloud. `dockyard COMMAND --help` for details.",
@@ -26,6 +28,7 @@ app.add_typer(rollout_app, name="rollout")
 create_app = typer.Typer(help="Create users, tokens, secrets and configs.", no_args_is_help=True)
 app.add_typer(create_app, name="create")
 app.command(name="logs")(logs_cli.logs)
+app.command(name="events")(events_cli.events)
 
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT (default: $DOCKYARD_PROJECT)")]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
@@ -766,7 +769,11 @@ def revoke(user: Annotated[str, typer.Option("--user")],
 def top(kind: Annotated[str | None, typer.Argument(help="app (to show one app's replicas)")] = None,
         name: Annotated[str | None, typer.Argument()] = None, project: ProjectOpt = None,
         output: OutputOpt = "table") -> None:
-    """Current CPU, memory, network and restarts of a project's apps, or of one app's replicas."""
+    """Current CPU, memory, network and restarts of a project's apps, or of one app's replicas;
+    `top nodes`: the engine's nodes."""
+    if kind in ("nodes", "node") and name is None:
+        top_nodes(output)
+        return
     if kind is not None and name is None:
         kind, name = "app", kind  # `dockyard top web`
     if kind is not None and kind_of(kind) != "App":

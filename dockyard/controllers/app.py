@@ -25,6 +25,10 @@ from dockyard.store.repository import Event, Store, StoredObject
 log = logging.getLogger(__name__)
 
 
+_REPLICA_REASONS = {"create": "ReplicaCreated", "remove": "ReplicaRemoved", "recreate": "ReplicaRecreated",
+                    "start": "ReplicaStarted"}
+
+
 class MissingReference(Exception):
     pass
 
@@ -111,8 +115,9 @@ class AppReconciler:
             return Outcome(requeue=15.0)
         self._write_status(app, status, desired, observed)
         for action in observed.actions:
-            self.store.record_event(Event(scope, "App", name, "Normal", "Scaled" if "scale" in action else "Replica",
-                                          action))
+            # what was done to a replica; why the App changed (deploy, scale by whom) the API records
+            self.store.record_event(Event(scope, "App", name, "Normal", _REPLICA_REASONS.get(
+                action.split(" ", 1)[0], "Replica"), action))
         for failure in observed.failures:
             self.store.record_event(Event(scope, "App", name, "Warning", "EngineError", failure))
         if observed.converged and not observed.actions:

@@ -9,18 +9,23 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import replace
+from datetime import timedelta
 
 from dockyard.controllers.app import AppReconciler, Outcome
 from dockyard.controllers.project import OrphanCollector, ProjectReconciler
 from dockyard.controllers.queue import WorkQueue
-from dockyard.engines.base import EngineDriver, EngineError, EngineUnavailable
+from dockyard.controllers.timeline import NODE_DOWN, EngineEventTranslator, fallback_node_name, node_event
+from dockyard.engines.base import EngineDriver, EngineError, EngineUnavailable, NodeInfo
 from dockyard.metrics.registry import RECONCILE_ERRORS, RECONCILE_SECONDS
 from dockyard.store import leases
 from dockyard.store.errors import Gone
-from dockyard.store.repository import Store
+from dockyard.store.repository import Event, Store, now
 
 log = logging.getLogger(__name__)
 LEASE = "controllers"
+EVENT_RETENTION = timedelta(days=14)
+PRUNE_EVERY = 600.0  # seconds between deletions of events older than EVENT_RETENTION
 
 
 class ControllerManager:
@@ -42,6 +47,10 @@ class ControllerManager:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._failures: dict[tuple, int] = {}
+        self.timeline = EngineEventTranslator()
+        self._known_nodes: list[NodeInfo] = []
+        self._engine_seen: bool | None = None  # None until the events loop first reaches the engine or fails
+        self._pruned_at = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -95,6 +104,9 @@ class ControllerManager:
             if not self.leading.wait(1.0):
                 cursor = self.store.current_rv()
                 continue
+            # writes of other kinds and events move the store's newest resourceVersion past the
+            # cursor without giving this loop a change: wait for a write after this read instead
+            seen = self.store.last_local_rv
             try:
                 batch = self.store.changes_since(cursor, kinds=("App", "Project", "Secret", "Config"))
             except Gone:
@@ -119,7 +131,7 @@ class ControllerManager:
                 if ch.kind == "Project" and ch.type == "DELETED":
                     self.queue.add(("Project", ch.scope, ch.name))
             if not batch:
-                self.store.wait_for_change(cursor, timeout=1.0)
+                self.store.wait_for_change(max(cursor, seen), timeout=1.0)
 
     def _enqueue_users_of(self, kind: str, scope: str, name: str) -> None:
         """Apps that mount a changed Secret or Config roll out its new content."""
@@ -138,21 +150,74 @@ class ControllerManager:
                 if not self.engine_ok.is_set():
                     log.info("engine %s answers", self.engine.url)
                     self.engine_ok.set()
+                    self._engine_changed(up=True)
                     self._enqueue_all()  # whatever happened while it was away, converge now
                 backoff = 0.5
                 for ev in self.engine.events(self._stop):
                     if ev.key is None or ev.action.startswith("exec_"):
                         continue
                     self.queue.add(("App", ev.key.scope, ev.key.app))
+                    if self.leading.is_set():
+                        self._record(self.timeline.event_for(ev))
                 if self._stop.is_set():
                     return
                 raise EngineUnavailable("event stream closed")
             except EngineError as e:
                 if self.engine_ok.is_set():
                     log.warning("engine %s: %s; reconnecting", self.engine.url, e)
+                if self.engine_ok.is_set() or self._engine_seen is None:
+                    self._engine_changed(up=False)
                 self.engine_ok.clear()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    # --- the timeline ---------------------------------------------------------------------
+
+    def _record(self, event: Event | None) -> None:
+        """Record a timeline event; a store hiccup costs the event, never the events loop."""
+        if event is None:
+            return
+        try:
+            self.store.record_event(event)
+        except Exception:  # noqa: BLE001
+            log.exception("recording event %s of %s/%s failed", event.reason, event.scope, event.name)
+
+    def nodes(self) -> list[NodeInfo]:
+        """The engine's nodes now; while it does not answer, the last known ones, marked down."""
+        try:
+            found = self.engine.nodes()
+        except EngineError as e:
+            if e.reason == "NodesUnsupported":
+                return []
+            known = self._known_nodes or [NodeInfo(fallback_node_name(self.engine.url), "down")]
+            return [replace(n, status="down", containers=()) for n in known]
+        self._known_nodes = found
+        return found
+
+    def _engine_changed(self, *, up: bool) -> None:
+        """Node down/up events, on transitions only: "up" only after a recorded "down" (also one
+        recorded before a restart), "down" once per outage."""
+        self._engine_seen = up
+        if not self.leading.is_set():
+            return
+        names = [n.name for n in self.nodes()]
+        for name in names or [fallback_node_name(self.engine.url)]:
+            try:
+                last = self.store.last_event("", "Node", name)
+            except Exception:  # noqa: BLE001
+                log.exception("reading node events failed")
+                continue
+            was_down = last is not None and last.reason == NODE_DOWN
+            if up == was_down:
+                self._record(node_event(name, self.engine.url, up))
+
+    def _prune_events(self) -> None:
+        if time.monotonic() - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = time.monotonic()
+        dropped = self.store.prune_events(now() - EVENT_RETENTION)
+        if dropped:
+            log.info("dropped %d events older than %s", dropped, EVENT_RETENTION)
 
     def _resync_loop(self) -> None:
         while not self._stop.wait(self.resync):
@@ -163,6 +228,7 @@ class ControllerManager:
                 for what in self.orphans.collect():
                     log.info("removed orphaned %s", what)
                 self.store.compact_changes()
+                self._prune_events()
             except Exception:  # noqa: BLE001
                 log.exception("resync failed")
 

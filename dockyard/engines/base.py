@@ -149,6 +149,22 @@ class EngineEvent:
     action: str        # die, start, destroy, health_status, oom, network…
     container: str | None = None
     detail: str = ""
+    slot: int | None = None
+    exit_code: int | None = None   # of a die
+    # a die the driver caused itself (a rollout, a scale-down, a removal): not a crash
+    expected: bool = False
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One machine of the engine: capacity, state, and this installation's running containers on it."""
+
+    name: str
+    status: str  # ready | down | unknown
+    engine_version: str = ""
+    cpus: int = 0
+    memory_total: int = 0
+    containers: tuple[str, ...] = ()  # container names
 
 
 class ExecStream(ABC):
@@ -237,6 +253,10 @@ class EngineDriver(ABC):
         between calls; ids in `refresh` are looked up again (their process changed)."""
         raise EngineError("this engine driver cannot list containers for metrics", permanent=True,
                           reason="MetricsUnsupported")
+
+    def nodes(self) -> list[NodeInfo]:
+        """The engine's nodes with their capacity and this installation's running containers."""
+        raise EngineError("this engine driver cannot list nodes", permanent=True, reason="NodesUnsupported")
 
     def containers(self) -> list[EngineContainer]:
         """Every container of this installation, exited ones included, in one call (log collection)."""

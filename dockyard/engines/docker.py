@@ -37,6 +37,7 @@ from dockyard.engines.base import (
     EngineUnavailable,
     ExecStream,
     LogLine,
+    NodeInfo,
     ObservedApp,
     ObservedContainer,
     RunningContainer,
@@ -59,6 +60,7 @@ DEFAULT_PIDS_LIMIT = 1024
 FILES_BASE = Path(os.environ.get("DOCKYARD_FILES_DIR", "/dev/shm/dockyard"))
 PARALLELISM = 12
 MAX_STARTS_PER_STEP = 24
+ENDING_MEMORY = 300.0  # seconds a container this driver stopped is remembered for its die event
 # every exec'd process (and what it starts) carries this variable with a value of its own, so that
 # it can be found and ended when its client goes: the engine keeps it running otherwise
 EXEC_TAG = "DOCKYARD_EXEC"
@@ -99,6 +101,8 @@ class DockerDriver(EngineDriver):
         self.firewall = HostFirewall() if url.startswith("unix://") else None
         self._locks_guard = threading.Lock()
         self._running: dict[str, tuple[int, int]] = {}  # container id → (pid, restarts), for metrics
+        # containers this driver is stopping or removing (id → when): their deaths are no crashes
+        self._ending: dict[str, float] = {}
 
     # --- naming ---------------------------------------------------------------------------
 
@@ -327,14 +331,23 @@ class DockerDriver(EngineDriver):
         self._remove(c.id)
         self._forget_files(c.name)
 
+    def _ending_now(self, cid: str) -> None:
+        """Remember that this driver ends `cid`, so that its die event is not reported as a crash."""
+        now = time.monotonic()
+        with self._locks_guard:
+            self._ending = {k: t for k, t in self._ending.items() if now - t < ENDING_MEMORY}
+            self._ending[cid] = now
+
     def _stop(self, cid: str, grace: int = 10) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds: in-flight requests may finish."""
+        self._ending_now(cid)
         try:
             self._call(self.api.stop, cid, timeout=grace)
         except (docker_errors.NotFound, EngineError):
             pass
 
     def _remove(self, cid: str) -> None:
+        self._ending_now(cid)
         try:
             self._call(self.api.remove_container, cid, force=True, v=False)
         except docker_errors.NotFound:
@@ -503,6 +516,17 @@ class DockerDriver(EngineDriver):
             self._forget_files(c["Names"][0].lstrip("/"))
         return len(found)
 
+    # --- nodes ----------------------------------------------------------------------------
+
+    def nodes(self) -> list[NodeInfo]:
+        """One node: the engine's host, from `info`, with this installation's running containers."""
+        info = self._call(self.api.info)
+        running = self._call(self.api.containers, filters={**self._filters(), "status": ["running"]})
+        return [NodeInfo(name=str(info.get("Name") or self.url), status="ready",
+                         engine_version=str(info.get("ServerVersion") or ""), cpus=int(info.get("NCPU") or 0),
+                         memory_total=int(info.get("MemTotal") or 0),
+                         containers=tuple(c["Names"][0].lstrip("/") for c in running))]
+
     # --- logs and events ------------------------------------------------------------------
 
     def logs(self, key: WorkloadKey, *, follow: bool = False, tail: int | None = None,
@@ -623,8 +647,13 @@ class DockerDriver(EngineDriver):
                 if all(k in attrs for k in (L_TENANT, L_PROJECT, L_APP)):
                     key = WorkloadKey(attrs[L_TENANT], attrs[L_PROJECT], attrs[L_APP])
                 action = str(ev.get("Action") or ev.get("status") or "")
+                cid = str((ev.get("Actor") or {}).get("ID") or ev.get("id") or "")
+                code = attrs.get("exitCode")
+                slot = attrs.get(L_SLOT, "")
                 yield EngineEvent(key=key, action=action.split(":")[0], container=attrs.get("name"),
-                                  detail=action)
+                                  detail=action, slot=int(slot) if slot.isdigit() else None,
+                                  exit_code=int(code) if code is not None and str(code).lstrip("-").isdigit() else None,
+                                  expected=cid in self._ending)
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
                 AttributeError, OSError) as e:
             if not stop.is_set():

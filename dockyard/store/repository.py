@@ -94,6 +94,9 @@ class Revision:
 
 @dataclass
 class Event:
+    """A timeline entry about an object: `scope` "" for cluster-level ones (nodes), which every
+    project's timeline shows. `id` stays with the row; `seq` is its last write's cursor."""
+
     scope: str
     kind: str
     name: str
@@ -102,6 +105,26 @@ class Event:
     message: str
     at: datetime = field(default_factory=now)
     count: int = 1
+    first_at: datetime | None = None
+    id: int = 0
+    seq: int = 0
+
+
+@dataclass
+class EventQuery:
+    """Which events to read: in any of `scopes`, optionally of one object, type or reason, last seen
+    at or after `since`; `after` (cursor) reads forwards, otherwise the newest `limit` (before
+    `before`, to page backwards)."""
+
+    scopes: list[str]
+    kind: str | None = None
+    name: str | None = None
+    type: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    after: int | None = None
+    before: int | None = None
+    limit: int = 50
 
 
 def iso_time(d: datetime) -> str:
@@ -503,33 +526,62 @@ class Store:
     # --- events ---------------------------------------------------------------------------
 
     def record_event(self, ev: Event) -> None:
-        """Append an event; the same event repeated in a row is counted instead of stored again."""
+        """Append an event; the same event repeated in a row is counted instead of stored again.
+        Either write takes the next resourceVersion as the row's `seq`, so watchers of the timeline
+        see repeats too (and are woken like watchers of objects)."""
         message = ev.message[:2000]
         with self.tx() as conn:
             last = conn.execute(select(events).where(and_(events.c.scope == ev.scope, events.c.kind == ev.kind,
                                                           events.c.name == ev.name))
-                                .order_by(events.c.id.desc()).limit(1)).first()
+                                .order_by(events.c.seq.desc()).limit(1)).first()
+            seq = self._next_rv(conn)
             if last is not None and (last.type, last.reason, last.message) == (ev.type, ev.reason, message):
-                conn.execute(update(events).where(events.c.id == last.id).values(count=last.count + 1, at=ev.at))
-                return
-            conn.execute(insert(events).values(scope=ev.scope, kind=ev.kind, name=ev.name, type=ev.type,
-                                               reason=ev.reason, message=message, count=1, first_at=ev.at,
-                                               at=ev.at))
+                conn.execute(update(events).where(events.c.id == last.id).values(count=last.count + 1, at=ev.at,
+                                                                                 seq=seq))
+            else:
+                conn.execute(insert(events).values(scope=ev.scope, kind=ev.kind, name=ev.name, type=ev.type,
+                                                   reason=ev.reason, message=message, count=1, first_at=ev.at,
+                                                   at=ev.at, seq=seq))
+        self._notify(seq)
+
+    def last_event(self, scope: str, kind: str, name: str) -> Event | None:
+        """The newest event about one object (the node watcher asks whether it last said "down")."""
+        found = self.query_events(EventQuery([scope], kind=kind, name=name, limit=1))
+        return found[0] if found else None
 
     def list_events(self, scope: str, kind: str | None = None, name: str | None = None,
                     limit: int = 50, since: datetime | None = None) -> list[Event]:
         """The latest `limit` events, oldest first; `since` leaves out older ones (an object
         deleted and made again under the same name does not inherit its predecessor's events)."""
-        q = select(events).where(events.c.scope == scope)
-        if since is not None:
-            q = q.where(events.c.at >= since)
-        if kind:
-            q = q.where(events.c.kind == kind)
-        if name:
-            q = q.where(events.c.name == name)
+        return self.query_events(EventQuery([scope], kind=kind, name=name, since=since, limit=limit))
+
+    def query_events(self, q: EventQuery) -> list[Event]:
+        """Events in cursor order (oldest first): the first `limit` after `q.after`, or else the
+        newest `limit` (before `q.before`)."""
+        sel = select(events).where(events.c.scope.in_(q.scopes))
+        for column, value in ((events.c.kind, q.kind), (events.c.name, q.name), (events.c.type, q.type),
+                              (events.c.reason, q.reason)):
+            if value:
+                sel = sel.where(column == value)
+        if q.since is not None:
+            sel = sel.where(events.c.at >= q.since)
+        if q.after is not None:
+            sel = sel.where(events.c.seq > q.after).order_by(events.c.seq)
+        else:
+            if q.before is not None:
+                sel = sel.where(events.c.seq < q.before)
+            sel = sel.order_by(events.c.seq.desc())
         with self.read_engine.connect() as conn:
-            rows = conn.execute(q.order_by(events.c.id.desc()).limit(limit)).all()
-        return [Event(r.scope, r.kind, r.name, r.type, r.reason, r.message, r.at, r.count) for r in reversed(rows)]
+            rows = conn.execute(sel.limit(q.limit)).all()
+        if q.after is None:
+            rows.reverse()
+        return [Event(r.scope, r.kind, r.name, r.type, r.reason, r.message, r.at, r.count, r.first_at, r.id, r.seq)
+                for r in rows]
+
+    def prune_events(self, older_than: datetime) -> int:
+        """Delete events last seen before `older_than`; returns how many."""
+        with self.tx() as conn:
+            return conn.execute(delete(events).where(events.c.at < older_than)).rowcount
 
 
 def _display(scope: str, name: str) -> str:

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -85,6 +86,11 @@ events = Table(
     Column("count", Integer, nullable=False, default=1),
     Column("first_at", DateTime(timezone=True), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
+    # the resourceVersion of the row's last write (a counted repeat takes a new one): the timeline's
+    # cursor, so that a watcher sees a repeat as well as a new event
+    Column("seq", BigInteger, nullable=False),
+    UniqueConstraint("seq", name="uq_events_seq"),
+    Index("ix_events_scope_seq", "scope", "seq"),
 )
 
 users = Table(

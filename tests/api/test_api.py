@@ -561,9 +561,9 @@ def test_an_app_made_again_under_the_same_name_starts_without_the_old_events(pro
 
     ok(project.post(APPS, json=app_body("web")), 201)
     store.record_event(Event("acme/shop", "App", "web", "Warning", "ReplicaFailing", "replica 0 exited"))
-    assert [e["reason"] for e in ok(project.get(f"{APPS}/web/events"))["items"]] == ["ReplicaFailing"]
+    assert [e["reason"] for e in ok(project.get(f"{APPS}/web/events"))["items"]] == ["Created", "ReplicaFailing"]
     ok(project.delete(f"{APPS}/web"))
     ok(project.post(APPS, json=app_body("web")), 201)
-    assert ok(project.get(f"{APPS}/web/events"))["items"] == []
+    assert [e["reason"] for e in ok(project.get(f"{APPS}/web/events"))["items"]] == ["Created"]
     store.record_event(Event("acme/shop", "App", "web", "Normal", "Scaled", "scaled to 1"))
-    assert [e["reason"] for e in ok(project.get(f"{APPS}/web/events"))["items"]] == ["Scaled"]
+    assert [e["reason"] for e in ok(project.get(f"{APPS}/web/events"))["items"]] == ["Created", "Scaled"]

@@ -1,0 +1,64 @@
+"""The engine's nodes: capacity and state for every logged-in user; for admins also the engine
+version, this installation's running containers and their summed CPU and memory use (taken from
+the metrics collector's newest readings). Usage of all tenants together is not for tenants'
+eyes, and an engine version helps an attacker pick an exploit (docs/security.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from dockyard.api.authz import AuthzDep
+from dockyard.api.deps import PlatformDep
+from dockyard.metrics.registry import sample_line
+
+router = APIRouter(tags=["nodes"])
+
+# (name, help, value of a detailed node row) for the Prometheus exposition, admins only
+NODE_GAUGES = (
+    ("dockyard_node_up", "1 when the node's engine answers.", lambda r: 1.0 if r["status"] == "ready" else 0.0),
+    ("dockyard_node_cpus", "CPUs of the node.", lambda r: r["cpus"]),
+    ("dockyard_node_memory_total_bytes", "Memory of the node.", lambda r: r["memoryTotal"]),
+    ("dockyard_node_containers", "Running containers of this installation on the node.", lambda r: r["containers"]),
+    ("dockyard_node_cpu_percent", "CPU use of those containers, % of one core (newest readings).",
+     lambda r: r["cpu"]),
+    ("dockyard_node_memory_bytes", "Memory used by those containers (newest readings).", lambda r: r["memoryUsed"]),
+)
+
+
+def node_rows(request: Request, nodes: list[Any], *, details: bool) -> list[dict]:
+    """One row per node; with `details`, usage summed over the node's containers' newest readings."""
+    provider = getattr(request.app.state, "metrics", None)
+    usages = provider.current() if provider is not None and details else []
+    rows = []
+    for n in nodes:
+        row: dict[str, Any] = {"name": n.name, "status": n.status, "cpus": n.cpus, "memoryTotal": n.memory_total}
+        if details:
+            on_node = set(n.containers)
+            mine = [u for u in usages if u.container in on_node]
+            cpu = [u.cpu for u in mine if u.cpu is not None]
+            used = sum(u.memory for u in mine)
+            row.update(engineVersion=n.engine_version, containers=len(n.containers),
+                       cpu=round(sum(cpu), 2) if cpu else None, memoryUsed=used)
+        else:
+            used = None
+        row["memory"] = {"used": used, "total": n.memory_total}  # the dashboard's usage bar
+        rows.append(row)
+    return rows
+
+
+@router.get("/nodes", operation_id="listNodes", summary="The engine's nodes: capacity and state (admins: usage too)")
+async def list_nodes(request: Request, authz: AuthzDep, platform: PlatformDep) -> dict:
+    nodes = await run_in_threadpool(platform.nodes)
+    return {"items": await run_in_threadpool(node_rows, request, nodes, details=authz.is_admin)}
+
+
+def node_metrics_text(rows: list[dict]) -> str:
+    """`dockyard_node_*` gauges labelled by node, from detailed node rows."""
+    lines: list[str] = []
+    for name, help_text, value in NODE_GAUGES:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        lines += [sample_line(name, ("node",), (r["name"],), float(v)) for r in rows if (v := value(r)) is not None]
+    return "\n".join(lines) + "\n"
