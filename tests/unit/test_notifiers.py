@@ -15,8 +15,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiosmtpd.controller import Controller
 
-from dockyard.alerts.notifiers import (DeliveryError, Notification, Target, deliver, dingtalk_sign, email_message,
-                                       feishu_sign, payload)
+from dockyard.alerts.notifiers import (
+    DeliveryError,
+    Notification,
+    Target,
+    deliver,
+    dingtalk_sign,
+    email_message,
+    feishu_sign,
+    payload,
+)
 from dockyard.model.alerts import NotifierSpec
 
 DINGTALK_VECTOR = "w3RMHXzixTMdzr8OHJUmVLS4IoPJVdu+Ut1LE48MePE="
