@@ -18,10 +18,8 @@ from dockyard.api import objects
 from dockyard.api.authz import Authorizer, AuthzDep
 from dockyard.api.deps import StoreDep
 from dockyard.api.metrics import bad_param, parse_time
-from dockyard.api.problems import Problem
-from dockyard.api.watch import HEARTBEAT, POLL, RECHECK, sse
+from dockyard.api.watch import Batch, follow, sse, sse_response
 from dockyard.model.quantity import parse_duration
-from dockyard.store.errors import NotFound
 from dockyard.store.repository import Event, EventQuery, Store, iso_time
 
 router = APIRouter(prefix="/projects/{tenant}/{project}", tags=["events"])
@@ -108,9 +106,14 @@ def _watch(request: Request, store: Store, q: EventQuery, tenant: str, project: 
     """Without a cursor, first the newest `limit` events; then every event written after the
     cursor, each with its cursor as the SSE id (a client resumes with Last-Event-ID). The caller's
     token and rights are checked again every second; losing them ends the stream with ERROR."""
+    reading = replace(q, before=None, limit=WATCH_BATCH)
 
     def recheck() -> None:
         _require(objects.reauthorize(store, request), tenant, project)
+
+    def read(cursor: int) -> Batch:
+        found = store.query_events(replace(reading, after=cursor))
+        return [_event_sse(e) for e in found], found[-1].seq if found else cursor, len(found) == WATCH_BATCH
 
     async def stream() -> AsyncIterator[str]:
         cursor = q.after
@@ -119,40 +122,10 @@ def _watch(request: Request, store: Store, q: EventQuery, tenant: str, project: 
             for e in await run_in_threadpool(store.query_events, replace(q, before=None)):
                 yield _event_sse(e)
         yield sse("BOOKMARK", {"type": "BOOKMARK", "resourceVersion": str(cursor)}, cursor)
-        reading = replace(q, before=None, limit=WATCH_BATCH)
-        last_beat = last_poll = time.monotonic()
-        last_check = last_poll - RECHECK
-        seen = cursor
-        while True:
-            if await request.is_disconnected():
-                return
-            now = time.monotonic()
-            if now - last_check >= RECHECK:
-                last_check = now
-                try:
-                    await run_in_threadpool(recheck)
-                except (Problem, NotFound) as e:
-                    status = e.status if isinstance(e, Problem) else 404
-                    yield sse("ERROR", {"type": "ERROR", "status": status, "detail": str(e)})
-                    return
-            if store.last_local_rv > seen or now - last_poll >= POLL:
-                last_poll = now
-                seen = max(seen, store.last_local_rv)
-                found = await run_in_threadpool(store.query_events, replace(reading, after=cursor))
-                for e in found:
-                    cursor = e.seq
-                    yield _event_sse(e)
-                    last_beat = now
-                if len(found) == WATCH_BATCH:
-                    last_poll = 0.0
-                    continue
-            if now - last_beat >= HEARTBEAT:
-                last_beat = now
-                yield ": keep-alive\n\n"
-            await store.changed_after(max(cursor, seen), timeout=0.5)
+        async for message in follow(request, store, cursor, read, recheck):
+            yield message
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return sse_response(stream())
 
 
 def _event_sse(e: Event) -> str:
