@@ -9,6 +9,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from playwright.sync_api import expect
+from test_dashboard_a11y import _violations
 
 pytestmark = pytest.mark.engine
 
@@ -32,11 +33,38 @@ def _setup(server, replicas: int = 1) -> None:  # noqa: ANN001
                     .get("readyReplicas") == replicas, timeout=90, what="web ready")
 
 
-def test_log_search_marks_a_replica_line_and_the_tail_follows(server, browsing) -> None:  # noqa: ANN001
+def _axe(browser, url: str, pages: dict) -> list[str]:  # noqa: ANN001
+    """Serious or critical axe findings on each page (hash → a selector to wait for, or a function
+    that brings the page into the state to check), as olivia, in the light and the dark theme."""
+    found = []
+    for theme in ("light", "dark"):
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)  # axe is injected
+        ctx.add_init_script(f"localStorage.setItem('dockyard.theme', '{theme}')")
+        page = ctx.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(url + "/#/login")
+        page.fill("#username", "olivia")
+        page.fill("#password", PW)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector("#who")
+        for hash_, ready in pages.items():
+            page.goto(f"{url}/{hash_}")
+            page.wait_for_selector(ready) if isinstance(ready, str) else ready(page)
+            found += [f"{theme} {hash_}: {v}" for v in _violations(page)]
+        ctx.close()
+    return found
+
+
+def _owner(server, browsing):  # noqa: ANN001, ANN202
+    """The project set up, and its owner logged in: (Browsing, page)."""
     _setup(server)
     b = browsing(server.url)
-    page = b.page
     b.login("olivia", PW)
+    return b, b.page
+
+
+def test_log_search_marks_a_replica_line_and_the_tail_follows(server, browsing) -> None:  # noqa: ANN001
+    b, page = _owner(server, browsing)
     b.go("#/projects/acme/shop/logs")
     expect(page.locator("#logs-results[data-loaded='true']")).to_have_count(1)
     page.fill("#logs-grep", NEEDLE.upper())  # the search ignores case; the mark keeps the line's own case
@@ -89,11 +117,8 @@ def test_log_search_marks_a_replica_line_and_the_tail_follows(server, browsing) 
     expect(page.locator("#logs-results tbody mark").first).to_have_text("starting")
 
 
-def test_events_alerts_and_charts_for_an_owner(server, browsing) -> None:  # noqa: ANN001
-    _setup(server)
-    b = browsing(server.url)
-    page = b.page
-    b.login("olivia", PW)
+def test_events_alerts_and_charts_for_an_owner(server, browsing, browser) -> None:  # noqa: ANN001
+    b, page = _owner(server, browsing)
 
     # the events timeline follows the project: a scale made elsewhere appears without a reload
     b.go("#/projects/acme/shop/events")
@@ -166,6 +191,17 @@ def test_events_alerts_and_charts_for_an_owner(server, browsing) -> None:  # noq
     expect(node).to_contain_text("ready")
     assert int(node.locator("td").nth(5).inner_text()) >= 2  # web's two replicas at least
     admin.shot("admin-nodes")
+
+    # with data on them (a firing badge, a warning, marked matches) the pages pass axe in both themes
+    def search_logs(p) -> None:  # noqa: ANN001
+        p.fill("#logs-grep", "starting")
+        p.click("#logs-search")
+        p.wait_for_selector("#logs-results tbody mark")
+
+    bad = _axe(browser, server.url, {"#/projects/acme/shop/alerts": "#alert-rules [data-state='firing']",
+                                     "#/projects/acme/shop/events": "#events tr.warn",
+                                     "#/projects/acme/shop/logs": search_logs})
+    assert not bad, "\n".join(bad)
 
 
 def test_viewer_sees_no_create_or_silence_buttons(server, browsing) -> None:  # noqa: ANN001

@@ -145,23 +145,15 @@ export async function projectAlertsTab({ tenant, project, rights, signal, body }
           onclick: () => remove("notifiers", n.metadata.name, "notifier") }, t("alerts.delete")))))
       : emptyRow(4, t("alerts.noNotifiers")));
     rulesBody.closest("table").dataset.loaded = "true";
-    return rules;
+    return { rules, silences };
   });
   const again = refresher(() => load().catch((e) => { if (e.name !== "AbortError") clear(message, errorBox(e)); }), 1000);
 
   async function applyYaml(dryRun) {
     clear(results);
-    let docs;
-    try {
-      docs = await readManifests(yamlBox.value);
-    } catch (e) {
-      results.append(h("li", { class: "error" }, e.message));
-      return;
-    }
-    for (const doc of docs) {
-      if (!doc || typeof doc !== "object" || Array.isArray(doc)) results.append(h("li", { class: "error" }, t("deploy.notObject")));
-      else results.append(await applyDocument(doc, `${tenant}/${project}`, dryRun));
-    }
+    const docs = await readManifests(yamlBox.value, results);
+    if (!docs) return;
+    for (const doc of docs) results.append(await applyDocument(doc, `${tenant}/${project}`, dryRun));
     if (!dryRun) again();
   }
 
@@ -186,8 +178,9 @@ export async function projectAlertsTab({ tenant, project, rights, signal, body }
   }
   const first = await load();
   // a rule's state changes in its status: follow the rules (and the silences, which change it too)
-  watch(`${base}/alertrules`, { resourceVersion: first?.metadata?.resourceVersion, onEvent: again, onReset: again, signal });
-  watch(`${base}/silences`, { onEvent: again, onReset: again, signal });
+  for (const [kind, list] of [["alertrules", first?.rules], ["silences", first?.silences]]) {
+    watch(`${base}/${kind}`, { resourceVersion: list?.metadata?.resourceVersion, onEvent: again, onReset: again, signal });
+  }
 
   function ruleForm() {
     return createForm("rule-form", [

@@ -114,23 +114,29 @@ function kindPaths(obj, project) {
   return item(`/projects/${part("metadata.project", t0)}/${part("metadata.project", p0)}/${plural}`, meta.name || "");
 }
 
-// The documents of a YAML text (several separated by ---, or one YAML list); an Error that
-// says the line when the YAML is broken, or that there is nothing.
-export async function readManifests(text) {
-  const yaml = await loadYaml();
+// The documents of a YAML text (several separated by ---, or one YAML list), or null after
+// adding to `results` a line that says why not: the YAML's broken line, or that there is nothing.
+export async function readManifests(text, results) {
+  const fail = (message) => { results.append(h("li", { class: "error" }, message)); return null; };
+  let yaml;
+  try {
+    yaml = await loadYaml();
+  } catch (e) {
+    return fail(e.message);
+  }
   let docs;
   try {
     docs = yaml.loadAll(text).filter((d) => d !== null && d !== undefined);
   } catch (e) {
-    throw new Error(t("manifest.yamlError", { line: (e.mark?.line ?? 0) + 1, message: e.reason || e.message }));
+    return fail(t("manifest.yamlError", { line: (e.mark?.line ?? 0) + 1, message: e.reason || e.message }));
   }
   if (docs.length === 1 && Array.isArray(docs[0])) docs = docs[0];
-  if (!docs.length) throw new Error(t("deploy.empty"));
-  return docs;
+  return docs.length ? docs : fail(t("deploy.empty"));
 }
 
 // Create or replace one manifest (kubectl apply): a list item saying what happened, or why not.
 export async function applyDocument(doc, project, dryRun) {
+  if (!doc || typeof doc !== "object" || Array.isArray(doc)) return h("li", { class: "error" }, t("deploy.notObject"));
   const label = `${String(doc.kind || "?").toLowerCase()}/${doc.metadata?.name || "?"}`;
   const query = dryRun ? { dryRun: "true" } : undefined;
   try {
@@ -169,13 +175,8 @@ function manifestForm(body, picker) {
   async function run(dryRun) {
     clear(results);
     const project = picker.value;
-    let docs;
-    try {
-      docs = await readManifests(box.value);
-    } catch (e) {
-      results.append(h("li", { class: "error" }, e.message));
-      return;
-    }
+    let docs = await readManifests(box.value, results);
+    if (!docs) return;
     if (docs.length === 1 && docs[0] && typeof docs[0] === "object" && docs[0].services) {
       try {
         const converted = await api("POST", "/compose/convert", { project, compose: docs[0] });
@@ -190,13 +191,7 @@ function manifestForm(body, picker) {
     const order = { Tenant: 0, Project: 1 };
     docs.sort((a, b) => (order[a?.kind] ?? 2) - (order[b?.kind] ?? 2));
     // every document gets a line: a bad one says why, and the others are still applied
-    for (const doc of docs) {
-      if (!doc || typeof doc !== "object" || Array.isArray(doc)) {
-        results.append(h("li", { class: "error" }, t("deploy.notObject")));
-        continue;
-      }
-      results.append(await applyDocument(doc, project, dryRun));
-    }
+    for (const doc of docs) results.append(await applyDocument(doc, project, dryRun));
   }
   body.append(h("section", { class: "card stack", id: "manifest-deploy" },
     h("p", { class: "muted" }, t("deploy.manifestHelp")), box,
