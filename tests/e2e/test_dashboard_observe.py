@@ -85,12 +85,13 @@ def test_log_search_marks_a_replica_line_and_the_tail_follows(server, browsing) 
     page.evaluate("window.__sameDocument = 'yes'")
     page.fill("#logs-grep", "response:404")
     page.check("#logs-tail")
-    expect(page.locator("#logs-status")).to_contain_text("Following 1 app")
-    page.wait_for_timeout(1500)  # the follow stream is open
+    expect(page.locator("#logs-status")).to_contain_text("Following every app")  # it asks the store every 2 s
     ip = server.client().get("/projects/acme/shop/apps/web").json()["status"]["containers"][0]["ip"]
     httpx.get(f"http://{ip}:8080/tail-was-here", timeout=5)  # the demo server logs "response:404"
     tailed = page.locator("#logs-results tbody tr mark", has_text="response:404")
     expect(tailed.last).to_be_visible(timeout=15_000)
+    page.wait_for_timeout(2500)  # another round of asking: the line is not added twice
+    expect(tailed).to_have_count(1)
     assert page.evaluate("window.__sameDocument") == "yes"
     assert NEEDLE not in page.inner_text("#logs-results tbody"), "the tail keeps to its filter"
     b.shot("project-logs-tail")
@@ -98,23 +99,31 @@ def test_log_search_marks_a_replica_line_and_the_tail_follows(server, browsing) 
     # export: the same search as NDJSON, one JSON object per line
     page.uncheck("#logs-tail")
     expect(page.locator("#logs-status")).to_have_text("Live tail stopped.")
-    # the server notices a follow stream's client has gone only at its next line (and until then
-    # holds a thread that delays its own shutdown): give it one
-    page.wait_for_timeout(500)
-    httpx.get(f"http://{ip}:8080/after-the-tail", timeout=5)
     page.fill("#logs-grep", NEEDLE)
     with page.expect_download() as dl:
         page.click("#logs-export")
     lines = [x for x in open(dl.value.path(), encoding="utf-8").read().splitlines() if x]
     assert lines and all(NEEDLE in x and x.startswith("{") for x in lines), lines
 
-    # the app page's logs tab has the same search for that app alone
+    # the app page's logs tab has the same search for that app alone; its tail is the app's stream
     b.go("#/projects/acme/shop/apps/web/logs?mode=search")
     expect(page.locator("#logs-mode-search")).to_have_attribute("aria-current", "page")
     expect(page.locator("#logs-app")).to_have_count(0)
     page.fill("#logs-grep", "starting")
     page.click("#logs-search")
     expect(page.locator("#logs-results tbody mark").first).to_have_text("starting")
+    page.fill("#logs-grep", "RESPONSE:")
+    page.check("#logs-tail")
+    expect(page.locator("#logs-status")).to_contain_text("Following web live")
+    before = page.locator("#logs-results tbody tr mark").count()
+    page.wait_for_timeout(1500)  # the follow stream is open
+    httpx.get(f"http://{ip}:8080/streamed", timeout=5)
+    expect(page.locator("#logs-results tbody tr mark")).to_have_count(before + 1, timeout=15_000)
+    # the server notices a follow stream's client has gone only at the stream's next line (until
+    # then it holds a thread that delays its own shutdown): give it one
+    page.uncheck("#logs-tail")
+    page.wait_for_timeout(500)
+    httpx.get(f"http://{ip}:8080/after-the-stream", timeout=5)
 
 
 def test_events_alerts_and_charts_for_an_owner(server, browsing, browser) -> None:  # noqa: ANN001

@@ -11,7 +11,8 @@ const RANGES = ["15m", "1h", "6h", "24h", "7d"];
 const LIMIT = 500; // rows a search shows; the export asks for more
 const EXPORT_LIMIT = 100_000;
 const TAIL_MAX = 2000; // live rows kept on the page
-const TAIL_APPS = 20; // "all apps" follows at most this many apps' streams
+const POLL_MS = 2000; // "every app": how often the tail asks the store for new lines
+const POLL_MARGIN_MS = 5000; // …and how far before the newest line shown it asks from
 
 // one row from either API: the search's {ts, app, replica, stream, text} or an app stream's
 // NDJSON {time, replica, container, line}
@@ -38,6 +39,7 @@ export async function logSearch(body, { tenant, project, app, signal }) {
   const filter = () => ({ app: chosenApp() || undefined, grep: grep.value.trim() || undefined,
     since: range.querySelector("select").value });
   let rows = 0;
+  let shownNow = []; // the last search's rows
   let tailAbort = null;
 
   const row = (r, needle) => h("tr", { "data-app": r.app },
@@ -52,6 +54,7 @@ export async function logSearch(body, { tenant, project, app, signal }) {
     try {
       const data = await api("GET", `${base}/logs`, undefined, { signal, query: { ...q, limit: LIMIT, format: "json" } });
       const items = data.items.map((r) => normalise(r, chosenApp()));
+      shownNow = items;
       clear(tbody, items.length ? items.map((r) => row(r, q.grep)) : emptyRow(5, t("logs.noMatch")));
       rows = items.length;
       clear(status, data.truncated ? t("logs.truncated", { n: rows }) : t("logs.found", { n: rows }));
@@ -69,28 +72,60 @@ export async function logSearch(body, { tenant, project, app, signal }) {
     tailAbort = null;
   }
 
-  // follow each chosen app's stream from now on; new lines that pass the filter go to the end
+  // a new line that passes the filter goes to the end (the oldest row goes when there are too many)
+  function addRow(r, needle) {
+    if (needle && !r.text.toLowerCase().includes(needle.toLowerCase())) return;
+    tbody.append(row(r, needle));
+    rows += 1;
+    if (rows > TAIL_MAX) { tbody.firstChild?.remove(); rows -= 1; }
+    table.parentElement.scrollTop = table.parentElement.scrollHeight;
+  }
+
+  // One app: its follow stream. Every app: the stored lines, asked for every 2 s — a stream per
+  // app would hold one of the browser's six connections to the server each and stall the page.
   function startTail() {
     stopTail();
     tailAbort = new AbortController();
     const mine = tailAbort;
     signal.addEventListener("abort", () => mine.abort());
     const needle = grep.value.trim();
-    const followed = chosenApp() ? [chosenApp()] : apps.slice(0, TAIL_APPS);
     if (!rows) tbody.replaceChildren();
-    for (const name of followed) {
-      streamLines(seg`/projects/${tenant}/${project}/apps/${name}/logs`, (line) => {
-        if (!line.trim()) return;
-        const r = normalise(JSON.parse(line), name);
-        if (needle && !r.text.toLowerCase().includes(needle.toLowerCase())) return;
-        tbody.append(row(r, needle));
-        rows += 1;
-        if (rows > TAIL_MAX) { tbody.firstChild?.remove(); rows -= 1; }
-        table.parentElement.scrollTop = table.parentElement.scrollHeight;
+    const fail = (e) => { if (e.name !== "AbortError") clear(message, errorBox(e)); };
+    if (chosenApp()) {
+      streamLines(seg`/projects/${tenant}/${project}/apps/${chosenApp()}/logs`, (line) => {
+        let rec;
+        try { rec = JSON.parse(line); } catch { return; } // a blank or broken line: nothing to show
+        addRow(normalise(rec, chosenApp()), needle);
       }, { signal: mine.signal, query: { follow: "true", tail: "0", timestamps: "true", format: "ndjson", ...(needle ? { grep: needle } : {}) } })
-        .catch((e) => { if (e.name !== "AbortError") message.append(errorBox(e)); });
+        .catch(fail);
+      status.append(" ", t("logs.followingApp", { app: chosenApp() }));
+    } else {
+      pollStore(needle, mine.signal).catch(fail);
+      status.append(" ", t("logs.followingAll"));
     }
-    status.append(" ", t("logs.following", { n: followed.length }));
+  }
+
+  // Ask for the lines stored since the newest one shown (less a margin: replicas' lines reach the
+  // store up to a flush apart) and add those not shown yet.
+  async function pollStore(needle, tailSignal) {
+    const key = (r) => `${r.ts}|${r.app}|${r.replica}|${r.text}`;
+    const shownAt = new Map(shownNow.map((r) => [key(r), Date.parse(r.ts)])); // key → ms, the recent rows
+    let newest = Date.now() - POLL_MARGIN_MS;
+    while (!tailSignal.aborted) {
+      const data = await api("GET", `${base}/logs`, undefined, { signal: tailSignal,
+        query: { grep: needle || undefined, since: new Date(newest - POLL_MARGIN_MS).toISOString(), limit: LIMIT, format: "json" } });
+      for (const r of data.items.map((x) => normalise(x, ""))) {
+        if (shownAt.has(key(r))) continue;
+        shownAt.set(key(r), Date.parse(r.ts));
+        newest = Math.max(newest, Date.parse(r.ts) || 0);
+        addRow(r, needle);
+      }
+      for (const [k, at] of shownAt) if (at < newest - 2 * POLL_MARGIN_MS) shownAt.delete(k);
+      await new Promise((done) => {
+        const timer = setTimeout(done, POLL_MS);
+        tailSignal.addEventListener("abort", () => { clearTimeout(timer); done(); }, { once: true });
+      });
+    }
   }
 
   async function exportNdjson() {
