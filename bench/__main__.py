@@ -17,6 +17,7 @@ BENCHMARKS = {
     "footprint": "bench.footprint",
     "dashboard": "bench.dashboard",
     "metrics": "bench.metrics",
+    "logs": "bench.logs",
 }
 
 

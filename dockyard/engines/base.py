@@ -264,11 +264,13 @@ class EngineDriver(ABC):
                           reason="LogsUnsupported")
 
     def container_logs(self, container_id: str, *, since_ns: int | None = None, follow: bool = False,
-                       stop: threading.Event | None = None, max_line: int = 16 * 1024) -> Iterator[TimedLine]:
+                       stop: threading.Event | None = None, max_line: int = 16 * 1024,
+                       pace: float = 0.0) -> Iterator[TimedLine]:
         """One container's log lines from `since_ns` on (the engine includes lines stamped exactly
         `since_ns`), to its end or, with `follow`, until the container stops or `stop` is set (the
         caller sets `stop` when it is done, which also frees the stream). Lines longer than
-        `max_line` bytes are cut to `max_line + 1` bytes, so that the caller can tell and mark them."""
+        `max_line` bytes are cut to `max_line + 1` bytes, so that the caller can tell and mark them.
+        `pace`: after catching up, read at most every `pace` seconds (batches; less CPU per line)."""
         raise EngineError("this engine driver cannot read container logs", permanent=True,
                           reason="LogsUnsupported")
 

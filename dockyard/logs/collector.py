@@ -40,6 +40,7 @@ LIVE_STATES = frozenset({"running", "restarting", "paused"})
 FLUSH_INTERVAL = 1.0
 DISCOVER_INTERVAL = 1.0
 SWEEP_INTERVAL = 60.0
+READ_PACE = 0.5       # a follower reads what arrived at most this often (batches: less CPU per line)
 MAX_BUFFER = 8 * 1024 * 1024
 
 
@@ -65,7 +66,7 @@ class LogCollector:
     def __init__(self, store: LogStore, engine: EngineDriver, *, leading: Callable[[], bool] = lambda: True,
                  sweeper: Callable[[LogStore], object] | None = None, flush_interval: float = FLUSH_INTERVAL,
                  discover_interval: float = DISCOVER_INTERVAL, sweep_interval: float = SWEEP_INTERVAL,
-                 max_buffer: int = MAX_BUFFER) -> None:
+                 max_buffer: int = MAX_BUFFER, pace: float = READ_PACE) -> None:
         self.store = store
         self.engine = engine
         self.leading = leading
@@ -74,6 +75,7 @@ class LogCollector:
         self.discover_interval = discover_interval
         self.sweep_interval = sweep_interval
         self.max_buffer = max_buffer
+        self.pace = pace
         self.lines_read = 0
         self._followers: dict[str, _Follower] = {}       # container id → its follower
         self._positions: dict[str, ReadPosition] | None = None  # stored positions, loaded when leading
@@ -186,7 +188,7 @@ class LogCollector:
         ended = False
         try:
             for ts, stream, text in self.engine.container_logs(f.source.container_id, since_ns=since,
-                                                               follow=True, stop=f.stop):
+                                                               follow=True, stop=f.stop, pace=self.pace):
                 if since is not None and ts <= since:
                     if ts < since:
                         continue

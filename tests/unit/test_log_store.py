@@ -178,3 +178,13 @@ def test_engine_log_frames_decode_to_timestamped_lines_with_bounded_lines() -> N
                        (1_795_778_221_000_000_000, "stdout", "x" * 51),
                        (1_795_778_222_000_000_000, "stdout", "tail without newline")]
     assert truncate_line("x" * (MAX_LINE_BYTES + 1)).endswith(TRUNCATED_MARK)
+
+
+def test_a_chunked_http_body_is_decoded_across_any_split() -> None:
+    from dockyard.engines.logframes import ChunkedBody
+
+    wire = b"5\r\nhello\r\n1;ext=1\r\n \r\nb\r\nworld\nagain\r\n0\r\n\r\n"
+    for size in (1, 2, 3, 7, len(wire)):
+        body = ChunkedBody()
+        got = b"".join(body.feed(wire[i:i + size]) for i in range(0, len(wire), size))
+        assert got == b"hello world\nagain" and body.done
