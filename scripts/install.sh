@@ -25,6 +25,7 @@ if [ "$WANT_TEST" = 1 ]; then
   have nsenter || need_pkgs="$need_pkgs util-linux"
   have chromium || need_pkgs="$need_pkgs chromium"    # dashboard tests drive Debian's Chromium
   have prometheus || need_pkgs="$need_pkgs prometheus"  # scrapes /metrics in tests/integration/test_prometheus.py
+  have rsyslogd || [ -x /usr/sbin/rsyslogd ] || need_pkgs="$need_pkgs rsyslog"  # receives log drains in tests/integration/test_log_drains.py
   fc-list 2>/dev/null | grep -qi "cjk" || need_pkgs="$need_pkgs fonts-noto-cjk"  # Chinese pages in screenshots
   [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
     need_pkgs="$need_pkgs postgresql"

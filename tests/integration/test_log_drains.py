@@ -347,6 +347,67 @@ def test_admission_refuses_metadata_for_admins_and_loopback_for_maintainers(serv
                         ).status_code == 403
 
 
+# --- rsyslog, a real RFC 5424 receiver ---------------------------------------------------------------
+
+RSYSLOG_CONFIG = """
+global(workDirectory="{dir}")
+module(load="imtcp")
+module(load="imudp")
+input(type="imtcp" address="127.0.0.1" port="{tcp}")
+input(type="imudp" address="127.0.0.1" port="{udp}")
+template(name="fields" type="list") {{
+  property(name="inputname") constant(value="|") property(name="syslogseverity-text") constant(value="|")
+  property(name="hostname") constant(value="|") property(name="app-name") constant(value="|")
+  property(name="procid") constant(value="|") property(name="msgid") constant(value="|")
+  property(name="structured-data") constant(value="|") property(name="msg") constant(value="\\n")
+}}
+:inputname, isequal, "rsyslogd" stop
+*.* action(type="omfile" file="{dir}/received.log" template="fields")
+"""
+
+
+def test_rsyslog_parses_what_the_syslog_drains_send(server_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    rsyslogd = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
+    if rsyslogd is None:
+        pytest.skip("rsyslogd is not installed (Debian package rsyslog; scripts/install.sh installs it with WANT_TEST=1)")
+    tcp, udp = free_port(), free_port()
+    conf = tmp_path / "rsyslog.conf"
+    conf.write_text(RSYSLOG_CONFIG.format(dir=tmp_path, tcp=tcp, udp=udp))
+    proc = subprocess.Popen([rsyslogd, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid")],
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "rsyslog.err", "wb"))  # noqa: SIM115
+    received = tmp_path / "received.log"
+    try:
+        s = server_factory()
+        setup_project(s)
+        mark = uuid.uuid4().hex[:8]
+        with s.client() as c:
+            for name, url in (("rs-tcp", f"syslog+tcp://127.0.0.1:{tcp}"), ("rs-udp", f"syslog://127.0.0.1:{udp}")):
+                c.post("/projects/acme/shop/logdrains", json=drain(name, "syslog", url, labels={"env": "test"})
+                       ).raise_for_status()
+                s.wait_for(lambda n=name: ready_of(c, n)["ready"] == "True", timeout=15, what=f"{name} ready")
+            run_ticker(s, c, "web", mark)
+
+        def rows() -> list[list[str]]:
+            text = received.read_text(errors="replace") if received.exists() else ""
+            return [line.split("|", 7) for line in text.splitlines() if mark in line]
+
+        def both() -> list[list[str]] | None:
+            got = rows()
+            seen = {(r[0], r[1]) for r in got}
+            return got if {("imtcp", "info"), ("imtcp", "err"), ("imudp", "info"), ("imudp", "err")} <= seen else None
+
+        got = s.wait_for(both, timeout=15, interval=0.5, what="stdout and stderr lines in rsyslog over TCP and UDP")
+        for _, severity, host, app_name, procid, msgid, sd, msg in got:
+            assert (app_name, procid) == ("acme.shop.web", "0"), got[:3]
+            assert msgid == ("stderr" if severity == "err" else "stdout"), got[:3]
+            assert sd.startswith('[dockyard@32473 tenant="acme" project="shop" app="web" replica="0" container="dy')
+            assert sd.endswith(' env="test"]') and host not in ("", "-")
+            assert msg.lstrip("\ufeff").startswith(("tick-" if severity == "info" else "oops-") + mark)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 # --- Grafana Loki, when it is installed ------------------------------------------------------------
 
 def grafana_loki() -> str | None:

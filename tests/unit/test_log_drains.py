@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from test_egress import fake_resolver
 
 from dockyard.admission import InvalidObject, admit
 from dockyard.admission.egress import DestinationForbidden, admit_destinations
@@ -24,7 +25,7 @@ from dockyard.logs import drains, senders
 from dockyard.logs.drains import DrainCursors, DrainWorker, backoff_delay, take_batch
 from dockyard.logs.senders import HttpSender, SendError, SyslogSender, loki_body, ndjson_body, syslog_message
 from dockyard.logs.store import LogEntry
-from dockyard.policy.egress import PRIVATE_ANNOTATION, Destination, EgressRefused
+from dockyard.policy.egress import PRIVATE_ANNOTATION, Destination
 from dockyard.store.repository import StoredObject
 
 # --- schema -----------------------------------------------------------------------------------
@@ -73,15 +74,7 @@ def test_bad_specs_name_the_field(spec: dict, field: str, words: str) -> None:
 
 # --- admission of the destination ---------------------------------------------------------------
 
-def resolver(table: dict[str, list[str]]):  # noqa: ANN202
-    def resolve(host: str, port: int) -> list[str]:
-        if host not in table:
-            raise EgressRefused(f"host '{host}' cannot be resolved")
-        return table[host]
-    return resolve
-
-
-RESOLVE = resolver({"logs.example.com": ["93.184.216.34"], "intranet.corp": ["10.0.0.8"]})
+RESOLVE = fake_resolver({"logs.example.com": ["93.184.216.34"], "intranet.corp": ["10.0.0.8"]})
 LOOP = {"type": "http", "url": "http://127.0.0.1:9000/in"}
 PUBLIC = {"type": "http", "url": "https://logs.example.com/in"}
 
