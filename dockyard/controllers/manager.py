@@ -183,14 +183,16 @@ class ControllerManager:
             log.exception("recording event %s of %s/%s failed", event.reason, event.scope, event.name)
 
     def nodes(self) -> list[NodeInfo]:
-        """The engine's nodes now; while it does not answer, the last known ones, marked down."""
+        """The engine's nodes now; while it does not answer, the last known ones, marked down
+        (without waiting for the engine again when this replica's events loop knows it is away)."""
+        known = self._known_nodes or [NodeInfo(fallback_node_name(self.engine.url), "down")]
+        down = [replace(n, status="down", containers=()) for n in known]
+        if self.leading.is_set() and self._engine_seen is False:
+            return down
         try:
             found = self.engine.nodes()
         except EngineError as e:
-            if e.reason == "NodesUnsupported":
-                return []
-            known = self._known_nodes or [NodeInfo(fallback_node_name(self.engine.url), "down")]
-            return [replace(n, status="down", containers=()) for n in known]
+            return [] if e.reason == "NodesUnsupported" else down
         self._known_nodes = found
         return found
 
@@ -200,7 +202,7 @@ class ControllerManager:
         self._engine_seen = up
         if not self.leading.is_set():
             return
-        names = [n.name for n in self.nodes()]
+        names = [n.name for n in self.nodes()]  # when down: the last known, without asking the engine
         for name in names or [fallback_node_name(self.engine.url)]:
             try:
                 last = self.store.last_event("", "Node", name)

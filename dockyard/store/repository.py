@@ -531,12 +531,14 @@ class Store:
         see repeats too (and are woken like watchers of objects)."""
         message = ev.message[:2000]
         with self.tx() as conn:
+            # the counter first: its row lock serialises event writers (PostgreSQL too), so the
+            # newest event read below is really the last one and a repeat is never counted twice
+            seq = self._next_rv(conn)
             last = conn.execute(select(events).where(and_(events.c.scope == ev.scope, events.c.kind == ev.kind,
                                                           events.c.name == ev.name))
                                 .order_by(events.c.seq.desc()).limit(1)).first()
-            seq = self._next_rv(conn)
             if last is not None and (last.type, last.reason, last.message) == (ev.type, ev.reason, message):
-                conn.execute(update(events).where(events.c.id == last.id).values(count=last.count + 1, at=ev.at,
+                conn.execute(update(events).where(events.c.id == last.id).values(count=events.c.count + 1, at=ev.at,
                                                                                  seq=seq))
             else:
                 conn.execute(insert(events).values(scope=ev.scope, kind=ev.kind, name=ev.name, type=ev.type,
