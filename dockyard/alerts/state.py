@@ -116,7 +116,9 @@ def to_send(a: Alert, notifiers: list[str], now: float, *, silenced: bool, repea
         a.delivery = {"state": owed, "pending": list(notifiers), "attempts": 0, "retryAt": iso(now)}
     if (unix(a.delivery.get("retryAt")) or 0) > now:
         return []
-    pending = list(a.delivery.get("pending") or [])
+    # a notifier deleted (or dropped from the rule) meanwhile is owed nothing any more
+    pending = [n for n in a.delivery.get("pending") or [] if n in notifiers]
+    a.delivery["pending"] = pending
     if not pending:
         finish(a, now)
     return pending

@@ -8,16 +8,14 @@ the destination's answer."""
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import datetime
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from dockyard_harness import app_manifest, setup_project
+from loopback_peers import Mailbox, Receiver
 
 # two busy loops: on a loaded 2-core machine one loop alone sometimes dips under 50 % of a core
 BURN = ["sh", "-c", "while :; do :; done & while :; do :; done"]
@@ -25,39 +23,6 @@ HOG = ["sh", "-c", "(x=a; while :; do x=$x$x; done); sleep 100000"]
 COLLECTION = 10.0
 MARGIN = 5.0
 P = "/projects/acme/shop"
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1: records (arrival time, JSON body), answers `status`."""
-
-    def __init__(self, status: int = 200) -> None:
-        self.received: list[tuple[float, dict]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.received.append((time.monotonic(), body))
-                answer = b'{"received": true}' if status < 300 else b'{"error": "receiver is down"}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *a) -> None:  # noqa: ANN002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/dockyard"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def bodies(self, status: str | None = None) -> list[dict]:
-        return [b for _, b in self.received if status is None or b["status"] == status]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -100,14 +65,18 @@ def test_cpu_rule_fires_at_a_webhook_silence_holds_resolved(server_factory, rece
         r = c.post(f"{P}/alertrules", json=rule("hot", {"app": "burn", "metric": "cpu", "op": ">", "threshold": 50,
                                                          "for": "20s", "notifiers": ["hook", "nobody"]}))
         assert r.status_code == 201, r.text
-        created = time.monotonic()
+        created = time.time()
         try:
-            s.wait_for(lambda: receiver.bodies("firing"), timeout=20 + COLLECTION + MARGIN + 5, interval=0.2,
-                       what="the firing notification")
+            s.wait_for(lambda: receiver.bodies("firing"), timeout=90, interval=0.2, what="the firing notification")
         except AssertionError:
             raise AssertionError(json.dumps(c.get(f"{P}/alertrules/hot").json())) from None
-        took = receiver.received[0][0] - created
-        assert 20 <= took <= 20 + COLLECTION + MARGIN, f"firing after {took:.1f}s"
+        # `for` counts from the evaluation that found the condition true (activeSince); on a loaded
+        # machine the burner may dip under 50 % now and then, which rightly starts the count again
+        arrived = receiver.received[0][0]
+        active_since = datetime.fromisoformat(alert_of(c, "hot", "burn")["activeSince"].replace("Z", "+00:00"))
+        took = arrived - active_since.timestamp()
+        assert 20 - 1 <= took <= 20 + COLLECTION + MARGIN, f"firing {took:.1f}s after the condition held"
+        print(f"firing notification {took:.1f}s after the condition held, {arrived - created:.1f}s after the rule")
         firing = receiver.bodies("firing")
         assert len(firing) == 1
         body = firing[0]
@@ -153,52 +122,34 @@ def test_cpu_rule_fires_at_a_webhook_silence_holds_resolved(server_factory, rece
     assert reasons == ["AlertFiring", "AlertResolved"]
 
 
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
-        self.messages.append(envelope.content)
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_oom_kill_fires_an_email(server_factory) -> None:  # noqa: ANN001
     box = Mailbox()
-    port = free_port()
-    smtp = Controller(box, hostname="127.0.0.1", port=port)
-    smtp.start()
     try:
         s = server_factory()
         setup_project(s)
         with s.client() as c:
             r = c.post(f"{P}/notifiers", json=notifier("mail", {
                 "type": "email", "to": ["oncall@example.com"],
-                "smtp": {"host": "127.0.0.1", "port": port, "from": "dockyard@example.com", "starttls": False}}))
+                "smtp": {"host": "127.0.0.1", "port": box.port, "from": "dockyard@example.com", "starttls": False}}))
             assert r.status_code == 201, r.text
             c.post(f"{P}/alertrules", json=rule("oom", {"condition": "oomKilled", "window": "5m",
                                                         "notifiers": ["mail"]})).raise_for_status()
             c.post(f"{P}/apps", json=app_manifest("hog", health=False, command=HOG,
                                                   resources={"memory": "16Mi"})).raise_for_status()
             s.wait_for(lambda: box.messages, timeout=90, interval=0.5, what="the OOM alert's email")
-            mail = box.messages[0].decode()
+            mail = box.messages[0][2].decode()
             assert "[FIRING] oom" in mail and "app hog" in mail and "oomKilled" in mail
             assert f"{s.url}/#/projects/acme/shop/apps/hog/events" in mail
             a = alert_of(c, "oom", "hog")
             assert a["state"] == "firing" and a["value"] >= 1
     finally:
-        smtp.stop()
+        box.close()
 
 
 def test_admission_and_the_test_endpoint(server_factory, receiver) -> None:  # noqa: ANN001
     s = server_factory()
     setup_project(s)
-    down = Receiver(status=500)
+    down = Receiver(status=500, reply={"error": "receiver is down"})
     try:
         with s.client() as c:
             r = c.post(f"{P}/notifiers", json=notifier("meta", {"type": "webhook", "url": "http://169.254.169.254/"}))

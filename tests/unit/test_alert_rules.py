@@ -187,6 +187,14 @@ def test_failed_notifier_is_retried_with_backoff_and_given_up() -> None:
     assert _round(b, True, now, notifiers=("bad",)) == []  # given up: no more tries for this episode
 
 
+def test_a_notifier_removed_while_owed_is_dropped() -> None:
+    a = Alert(app="web")
+    _round(a, True, T0, fail={"bad"}, notifiers=("hook", "bad"))
+    assert a.delivery["pending"] == ["bad"]
+    assert _round(a, True, T0 + 100, notifiers=("hook",)) == [] and a.delivery is None
+    assert a.last_notified["state"] == "firing"
+
+
 def test_resolved_before_firing_was_delivered_drops_it() -> None:
     a = Alert(app="web")
     _round(a, True, T0, fail={"hook"})

@@ -7,13 +7,11 @@ HTTP server and a real SMTP server (aiosmtpd) on loopback, and the egress check 
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import sys
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from dockyard.alerts.notifiers import (
     DeliveryError,
@@ -26,6 +24,9 @@ from dockyard.alerts.notifiers import (
     payload,
 )
 from dockyard.model.alerts import NotifierSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from loopback_peers import Mailbox, Receiver  # noqa: E402
 
 DINGTALK_VECTOR = "w3RMHXzixTMdzr8OHJUmVLS4IoPJVdu+Ut1LE48MePE="
 FEISHU_VECTOR = "eHRRCyLH7Z4IJQSJlfwertHZThRUYVu2hTUH02xPXYU="
@@ -106,41 +107,11 @@ def test_email_plain_text_with_link() -> None:
 
 # --- delivery on loopback ------------------------------------------------------------------
 
-class Receiver:
-    """A tiny HTTP server that records JSON bodies and answers with `reply`."""
-
-    def __init__(self, status: int = 200, reply: dict | None = None) -> None:
-        self.bodies: list[tuple[str, dict]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                data = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.bodies.append((self.path, json.loads(data)))
-                answer = json.dumps(reply or {"ok": True}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *a) -> None:  # noqa: ANN002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_webhook_delivery_and_answer() -> None:
     r = Receiver()
     try:
         answer = deliver(Target("hook", spec(type="webhook", url=r.url), allow_private=True), note())
-        assert answer.startswith("HTTP 200") and r.bodies[0][1]["rule"] == "hot-cpu"
+        assert answer.startswith("HTTP 200") and r.bodies()[0]["rule"] == "hot-cpu"
     finally:
         r.close()
 
@@ -165,7 +136,7 @@ def test_private_destination_needs_the_admin_mark_at_send_time() -> None:
     try:
         with pytest.raises(DeliveryError, match="egress policy.*loopback"):
             deliver(Target("hook", spec(type="webhook", url=r.url), allow_private=False), note())
-        assert r.bodies == []
+        assert r.bodies() == []
         # a public name that now resolves to the metadata address is refused even with the mark
         with pytest.raises(DeliveryError, match="link-local"):
             deliver(Target("hook", spec(type="webhook", url="http://hooks.example/x"), allow_private=True), note(),
@@ -174,29 +145,15 @@ def test_private_destination_needs_the_admin_mark_at_send_time() -> None:
         r.close()
 
 
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001, N802
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-
 def test_email_reaches_an_smtp_server() -> None:
     box = Mailbox()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ctl = Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
     try:
         s = spec(type="email", to=["ops@example.com"],
-                 smtp={"host": "127.0.0.1", "port": port, "from": "dy@example.com", "starttls": False})
+                 smtp={"host": "127.0.0.1", "port": box.port, "from": "dy@example.com", "starttls": False})
         answer = deliver(Target("mail", s, allow_private=True), note())
         assert "accepted" in answer
         sender, rcpts, content = box.messages[0]
         assert sender == "dy@example.com" and rcpts == ["ops@example.com"]
         assert_carries_everything(content.decode())
     finally:
-        ctl.stop()
+        box.close()
