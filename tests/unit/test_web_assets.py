@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Literal, get_args, get_origin
 
+from dockyard.model.alerts import METRICS as ALERT_METRICS
+from dockyard.model.alerts import AlertRuleSpec, NotifierSpec
 from dockyard.model.app import app_state
 from dockyard.policy.permissions import ROLES
 from dockyard.policy.quota import RESOURCES
@@ -99,3 +102,30 @@ def test_the_app_page_derives_the_same_state_as_the_server() -> None:
     for phase in ("Ready", "Degraded", "Stalled", "Failed", "Pending", "Progressing", None):
         status = {"phase": phase} if phase else {}
         assert js_state(phase) == app_state(status), phase
+
+
+def _literals(annotation: object) -> list[str]:
+    """The values of a Literal, also inside `Literal[...] | None`."""
+    if get_origin(annotation) is Literal:
+        return list(get_args(annotation))
+    return [v for a in get_args(annotation) for v in _literals(a)]
+
+
+def test_alerts_page_offers_what_the_model_takes_and_translates_it() -> None:
+    js = (STATIC / "js" / "pages" / "alerts.js").read_text(encoding="utf-8")
+
+    def js_names(const: str) -> list[str]:
+        body = re.search(rf"const {const} = [\[{{]([^\]}}]*)[\]}}]", js)
+        assert body, const
+        return re.findall(r'"([^"]+)"', body.group(1))
+
+    metrics, conditions, types = js_names("METRICS"), js_names("CONDITIONS"), js_names("NOTIFIER_TYPES")
+    assert metrics == list(ALERT_METRICS)
+    assert set(conditions) < set(_literals(AlertRuleSpec.model_fields["condition"].annotation))  # quota: YAML only
+    assert sorted(types) == sorted(_literals(NotifierSpec.model_fields["type"].annotation))
+    en = _dict("en")
+    keys = [f"alerts.what.{m}" for m in metrics + conditions] + [f"alerts.type.{x}" for x in types]
+    keys += [f"alerts.state.{s}" for s in js_names("ALERT_STATES")]
+    keys += [f"alerts.duration.{d}" for d in re.findall(r'"(\w+)":', re.search(r"SILENCE_FOR = \{([^}]*)\}", js).group(1))]
+    keys += [f"nodes.status.{s}" for s in ("ready", "down", "unknown")]  # engines/base.py NodeInfo.status
+    assert [k for k in keys if k not in en] == []
