@@ -34,6 +34,9 @@ class _Platform:
     def leader(self) -> bool:
         return True
 
+    def nodes(self) -> list:
+        return []
+
 
 app = create_app(_store, logs=_NoLogs(), platform=_Platform())
 app.state.limiter.buckets.rate = 1e9  # the fuzzer is not a flood to be throttled
