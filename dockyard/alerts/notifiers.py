@@ -3,26 +3,28 @@ robot-webhook formats of DingTalk, WeCom (企业微信), Feishu/Lark and Slack.
 
 `payload()` is pure (tests check every format without a network); `deliver()` re-checks the
 destination against the egress policy at send time (a name may resolve elsewhere than when it was
-written), never follows redirects (a redirect could lead to a forbidden address), and turns every
-failure into a DeliveryError whose message is the destination's answer or the reason."""
+written) and connects to the address it checked, never follows redirects (a redirect could lead
+to a forbidden address), and turns every failure into a DeliveryError whose message is the
+destination's answer or the reason."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import smtplib
+import socket
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
-import httpx
-
+from dockyard.logs.senders import _open_http as open_pinned_http  # one pinned-connection helper for all senders
 from dockyard.model.alerts import NotifierSpec, format_value
 from dockyard.policy.egress import EgressRefused, Resolver, check_host, check_url, system_resolve
 
@@ -173,35 +175,56 @@ def deliver(target: Target, n: Notification, *, resolve: Resolver = system_resol
 def _post(target: Target, n: Notification, resolve: Resolver, now: float) -> str:
     spec = target.spec
     url, body = payload(spec, n, now)
-    check_url(url, schemes=HTTP_SCHEMES, allow_private=target.allow_private, resolve=resolve)
-    headers = {"User-Agent": "Dockyard-Alerts", **spec.headers}
+    dest = check_url(url, schemes=HTTP_SCHEMES, allow_private=target.allow_private, resolve=resolve)
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    headers = {"User-Agent": "dockyard-alerts", **spec.headers, "Content-Type": "application/json"}
+    # the connection goes to the address just checked, never to a second resolution of the name
+    conn = open_pinned_http(parts.scheme.lower(), dest, HTTP_TIMEOUT, None)
     try:
-        r = httpx.post(url, json=body, headers=headers, timeout=HTTP_TIMEOUT, follow_redirects=False)
-    except httpx.HTTPError as e:
+        conn.request("POST", path, body=json.dumps(body).encode(), headers=headers)
+        r = conn.getresponse()
+        text = r.read(64 * 1024).decode("utf-8", "replace").strip()
+    except (OSError, http.client.HTTPException) as e:
         raise DeliveryError(f"{type(e).__name__}: {e or 'no answer'}") from None
-    answer = f"HTTP {r.status_code}: {r.text.strip()[:300]}"
-    if not 200 <= r.status_code < 300:
+    finally:
+        conn.close()
+    answer = f"HTTP {r.status}: {text[:300]}"
+    if not 200 <= r.status < 300:
         raise DeliveryError(answer)
     code_key, msg_key = _ROBOT_ERRORS.get(spec.type, (None, None))
     if code_key:
         try:
-            reply = r.json()
-        except (ValueError, json.JSONDecodeError):
+            reply = json.loads(text)
+        except ValueError:
             reply = {}
         if isinstance(reply, dict) and reply.get(code_key) not in (None, 0):
             raise DeliveryError(f"{spec.type} refused the message: {reply.get(code_key)} {reply.get(msg_key, '')}")
     return answer
 
 
+def _pinned_smtp(base: type[smtplib.SMTP], address: str) -> type[smtplib.SMTP]:
+    """`base` connecting to the checked `address`; the host name stays what TLS verifies."""
+
+    class Pinned(base):  # type: ignore[misc, valid-type]
+        def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+            sock = socket.create_connection((address, port), timeout)
+            if isinstance(self, smtplib.SMTP_SSL):
+                return self.context.wrap_socket(sock, server_hostname=host)
+            return sock
+
+    return Pinned
+
+
 def _send_email(target: Target, n: Notification, resolve: Resolver) -> str:
     spec = target.spec
     smtp = spec.smtp
     assert smtp is not None
-    check_host(smtp.host, smtp.port, scheme="smtp", allow_private=target.allow_private, resolve=resolve)
+    dest = check_host(smtp.host, smtp.port, scheme="smtp", allow_private=target.allow_private, resolve=resolve)
     msg = email_message(spec, n)
     try:
         implicit_tls = smtp.port == 465
-        cls = smtplib.SMTP_SSL if implicit_tls else smtplib.SMTP
+        cls = _pinned_smtp(smtplib.SMTP_SSL if implicit_tls else smtplib.SMTP, dest.addresses[0])
         with cls(smtp.host, smtp.port, timeout=SMTP_TIMEOUT) as client:
             if smtp.starttls and not implicit_tls:
                 client.starttls(context=ssl.create_default_context())

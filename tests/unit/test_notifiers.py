@@ -157,3 +157,22 @@ def test_email_reaches_an_smtp_server() -> None:
         assert_carries_everything(content.decode())
     finally:
         box.close()
+
+
+def test_connections_go_to_the_checked_address() -> None:
+    """The names below do not resolve at all: delivery works only because the sender connects to
+    the address the egress check returned (no second resolution that DNS could answer otherwise)."""
+    r = Receiver()
+    box = Mailbox()
+    loopback = lambda host, port: ["127.0.0.1"]  # noqa: E731
+    try:
+        url = r.url.replace("127.0.0.1", "hooks.invalid")
+        assert deliver(Target("hook", spec(type="webhook", url=url), allow_private=True), note(),
+                       resolve=loopback).startswith("HTTP 200")
+        s = spec(type="email", to=["ops@example.com"],
+                 smtp={"host": "mail.invalid", "port": box.port, "from": "dy@example.com", "starttls": False})
+        assert "accepted" in deliver(Target("mail", s, allow_private=True), note(), resolve=loopback)
+        assert len(r.bodies()) == 1 and len(box.messages) == 1
+    finally:
+        r.close()
+        box.close()
