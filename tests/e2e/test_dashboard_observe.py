@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from loopback_peers import Receiver
 from playwright.sync_api import expect
 from test_dashboard_a11y import _violations
 
@@ -178,6 +179,18 @@ def test_events_alerts_and_charts_for_an_owner(server, browsing, browser) -> Non
     assert [s["spec"]["rule"] for s in silences] == ["busy"] and silences[0]["spec"]["app"] == "web"
     page.click("#silences tr[data-rule='busy'] button[data-expire]")
     expect(page.locator("#silences tr[data-rule='busy']")).to_have_count(0)
+
+    # "Send test" through a notifier (one on loopback needs an admin to make it): the receiver has it
+    receiver = Receiver()
+    try:
+        server.client().post("/projects/acme/shop/notifiers", json={"kind": "Notifier", "metadata": {"name": "hook"},
+                             "spec": {"type": "webhook", "url": receiver.url}}).raise_for_status()
+        page.reload()
+        page.click("#notifiers button[data-test='hook']")
+        expect(page.locator("#toasts")).to_contain_text("Test notification sent through hook")
+        assert [b["rule"] for b in receiver.bodies()] == ["dockyard-test"], receiver.received
+    finally:
+        receiver.close()
 
     # a bad rule from YAML: the API's words, naming the field
     page.fill("#alerts-yaml", "kind: AlertRule\nmetadata: {name: broken}\nspec: {app: web, metric: cpu}\n")
