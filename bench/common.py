@@ -3,11 +3,14 @@ helpers, statistics, goals and result files. Standard library and httpx only."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
 import queue
+import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -18,7 +21,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -178,6 +182,50 @@ def remove_containers(*labels: str) -> int:
     except (BenchError, subprocess.SubprocessError, OSError) as e:
         log(f"  warning: cleanup of containers {labels} failed: {e}")
         return 0
+
+
+def start_instance_containers(n: int, run_id: str, instance: str, *command: str,
+                              entrypoint: str | None = None) -> list[str]:
+    """`n` containers of IMAGE labelled as Dockyard installation `instance` (tenant bench, project p1,
+    apps app-000…, slot 0) and as peers of run `run_id` (so cleanup finds them), started 8 at a time."""
+    entry = ["--entrypoint", entrypoint] if entrypoint else []
+
+    def one(k: int) -> str:
+        return docker("run", "-d", "--pull", "never", "--network", "none", "--memory", "32m",
+                      "--label", f"{PEER_LABEL}={run_id}", "--label", f"dockyard.instance={instance}",
+                      "--label", "dockyard.tenant=bench", "--label", "dockyard.project=p1",
+                      "--label", f"dockyard.app=app-{k:03d}", "--label", "dockyard.slot=0",
+                      "--name", f"dybench{run_id}_{k:03d}", *entry, IMAGE, *command, timeout=120).strip()
+
+    with ThreadPoolExecutor(8) as ex:
+        return list(ex.map(one, range(n)))
+
+
+@contextlib.contextmanager
+def instance_containers(n: int, *command: str, entrypoint: str | None = None) -> Iterator[tuple[str, list[str], int]]:
+    """`n` running containers labelled as a Dockyard installation of their own (see
+    start_instance_containers); yields (instance, container ids, dockerd's pid) and removes them after."""
+    run_id = secrets.token_hex(3)
+    instance = f"b{run_id}"
+    dpid = dockerd_pid()
+    if dpid is None:
+        raise BenchError("dockerd's pid is unknown (no /var/run/docker.pid, no pidof)")
+    try:
+        t0 = time.perf_counter()
+        ids = start_instance_containers(n, run_id, instance, *command, entrypoint=entrypoint)
+        wait_until(lambda: len(docker("ps", "-q", "--filter", f"label={PEER_LABEL}={run_id}").split()) == n,
+                   timeout=300, interval=1, what=f"{n} containers running")
+        log(f"  started {n} containers in {time.perf_counter() - t0:.1f} s")
+        yield instance, ids, dpid
+    finally:
+        removed = remove_containers(f"{PEER_LABEL}={run_id}")
+        log(f"  removed {removed} containers")
+
+
+def children_cpu() -> float:
+    """CPU seconds of the subprocesses this process has waited for (user + system)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def networks(*labels: str) -> list[str]:

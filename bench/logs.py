@@ -21,22 +21,17 @@ from __future__ import annotations
 import json
 import os
 import random
-import secrets
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    IMAGE,
-    PEER_LABEL,
-    BenchError,
-    docker,
-    dockerd_pid,
+    children_cpu,
     goal,
+    instance_containers,
     log,
     machine_info,
     ms,
@@ -44,7 +39,6 @@ from bench.common import (
     percentile,
     proc_cpu_seconds,
     ratio,
-    remove_containers,
     wait_until,
     write_result,
 )
@@ -166,28 +160,11 @@ def _p50_p95(times: list[float]) -> dict[str, float]:
     return {**ms_summary(times), "p50": ms(percentile(times, 50)), "p95": ms(percentile(times, 95))}
 
 
-def _start_talkers(n: int, rate: int, run_id: str, instance: str) -> list[str]:
-    script = (f'i=0; while :; do j=0; while [ $j -lt {rate} ]; do '
-              f'echo "GET /api/v1/items/$i HTTP/1.1 200 trace=$RANDOM$RANDOM rt=${{j}}ms host=$(hostname)"; '
-              f'i=$((i+1)); j=$((j+1)); done; sleep 1; done')
-
-    def one(k: int) -> str:
-        return docker("run", "-d", "--pull", "never", "--network", "none", "--memory", "32m",
-                      "--label", f"{PEER_LABEL}={run_id}", "--label", f"dockyard.instance={instance}",
-                      "--label", "dockyard.tenant=bench", "--label", "dockyard.project=p1",
-                      "--label", f"dockyard.app=app-{k:03d}", "--label", "dockyard.slot=0",
-                      "--name", f"dybench{run_id}_{k:03d}", "--entrypoint", "sh", IMAGE, "-c", script,
-                      timeout=120).strip()
-
-    with ThreadPoolExecutor(8) as ex:
-        return list(ex.map(one, range(n)))
-
-
-def _children_cpu() -> float:
-    import resource
-
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+def _talker_script(rate: int) -> str:
+    """A shell loop writing `rate` access-log-like lines every second."""
+    return (f'i=0; while :; do j=0; while [ $j -lt {rate} ]; do '
+            f'echo "GET /api/v1/items/$i HTTP/1.1 200 trace=$RANDOM$RANDOM rt=${{j}}ms host=$(hostname)"; '
+            f'i=$((i+1)); j=$((j+1)); done; sleep 1; done')
 
 
 def collector_cost(n: int, rate: int, seconds: float) -> dict[str, Any]:
@@ -195,17 +172,7 @@ def collector_cost(n: int, rate: int, seconds: float) -> dict[str, Any]:
     from dockyard.logs.collector import LogCollector
     from dockyard.logs.store import LogStore
 
-    run_id = secrets.token_hex(3)
-    instance = f"b{run_id}"
-    dpid = dockerd_pid()
-    if dpid is None:
-        raise BenchError("dockerd's pid is unknown (no /var/run/docker.pid, no pidof)")
-    try:
-        t0 = time.perf_counter()
-        ids = _start_talkers(n, rate, run_id, instance)
-        wait_until(lambda: len(docker("ps", "-q", "--filter", f"label={PEER_LABEL}={run_id}").split()) == n,
-                   timeout=300, interval=1, what=f"{n} containers running")
-        log(f"  started {n} containers in {time.perf_counter() - t0:.1f} s")
+    with instance_containers(n, "-c", _talker_script(rate), entrypoint="sh") as (instance, ids, dpid):
         engine = open_engine("unix:///var/run/docker.sock", instance=instance)
         with tempfile.TemporaryDirectory(prefix="dockyard-bench-logs-") as d:
             # dockerd's own cost of the containers' logging (json-file), without the collector
@@ -230,15 +197,12 @@ def collector_cost(n: int, rate: int, seconds: float) -> dict[str, Any]:
             engine.close()
         lines = st["lines"] - lines0
         mb = (st["bytes"] - bytes0) / 1e6
-        k0, d0, w0 = _children_cpu(), proc_cpu_seconds(dpid), time.perf_counter()
+        k0, d0, w0 = children_cpu(), proc_cpu_seconds(dpid), time.perf_counter()
         peer_bytes = 0
         for cid in ids:
             out = subprocess.run(["docker", "logs", "--timestamps", cid], capture_output=True, check=True, timeout=120)
             peer_bytes += len(out.stdout) + len(out.stderr)
-        peer_cpu, peer_dockerd, peer_wall = _children_cpu() - k0, proc_cpu_seconds(dpid) - d0, time.perf_counter() - w0
-    finally:
-        removed = remove_containers(f"{PEER_LABEL}={run_id}")
-        log(f"  removed {removed} containers")
+        peer_cpu, peer_dockerd, peer_wall = children_cpu() - k0, proc_cpu_seconds(dpid) - d0, time.perf_counter() - w0
     peer_mb = peer_bytes / 1e6
     dockerd_extra = max(0.0, dockerd_ours - baseline * wall)   # what following costs dockerd
     ours_pct = (ours + dockerd_extra) / wall * 100

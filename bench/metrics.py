@@ -19,13 +19,10 @@ from __future__ import annotations
 import math
 import os
 import random
-import resource
-import secrets
 import sqlite3
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,18 +30,14 @@ from typing import Any
 from dockyard.metrics.collector import METRICS
 
 from bench.common import (
-    IMAGE,
-    PEER_LABEL,
     BenchError,
-    docker,
-    dockerd_pid,
+    children_cpu,
     goal,
+    instance_containers,
     log,
     machine_info,
     proc_cpu_seconds,
     ratio,
-    remove_containers,
-    wait_until,
     write_result,
 )
 
@@ -155,40 +148,13 @@ def ingest_and_store(containers: int, hours: float, tmp: Path) -> dict[str, Any]
             "query_ms_full_range_1m": round((q1 - q0) * 1000, 1), "query_ms_last_hour_10s": round((q2 - q1) * 1000, 1)}
 
 
-def _start_containers(n: int, run_id: str, instance: str) -> list[str]:
-    def one(k: int) -> str:
-        return docker("run", "-d", "--pull", "never", "--network", "none", "--memory", "32m",
-                      "--label", f"{PEER_LABEL}={run_id}", "--label", f"dockyard.instance={instance}",
-                      "--label", "dockyard.tenant=bench", "--label", "dockyard.project=p1",
-                      "--label", f"dockyard.app=app-{k:03d}", "--label", "dockyard.slot=0",
-                      "--name", f"dybench{run_id}_{k:03d}", IMAGE, timeout=120).strip()
-
-    with ThreadPoolExecutor(8) as ex:
-        return list(ex.map(one, range(n)))
-
-
-def _children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def collector_cost(n: int, rounds: int, interval: float) -> dict[str, Any]:
     from dockyard.engines import open_engine
     from dockyard.metrics.collector import Collector
     from dockyard.metrics.tsdb import MetricsStore
     from dockyard.server import EngineContainers
 
-    run_id = secrets.token_hex(3)
-    instance = f"b{run_id}"
-    dpid = dockerd_pid()
-    if dpid is None:
-        raise BenchError("dockerd's pid is unknown (no /var/run/docker.pid, no pidof)")
-    try:
-        t0 = time.perf_counter()
-        ids = _start_containers(n, run_id, instance)
-        wait_until(lambda: len(docker("ps", "-q", "--filter", f"label={PEER_LABEL}={run_id}").split()) == n,
-                   timeout=300, interval=1, what=f"{n} containers running")
-        log(f"  started {n} containers in {time.perf_counter() - t0:.1f} s")
+    with instance_containers(n) as (instance, ids, dpid):
         engine = open_engine("unix:///var/run/docker.sock", instance=instance)
         with tempfile.TemporaryDirectory(prefix="dockyard-bench-metrics-") as d:
             col = Collector(MetricsStore(Path(d) / "metrics.db"), EngineContainers(engine))
@@ -208,17 +174,14 @@ def collector_cost(n: int, rounds: int, interval: float) -> dict[str, Any]:
                 dockerd_ours.append(proc_cpu_seconds(dpid) - d0)
                 if got != n:
                     raise BenchError(f"the collector read {got} of {n} containers")
-                k0, d0, w0 = _children_cpu(), proc_cpu_seconds(dpid), time.perf_counter()
+                k0, d0, w0 = children_cpu(), proc_cpu_seconds(dpid), time.perf_counter()
                 subprocess.run(["docker", "stats", "--no-stream", "--format", "{{json .}}", *ids],
                                capture_output=True, check=True, timeout=120)
                 walls_theirs.append(time.perf_counter() - w0)
-                theirs.append(_children_cpu() - k0)
+                theirs.append(children_cpu() - k0)
                 dockerd_theirs.append(proc_cpu_seconds(dpid) - d0)
                 time.sleep(max(0.0, next_at - time.monotonic()))
             engine.close()
-    finally:
-        removed = remove_containers(f"{PEER_LABEL}={run_id}")
-        log(f"  removed {removed} containers")
 
     def avg(x: list[float]) -> float:
         return sum(x) / len(x)

@@ -1,5 +1,5 @@
-"""Assertions the API tests share: a response has the expected status, and errors are
-problem+json with a detail."""
+"""What the API tests share: a response has the expected status, errors are problem+json with a
+detail; a world of two tenants with a viewer and a stranger."""
 
 from __future__ import annotations
 
@@ -20,3 +20,17 @@ def problem(r: Any, status: int) -> dict:
     body = r.json()
     assert body["status"] == status and body["detail"]
     return body
+
+
+def viewer_and_stranger(api: Any, password: str) -> None:
+    """Tenants acme and other, each with project shop; user viewer1 a viewer of acme/shop, user
+    stranger the owner of other/shop (who must not see acme/shop at all)."""
+    for t in ("acme", "other"):
+        assert api.post("/api/v1/tenants", json={"kind": "Tenant", "metadata": {"name": t}}).status_code == 201
+        assert api.post("/api/v1/projects", json={"kind": "Project", "metadata": {"name": "shop", "tenant": t}}
+                        ).status_code == 201
+    for u in ("viewer1", "stranger"):
+        assert api.post("/api/v1/users", json={"name": u, "password": password}).status_code == 201
+    assert api.post("/api/v1/projects/acme/shop/members", json={"user": "viewer1", "role": "viewer"}).status_code == 201
+    assert api.post("/api/v1/projects/other/shop/members", json={"user": "stranger", "role": "owner"}
+                    ).status_code == 201

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from api_checks import viewer_and_stranger
 
 from dockyard.api.deps import LogRecord
 from dockyard.logs.store import LogSource, LogStore
@@ -34,18 +35,10 @@ class LiveLogs:
 
 @pytest.fixture
 def world(api, tmp_path: Path):  # noqa: ANN001, ANN201
-    for t in ("acme", "other"):
-        assert api.post("/api/v1/tenants", json={"kind": "Tenant", "metadata": {"name": t}}).status_code == 201
-        assert api.post("/api/v1/projects", json={"kind": "Project", "metadata": {"name": "shop", "tenant": t}}
-                        ).status_code == 201
+    viewer_and_stranger(api, PW)
     r = api.post("/api/v1/projects/acme/shop/apps", json={
         "kind": "App", "metadata": {"name": "web"}, "spec": {"image": "dockyard/demo:1.0", "replicas": 0}})
     assert r.status_code == 201, r.text
-    for u in ("viewer1", "stranger"):
-        assert api.post("/api/v1/users", json={"name": u, "password": PW}).status_code == 201
-    assert api.post("/api/v1/projects/acme/shop/members", json={"user": "viewer1", "role": "viewer"}).status_code == 201
-    assert api.post("/api/v1/projects/other/shop/members", json={"user": "stranger", "role": "owner"}
-                    ).status_code == 201
     store = LogStore(tmp_path / "logs.db")
     t0 = int((NOW - 7200) * 1e9)
     # web's replica 0 was replaced by a new container (other name) an hour later; api is another app

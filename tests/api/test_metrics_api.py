@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
+from api_checks import viewer_and_stranger
 
 from dockyard.cli.output import usage_rows
 from dockyard.metrics.service import Usage
@@ -51,19 +52,11 @@ class FakeMetrics:
 
 @pytest.fixture
 def world(api):  # noqa: ANN001, ANN201
-    for t in ("acme", "other"):
-        assert api.post("/api/v1/tenants", json={"kind": "Tenant", "metadata": {"name": t}}).status_code == 201
-        assert api.post("/api/v1/projects", json={"kind": "Project", "metadata": {"name": "shop", "tenant": t}}
-                        ).status_code == 201
+    viewer_and_stranger(api, PW)
     for name in ("web", "db"):
         r = api.post("/api/v1/projects/acme/shop/apps", json={
             "kind": "App", "metadata": {"name": name}, "spec": {"image": "dockyard/demo:1.0", "replicas": 0}})
         assert r.status_code == 201, r.text
-    for u in ("viewer1", "stranger"):
-        assert api.post("/api/v1/users", json={"name": u, "password": PW}).status_code == 201
-    assert api.post("/api/v1/projects/acme/shop/members", json={"user": "viewer1", "role": "viewer"}).status_code == 201
-    assert api.post("/api/v1/projects/other/shop/members", json={"user": "stranger", "role": "owner"}
-                    ).status_code == 201
     fake = FakeMetrics()
     api.app.state.metrics = fake
     return fake

@@ -188,3 +188,73 @@ def test_a_chunked_http_body_is_decoded_across_any_split() -> None:
         body = ChunkedBody()
         got = b"".join(body.feed(wire[i:i + size]) for i in range(0, len(wire), size))
         assert got == b"hello world\nagain" and body.done
+
+
+class FakeEngine:
+    """What the collector asks of an engine: containers and their lines (the engine includes lines at
+    exactly `since_ns`, as Docker does)."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, list[tuple[int, str, str]]] = {}
+        self.state: dict[str, str] = {}
+
+    def containers(self):  # noqa: ANN201
+        from dockyard.engines.base import EngineContainer, WorkloadKey
+
+        return [EngineContainer(WorkloadKey("acme", "shop", "web"), i, f"web_{cid}", cid, self.state[cid])
+                for i, cid in enumerate(sorted(self.state))]
+
+    def container_logs(self, container_id: str, *, since_ns=None, follow=False, stop=None, pace=0.0):  # noqa: ANN001, ANN201
+        for line in self.lines.get(container_id, []):
+            if since_ns is None or line[0] >= since_ns:
+                yield line
+
+
+def collect(store: LogStore, engine: FakeEngine) -> None:
+    from dockyard.logs.collector import LogCollector
+
+    col = LogCollector(store, engine)  # type: ignore[arg-type]
+    col.discover_once()
+    for f in list(col._followers.values()):
+        f.thread.join(5)
+    col.flush()
+
+
+def test_the_collector_resumes_at_its_position_without_repeats_even_at_the_same_ns(tmp_path: Path) -> None:
+    store = LogStore(tmp_path / "logs.db")
+    engine = FakeEngine()
+    engine.state = {"c1": "exited"}
+    # three lines share one timestamp; the first round stops after two of them
+    engine.lines["c1"] = [(S, "stdout", "a"), (S + 1, "stdout", "b1"), (S + 1, "stderr", "b2")]
+    collect(store, engine)
+    assert [e.text for e in store.scan("acme/shop")] == ["a", "b1", "b2"]
+    assert store.positions() == {"c1": ReadPosition(S + 1, 2, finished=True)}
+    # a finished container is not read again; when it runs again, only what is new is added
+    collect(store, engine)
+    engine.lines["c1"] += [(S + 1, "stdout", "b3"), (S + 2, "stdout", "c")]
+    engine.state["c1"] = "running"
+    collect(store, engine)
+    assert [e.text for e in store.scan("acme/shop")] == ["a", "b1", "b2", "b3", "c"]
+    # a container the engine no longer has loses its position (its lines stay)
+    engine.state = {}
+    collect(store, engine)
+    assert store.positions() == {} and len(list(store.scan("acme/shop"))) == 5
+
+
+def test_retention_limits_come_from_the_project_or_the_server(tmp_path: Path) -> None:
+    from dockyard.logs.retention import Limits, default_limits, limits_of, sweep
+    from dockyard.model.project import LogPolicy
+
+    assert default_limits({}) == Limits(7 * 86400.0, 1024**3)
+    assert default_limits({"DOCKYARD_LOG_RETENTION": "2h", "DOCKYARD_LOG_MAX_SIZE": "10Mi"}) == Limits(7200.0, 10 * 2**20)
+    for env, var in (({"DOCKYARD_LOG_RETENTION": "soon"}, "DOCKYARD_LOG_RETENTION"),
+                     ({"DOCKYARD_LOG_MAX_SIZE": "0"}, "DOCKYARD_LOG_MAX_SIZE")):
+        with pytest.raises(ValueError, match=var):
+            default_limits(env)
+    d = Limits(100.0, 1000)
+    assert limits_of(LogPolicy(retention="1h"), d) == Limits(3600.0, 1000)
+    assert limits_of(LogPolicy(max_size="2Mi"), d) == Limits(100.0, 2 * 2**20)
+    store = LogStore(tmp_path / "logs.db")
+    store.write([(WEB0, lines(S, ["kept"])), (OTHER, lines(S, ["of a deleted project"]))])
+    assert sweep(store, lambda: {"acme/shop": Limits(10**9, 10**9)}, now=S / 1e9) == 1
+    assert store.scopes() == ["acme/shop"]
