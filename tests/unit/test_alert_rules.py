@@ -359,3 +359,20 @@ def test_conditions_not_ready_quota_and_oom(world) -> None:  # noqa: ANN001
     assert ("full", None, 50.0) in got  # 2 apps × 0.5 cpu of a 2-cpu quota
     assert ("oom", "web", 1.0) in got and ("oom", "api", 1.0) in got
     assert next(n for n in sent if n.rule == "full").url == "http://dash/#/projects/acme/shop/usage"
+
+
+def test_smtp_password_comes_from_the_projects_secret(world) -> None:  # noqa: ANN001
+    from dockyard.alerts.evaluator import notifier_target
+    from dockyard.store.keyring import KeyRing
+
+    store = world[0]
+    store.keyring = KeyRing(None)
+    key_id, token = store.keyring.encrypt(b"s3cret-pw")
+    store.create("Secret", "acme/shop", "smtp-pw", {"sha256": "x", "size": 9, "keyId": key_id, "ciphertext": token})
+    spec = {"type": "email", "to": ["a@example.com"],
+            "smtp": {"host": "mail.example.com", "from": "d@example.com", "username": "d", "passwordSecret": "smtp-pw"}}
+    store.create("Notifier", "acme/shop", "mail", spec)
+    assert notifier_target(store, store.get("Notifier", "acme/shop", "mail")).password() == "s3cret-pw"
+    store.create("Notifier", "acme/shop", "mail2", {**spec, "smtp": {**spec["smtp"], "passwordSecret": "gone"}})
+    with pytest.raises(DeliveryError, match="secret 'gone'"):
+        notifier_target(store, store.get("Notifier", "acme/shop", "mail2")).password()
