@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from dockyard.model.logdrain import check_headers
 from dockyard.model.meta import API_VERSION, DnsLabel, Metadata, Schema, check_dns_label
 from dockyard.model.quantity import parse_duration, parse_memory
 
@@ -189,7 +190,8 @@ class NotifierSpec(Schema):
     secret: str | None = Field(default=None, max_length=200, description="dingtalk and feishu: the signing secret")
     to: list[str] = Field(default_factory=list, description="email: recipients")
     smtp: SmtpSettings | None = None
-    headers: dict[str, str] = Field(default_factory=dict, description="webhook: extra request headers")
+    headers: Annotated[dict[str, str], AfterValidator(check_headers)] = Field(
+        default_factory=dict, description="webhook: extra request headers (e.g. Authorization)")
 
     @model_validator(mode="after")
     def _per_type(self) -> NotifierSpec:

@@ -27,6 +27,20 @@ HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 # headers the sender sets (framing, body type, destination); a user value would break the request
 FIXED_HEADERS = frozenset({"host", "content-type", "content-length", "transfer-encoding", "connection",
                            "content-encoding", "te", "upgrade", "expect"})
+
+
+def check_headers(v: dict[str, str]) -> dict[str, str]:
+    """Extra HTTP request headers a user may give a sender (log drains, webhook notifiers)."""
+    for k, val in v.items():
+        if not HEADER_NAME.match(k):
+            raise ValueError(f"'{k}' is not a valid header name")
+        if k.lower() in FIXED_HEADERS:
+            raise ValueError(f"header '{k}' is set by the sender")
+        if len(val) > 4096 or any(c in val for c in "\r\n\0"):
+            raise ValueError(f"header '{k}': values hold at most 4096 characters and no line breaks")
+    return v
+
+
 MAX_LABELS = 16
 MAX_URL = 2048
 
@@ -82,14 +96,7 @@ class LogDrainSpec(Schema):
     def _headers(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         if v and info.data.get("type") == "syslog":
             raise ValueError("syslog drains send no HTTP headers")
-        for k, val in v.items():
-            if not HEADER_NAME.match(k):
-                raise ValueError(f"'{k}' is not a valid header name")
-            if k.lower() in FIXED_HEADERS:
-                raise ValueError(f"header '{k}' is set by the sender")
-            if len(val) > 4096 or any(c in val for c in "\r\n\0"):
-                raise ValueError(f"header '{k}': values hold at most 4096 characters and no line breaks")
-        return v
+        return check_headers(v)
 
     @property
     def schemes(self) -> frozenset[str]:

@@ -63,6 +63,7 @@ def test_the_issue_example_is_admitted_with_quantities() -> None:
      "spec.smtp.username"),
     ({"type": "slack", "url": "https://x", "secret": "s"}, "spec.secret"),
     ({"type": "pager", "url": "https://x"}, "spec.type"),
+    ({"type": "webhook", "url": "https://x", "headers": {"Host": "intranet"}}, "spec.headers"),
 ])
 def test_notifier_errors_name_the_field(spec: dict, field: str) -> None:
     with pytest.raises(InvalidObject) as e:
