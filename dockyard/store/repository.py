@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.model.app import AppSpec, template_hash, template_of
@@ -560,21 +560,31 @@ class Store:
     def query_events(self, q: EventQuery) -> list[Event]:
         """Events in cursor order (oldest first): the first `limit` after `q.after`, or else the
         newest `limit` (before `q.before`)."""
-        sel = select(events).where(events.c.scope.in_(q.scopes))
-        for column, value in ((events.c.kind, q.kind), (events.c.name, q.name), (events.c.type, q.type),
-                              (events.c.reason, q.reason)):
-            if value:
-                sel = sel.where(column == value)
-        if q.since is not None:
-            sel = sel.where(events.c.at >= q.since)
-        if q.after is not None:
-            sel = sel.where(events.c.seq > q.after).order_by(events.c.seq)
-        else:
-            if q.before is not None:
+        order = events.c.seq if q.after is not None else events.c.seq.desc()
+
+        def of_scope(scope: str) -> Any:
+            # one scope per query walks the (scope, seq) index in order and stops at `limit`; one
+            # query over several scopes would read them all and sort
+            sel = select(events).where(events.c.scope == scope)
+            for column, value in ((events.c.kind, q.kind), (events.c.name, q.name), (events.c.type, q.type),
+                                  (events.c.reason, q.reason)):
+                if value:
+                    sel = sel.where(column == value)
+            if q.since is not None:
+                sel = sel.where(events.c.at >= q.since)
+            if q.after is not None:
+                sel = sel.where(events.c.seq > q.after)
+            elif q.before is not None:
                 sel = sel.where(events.c.seq < q.before)
-            sel = sel.order_by(events.c.seq.desc())
+            return sel.order_by(order).limit(q.limit)
+
+        if len(q.scopes) == 1:
+            sel = of_scope(q.scopes[0])
+        else:
+            both = union_all(*(select(of_scope(sc).subquery()) for sc in q.scopes)).subquery()
+            sel = select(both).order_by(both.c.seq if q.after is not None else both.c.seq.desc()).limit(q.limit)
         with self.read_engine.connect() as conn:
-            rows = conn.execute(sel.limit(q.limit)).all()
+            rows = conn.execute(sel).all()
         if q.after is None:
             rows.reverse()
         return [Event(r.scope, r.kind, r.name, r.type, r.reason, r.message, r.at, r.count, r.first_at, r.id, r.seq)

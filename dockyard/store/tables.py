@@ -77,7 +77,7 @@ revisions = Table(
 events = Table(
     "events", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("scope", String(130), nullable=False, index=True),
+    Column("scope", String(130), nullable=False),
     Column("kind", String(40), nullable=False),
     Column("name", String(63), nullable=False),
     Column("type", String(10), nullable=False),  # Normal | Warning
@@ -91,6 +91,8 @@ events = Table(
     Column("seq", BigInteger, nullable=False),
     UniqueConstraint("seq", name="uq_events_seq"),
     Index("ix_events_scope_seq", "scope", "seq"),
+    # one object's newest event: what a write compares a repeat with, and an app's own events
+    Index("ix_events_object", "scope", "kind", "name", "seq"),
 )
 
 users = Table(
