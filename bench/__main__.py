@@ -18,6 +18,7 @@ BENCHMARKS = {
     "dashboard": "bench.dashboard",
     "metrics": "bench.metrics",
     "logs": "bench.logs",
+    "drains": "bench.drains",
 }
 
 

@@ -54,6 +54,9 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_scope_time ON chunks (scope, ts_max);
 CREATE INDEX IF NOT EXISTS chunks_app_time ON chunks (scope, app, ts_max);
+-- read_after (the log drains) walks a scope's chunks in id order from a cursor: without this it
+-- sorted every later chunk of the scope on each call, so catching up a backlog was quadratic
+CREATE INDEX IF NOT EXISTS chunks_scope_id ON chunks (scope, id);
 CREATE TABLE IF NOT EXISTS read_positions (
     container_id TEXT PRIMARY KEY,
     ts_ns INTEGER NOT NULL,

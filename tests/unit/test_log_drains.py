@@ -489,3 +489,11 @@ def test_the_forwarder_follows_the_drains_and_the_lease(tmp_path, monkeypatch) -
     finally:
         fwd.stop()
         store.close()
+
+
+def test_a_stored_spec_the_schema_refuses_is_reported_not_crashed_on(rig) -> None:  # noqa: ANN001
+    logs, store, sender, cursors, worker = rig
+    w = worker(type="kafka")
+    assert w.step() > 0
+    cond = store.statuses[-1]["conditions"][0]
+    assert (cond["status"], cond["reason"]) == ("False", "InvalidSpec") and "kafka" in cond["message"]
