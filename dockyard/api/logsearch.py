@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from dockyard.admission import FieldError
 from dockyard.api.authz import AuthzDep
-from dockyard.api.deps import LogEntryView, LogSearchView, log_search_provider
+from dockyard.api.deps import LogEntryView, LogSearchView, StoreDep, log_search_provider
 from dockyard.api.metrics import parse_time
 from dockyard.api.problems import Problem
 
@@ -102,7 +102,7 @@ def batched(lines: Iterable[str], size: int = 512) -> Iterator[bytes]:
 @router.get("/logs", operation_id="searchProjectLogs",
             summary="Search the project's stored container logs (across replicas and replaced containers)",
             responses={200: {"content": {"application/json": {}, "application/x-ndjson": {}}}})
-def project_logs(request: Request, authz: AuthzDep, tenant: str, project: str,
+def project_logs(request: Request, store: StoreDep, authz: AuthzDep, tenant: str, project: str,
                  app: Annotated[str | None, Query(max_length=63, description="only this app")] = None,
                  grep: GrepQ = None, since: WhenQ = None, until: WhenQ = None,
                  limit: Annotated[int | None, Query(ge=1, le=MAX_EXPORT_LIMIT,
@@ -113,6 +113,7 @@ def project_logs(request: Request, authz: AuthzDep, tenant: str, project: str,
     """JSON: `{"items": [{ts, app, replica, container, stream, text}], "truncated"}` newest last.
     NDJSON: the same objects, one per line, streamed as a download (an export)."""
     authz.require("app.logs", tenant=tenant, project=project)
+    store.get("Project", tenant, project)  # 404 for a project that does not exist (admins pass the path check)
     scope = f"{tenant}/{project}"
     if format == "ndjson":
         entries = export(request, scope, app=app, grep=grep, since=since, until=until,

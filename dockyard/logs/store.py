@@ -144,6 +144,13 @@ def like_pattern(q: str) -> str:
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _ns_bound(seconds: float | None) -> int | None:
+    """Seconds as ns, clamped to what SQLite's 64-bit integers hold (a time far off is no error)."""
+    if seconds is None:
+        return None
+    return max(-(2**63), min(2**63 - 1, int(seconds * 1e9)))
+
+
 def _pack_meta(ts: Sequence[int], streams: Sequence[int], base: int) -> bytes:
     deltas = struct.pack(f"<{len(ts)}q", *[t - base for t in ts])
     return bytes(streams) + deltas
@@ -300,8 +307,7 @@ class LogStore:
         """Every stored line of `scope` matching the filters (one app, [since, until] in seconds, a
         literal `grep`), in exact time order (ties by cursor). Streams: memory holds only the lines of
         chunks that overlap in time, never the whole result."""
-        lo = int(since * 1e9) if since is not None else None
-        hi = int(until * 1e9) if until is not None else None
+        lo, hi = _ns_bound(since), _ns_bound(until)
         return (e for _, _, e in self._scan(scope, app, grep, lo, hi, newest_first))
 
     def _scan(self, scope: str, app: str | None, grep: str | None, lo: int | None, hi: int | None,
@@ -359,8 +365,7 @@ class LogStore:
         finds where the newest `limit` begin, the other yields from there)."""
         if limit < 1:
             raise LogStoreError("limit must be at least 1")
-        lo = int(since * 1e9) if since is not None else None
-        hi = int(until * 1e9) if until is not None else None
+        lo, hi = _ns_bound(since), _ns_bound(until)
         first = None
         for n, (t, cursor, _) in enumerate(self._scan(scope, app, grep, lo, hi, True), 1):
             first = (-t, -cursor)

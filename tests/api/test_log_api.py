@@ -140,6 +140,7 @@ def test_rights_and_log_search_off(api, world) -> None:  # noqa: ANN001
     # the stranger's own project holds only its own lines
     r = api.get("/api/v1/projects/other/shop/logs", headers=stranger)
     assert [i["text"] for i in r.json()["items"]] == ["old line of another project"]
+    assert api.get("/api/v1/projects/acme/nope/logs").status_code == 404, "an admin asking for no project"
     api.app.state.log_search = None
     r = api.get(LOGS)
     assert r.status_code == 503 and "log search is off" in r.json()["detail"]

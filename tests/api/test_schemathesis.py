@@ -12,6 +12,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 from dockyard.api.app import create_app  # noqa: E402
+from dockyard.logs.store import LogStore  # noqa: E402
 from dockyard.store.repository import Store  # noqa: E402
 from dockyard.store.users import create_user, issue_token  # noqa: E402
 
@@ -38,7 +39,7 @@ class _Platform:
         return []
 
 
-app = create_app(_store, logs=_NoLogs(), platform=_Platform())
+app = create_app(_store, logs=_NoLogs(), platform=_Platform(), log_search=LogStore(_tmp / "logs.db"))
 app.state.limiter.buckets.rate = 1e9  # the fuzzer is not a flood to be throttled
 app.state.limiter.buckets.burst = 1e9
 app.state.login_throttle.delay = 0.0
