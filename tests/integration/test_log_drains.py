@@ -339,6 +339,16 @@ def test_admission_refuses_metadata_for_admins_and_loopback_for_maintainers(serv
         assert r.status_code == 403 and r.json()["errors"][0]["field"] == "spec.url"
         s.wait_for(lambda: ready_of(admin, "ops")["reason"] == "Paused", timeout=15, what="the paused status")
 
+    # the CLI: apply -f, get, describe, delete -f
+    manifest = (f"apiVersion: dockyard/v1\nkind: LogDrain\nmetadata: {{name: from-cli, project: acme/shop}}\n"
+                f"spec: {{type: syslog, url: 'syslog+tcp://127.0.0.1:{port}', apps: [web]}}\n")
+    s.cli("apply", "-f", "-", input=manifest)
+    out = s.cli("get", "logdrains", "-p", "acme/shop").stdout
+    assert any(line.split()[:3] == ["from-cli", "syslog", f"127.0.0.1:{port}"] for line in out.splitlines()), out
+    assert "Apps:         web" in s.cli("describe", "logdrain", "from-cli", "-p", "acme/shop").stdout
+    s.cli("delete", "-f", "-", input=manifest)
+    assert "from-cli" not in s.cli("get", "logdrains", "-p", "acme/shop").stdout
+
     # drains are for maintainers: a developer neither sees nor writes them
     token = httpx.post(s.url + "/api/v1/login", json={"username": "dev", "password": PASSWORD}).json()["token"]
     with httpx.Client(base_url=s.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}) as dev:

@@ -497,3 +497,32 @@ def test_a_stored_spec_the_schema_refuses_is_reported_not_crashed_on(rig) -> Non
     assert w.step() > 0
     cond = store.statuses[-1]["conditions"][0]
     assert (cond["status"], cond["reason"]) == ("False", "InvalidSpec") and "kafka" in cond["message"]
+
+
+def test_a_private_destination_without_the_admin_mark_is_refused_at_send_time(tmp_path) -> None:  # noqa: ANN001
+    """The send-time re-check: a drain whose host resolves to loopback now, but that admission did
+    not mark (written by a non-admin when the name was public), never connects."""
+    hits: list[bytes] = []
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    threading.Thread(target=lambda: hits.append(srv.accept()[0].recv(100)), daemon=True).start()
+    logs, store = MemoryLogs(), StatusRecorder()
+    cursors = DrainCursors(str(tmp_path / "logs.db"))
+    obj = StoredObject("LogDrain", "acme/shop", "d", "uid-9", 1, 1, {}, {},
+                       {"type": "http", "url": f"http://127.0.0.1:{port}/"}, {}, datetime.now(UTC))
+    w = DrainWorker(obj, store, logs, cursors, "h")  # type: ignore[arg-type]
+    w.step()
+    logs.add("secret")
+    assert w.step() > 0
+    cond = store.statuses[-1]["conditions"][0]
+    assert (cond["status"], cond["reason"]) == ("False", "DestinationRefused") and "only a platform admin" in \
+        cond["message"]
+    assert cursors.get("uid-9") == 0 and hits == []
+    # with the mark, the same drain delivers
+    w.update(StoredObject("LogDrain", "acme/shop", "d", "uid-9", 1, 2, {}, {PRIVATE_ANNOTATION: "true"}, obj.spec, {},
+                          obj.created_at))
+    w.step()
+    time.sleep(0.2)
+    assert hits and hits[0].startswith(b"POST / HTTP/1.1")
+    srv.close()
+    cursors.close()
