@@ -59,6 +59,12 @@ def _cursor(value: str | None, param: str) -> int | None:
         raise bad_param(param, f"'{value}' is not a cursor (the cursor of an event, a number)") from None
 
 
+def _later(since: datetime | None, born: datetime) -> datetime:
+    if born.tzinfo is None:
+        born = born.replace(tzinfo=UTC)  # SQLite returns naive UTC times
+    return born if since is None else max(since, born)
+
+
 def _require(authz: Authorizer, tenant: str, project: str) -> None:
     authz.require("alerts.read", tenant=tenant, project=project)
 
@@ -81,13 +87,15 @@ def list_events(
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
 ) -> Any:
     _require(authz, tenant, project)
-    store.get("Project", tenant, project)  # 404 for a project that does not exist (admins pass the check above)
+    # 404 for a project that does not exist (admins pass the check above); a project deleted and
+    # made again under the same name does not inherit its predecessor's events
+    born = store.get("Project", tenant, project).created_at
     if type is not None and type not in TYPES:
         raise bad_param("type", f"'{type}' is not an event type; choose Normal or Warning")
     if app is not None and kind is not None and kind != "App":
         raise bad_param("kind", "app= names an App: leave kind out or set it to App")
     q = EventQuery([f"{tenant}/{project}", CLUSTER], kind="App" if app else kind, name=app, type=type,
-                   reason=reason, since=parse_since(since), after=_cursor(after, "after"),
+                   reason=reason, since=_later(parse_since(since), born), after=_cursor(after, "after"),
                    before=_cursor(before, "before"), limit=limit)
     if watch:
         resume = _cursor(last_event_id, "Last-Event-ID") or _cursor(resource_version, "resourceVersion")

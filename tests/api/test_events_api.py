@@ -85,7 +85,19 @@ def test_cluster_events_show_in_every_project_and_other_projects_do_not(project:
     assert [e["reason"] for e in blog] == ["Crashed", "NodeDown"]
 
 
+def _made_days_ago(store: Store, days: int = 1) -> None:
+    """Backdate acme/shop, so that events from before `since` can belong to it."""
+    from sqlalchemy import and_, update
+
+    from dockyard.store.tables import resources
+
+    with store.tx() as conn:
+        conn.execute(update(resources).where(and_(resources.c.kind == "Project", resources.c.name == "shop"))
+                     .values(created_at=now() - timedelta(days=days)))
+
+
 def test_filters(project: Any, store: Store) -> None:
+    _made_days_ago(store)
     old = now() - timedelta(hours=3)
     store.record_event(Event("acme/shop", "App", "web", "Warning", "Crashed", "replica 0 exited with code 3", at=old))
     store.record_event(Event("acme/shop", "App", "db", "Warning", "OOMKilled", "replica 0: killed"))
@@ -205,3 +217,10 @@ def test_nodes_capacity_for_everyone_details_for_admins(project: Any) -> None:
     exposition = project.get("/metrics").text
     assert 'dockyard_node_cpus{node="node-1"} 4' in exposition and 'dockyard_node_up{node="node-1"} 1' in exposition
     assert "dockyard_node_" not in project.get("/metrics", headers=user).text
+
+
+def test_a_project_made_again_under_the_same_name_starts_without_the_old_events(project: Any, store: Store) -> None:
+    store.record_event(Event("acme/shop", "App", "web", "Warning", "Crashed", "from the first project"))
+    ok(project.delete(f"{V1}/projects/acme/shop"))
+    make_project(project)
+    assert ok(project.get(EVENTS))["items"] == []
