@@ -5,9 +5,10 @@ the *writer's* rights, and the object's `PRIVATE_ANNOTATION` is set or cleared h
 from the manifest (a user cannot mark their own object as admin-approved). Senders then allow a
 loopback or private destination only to objects that carry the annotation, re-checking at send time.
 
-For other kinds (the alerts engineer's Notifier): add a function `spec → [SpecDestination]` to
-`DESTINATIONS`; `api/objects.py` calls `admit_destinations` on every create, replace and patch of a
-kind listed there, so nothing else needs to change.
+Kinds with destinations are listed in `DESTINATIONS`, one function `spec → [SpecDestination]` each
+(LogDrain: `spec.url`; Notifier: `spec.url`, or `spec.smtp.host` for email); `api/objects.py` calls
+`admit_destinations` on every create, replace and patch, so a new kind needs only its entry here.
+Senders re-check with `allowed_at_send` (or `policy.egress.check_url`, allow_private = the annotation).
 
 Outcomes, both naming the field (e.g. `spec.url`):
 - link-local / metadata / reserved / unresolvable / wrong scheme → `InvalidObject` (422), for everyone;

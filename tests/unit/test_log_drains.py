@@ -526,3 +526,16 @@ def test_a_private_destination_without_the_admin_mark_is_refused_at_send_time(tm
     assert hits and hits[0].startswith(b"POST / HTTP/1.1")
     srv.close()
     cursors.close()
+
+
+def test_notifier_destinations_are_admitted_by_the_same_rule() -> None:
+    hook = {"type": "webhook", "url": "http://127.0.0.1:9000/hook"}
+    assert admit_destinations("Notifier", hook, {}, is_admin=True, resolve=RESOLVE) == {PRIVATE_ANNOTATION: "true"}
+    mail = {"type": "email", "to": ["ops@example.com"], "smtp": {"host": "intranet.corp", "port": 25,
+                                                                  "from": "dy@example.com"}}
+    with pytest.raises(DestinationForbidden) as e:
+        admit_destinations("Notifier", mail, {}, is_admin=False, resolve=RESOLVE)
+    assert e.value.errors[0].field == "spec.smtp.host"
+    with pytest.raises(InvalidObject) as bad:
+        admit_destinations("Notifier", {**hook, "url": "http://169.254.169.254/"}, {}, is_admin=True, resolve=RESOLVE)
+    assert bad.value.errors[0].field == "spec.url"
