@@ -69,7 +69,9 @@ def test_cpu_rule_fires_at_a_webhook_silence_holds_resolved(server_factory, rece
         try:
             s.wait_for(lambda: receiver.bodies("firing"), timeout=90, interval=0.2, what="the firing notification")
         except AssertionError:
-            raise AssertionError(json.dumps(c.get(f"{P}/alertrules/hot").json())) from None
+            cpu = c.get(f"{P}/apps/burn/metrics", params={"metric": "cpu", "from": "-3m", "step": "10s"}).json()
+            raise AssertionError(f"{json.dumps(c.get(f'{P}/alertrules/hot').json()['status'])}\n"
+                                 f"cpu: {cpu['total']['points']}") from None
         # `for` counts from the evaluation that found the condition true (activeSince); on a loaded
         # machine the burner may dip under 50 % now and then, which rightly starts the count again
         arrived = receiver.received[0][0]
