@@ -122,11 +122,12 @@ def logs(request: Request, store: StoreDep, provider: LogsDep, authz: AuthzDep, 
          grep: logsearch.GrepQ = None) -> StreamingResponse:
     scope = f"{tenant}/{project}"
     authz.require("app.logs", tenant=tenant, project=project, missing=f"app '{scope}/{name}' not found")
-    store.get("App", scope, name)
+    born = store.get("App", scope, name).created_at
     stop = threading.Event()
     lines: Iterator[LogRecord]
     if grep and not follow:
-        found = logsearch.search(request, scope, app=name, grep=grep, since=since, until=None, limit=tail or 1000)
+        found = logsearch.search(request, scope, app=name, grep=grep, since=since, until=None, limit=tail or 1000,
+                                 born=born)
         lines = iter([LogRecord(e.replica, e.container, e.text, logsearch.rfc3339(e.ts) if timestamps else None)
                       for e in found.items])
     else:

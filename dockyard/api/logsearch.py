@@ -50,13 +50,19 @@ def parse_when(value: str | None, param: str, now: float | None = None) -> float
     return parse_time(v, now, now, param)
 
 
-def check_search(grep: str | None, since: str | None, until: str | None) -> tuple[float | None, float | None]:
-    """Validated search arguments: (since, until) as unix seconds."""
+def check_search(grep: str | None, since: str | None, until: str | None,
+                 born: datetime | None = None) -> tuple[float | None, float | None]:
+    """Validated search arguments: (since, until) as unix seconds. `born`: when the project or app
+    was created — one deleted and made again under the same name does not see its predecessor's
+    lines (they go at the next retention sweep)."""
     if grep is not None and ("\n" in grep or "\r" in grep):
         raise bad_param("grep", "must be a single line")
     lo, hi = parse_when(since, "since"), parse_when(until, "until")
     if lo is not None and hi is not None and lo > hi:
         raise bad_param("since", "must not be after 'until'")
+    if born is not None:
+        floor = (born if born.tzinfo else born.replace(tzinfo=UTC)).timestamp()
+        lo = floor if lo is None else max(lo, floor)
     return lo, hi
 
 
@@ -70,9 +76,9 @@ def entry_json(e: LogEntryView) -> dict[str, Any]:
 
 
 def search(request: Request, scope: str, *, app: str | None, grep: str | None, since: str | None,
-           until: str | None, limit: int) -> LogSearchView:
+           until: str | None, limit: int, born: datetime | None = None) -> LogSearchView:
     """Search the store (503 when it is off)."""
-    lo, hi = check_search(grep, since, until)
+    lo, hi = check_search(grep, since, until, born)
     provider = log_search_provider(request)
     try:
         return provider.search(scope, app=app, grep=grep or None, since=lo, until=hi, limit=limit)
@@ -81,8 +87,8 @@ def search(request: Request, scope: str, *, app: str | None, grep: str | None, s
 
 
 def export(request: Request, scope: str, *, app: str | None, grep: str | None, since: str | None,
-           until: str | None, limit: int) -> Iterator[LogEntryView]:
-    lo, hi = check_search(grep, since, until)
+           until: str | None, limit: int, born: datetime | None = None) -> Iterator[LogEntryView]:
+    lo, hi = check_search(grep, since, until, born)
     provider = log_search_provider(request)
     return provider.export(scope, app=app, grep=grep or None, since=lo, until=hi, limit=limit)
 
@@ -113,16 +119,17 @@ def project_logs(request: Request, store: StoreDep, authz: AuthzDep, tenant: str
     """JSON: `{"items": [{ts, app, replica, container, stream, text}], "truncated"}` newest last.
     NDJSON: the same objects, one per line, streamed as a download (an export)."""
     authz.require("app.logs", tenant=tenant, project=project)
-    store.get("Project", tenant, project)  # 404 for a project that does not exist (admins pass the path check)
+    # 404 for a project that does not exist (admins pass the path check)
+    born = store.get("Project", tenant, project).created_at
     scope = f"{tenant}/{project}"
     if format == "ndjson":
         entries = export(request, scope, app=app, grep=grep, since=since, until=until,
-                         limit=limit or MAX_EXPORT_LIMIT)
+                         limit=limit or MAX_EXPORT_LIMIT, born=born)
         name = f"{tenant}-{project}{'-' + app if app else ''}-logs.ndjson"
         return StreamingResponse(batched(json.dumps(entry_json(e)) + "\n" for e in entries),
                                  media_type="application/x-ndjson",
                                  headers={"Content-Disposition": f'attachment; filename="{name}"'})
     if limit is not None and limit > MAX_JSON_LIMIT:
         raise bad_param("limit", f"must be at most {MAX_JSON_LIMIT} with format=json (use format=ndjson to export more)")
-    found = search(request, scope, app=app, grep=grep, since=since, until=until, limit=limit or 1000)
+    found = search(request, scope, app=app, grep=grep, since=since, until=until, limit=limit or 1000, born=born)
     return {"items": [entry_json(e) for e in found.items], "truncated": found.truncated}

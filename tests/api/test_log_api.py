@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,11 @@ from dockyard.api.deps import LogRecord
 from dockyard.logs.store import LogSource, LogStore
 
 PW = "logs-password-1"
-NOW = time.time()
 SEC = 10**9
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def src(app: str, replica: int, container: str, tenant: str = "acme") -> LogSource:
@@ -40,13 +44,15 @@ def world(api, tmp_path: Path):  # noqa: ANN001, ANN201
         "kind": "App", "metadata": {"name": "web"}, "spec": {"image": "dockyard/demo:1.0", "replicas": 0}})
     assert r.status_code == 201, r.text
     store = LogStore(tmp_path / "logs.db")
-    t0 = int((NOW - 7200) * 1e9)
+    # lines after the project was made (a search never shows lines from before: a predecessor's);
     # web's replica 0 was replaced by a new container (other name) an hour later; api is another app
+    t0 = int((time.time() + 1) * 1e9)
+    store.t0 = t0 / 1e9
     store.write([(src("web", 0, "web_old_0"), [(t0 + i * SEC, "stdout", f"old line {i}") for i in range(5)]),
                  (src("web", 0, "web_new_0"), [(t0 + 3600 * SEC + i * SEC, "stderr", f"new 100% line_{i}")
                                                for i in range(5)]),
                  (src("api", 1, "api_1"), [(t0 + 3600 * SEC + i * SEC, "stdout", f"api line {i}") for i in range(3)]),
-                 (src("web", 0, "other_0", tenant="other"), [(t0, "stdout", "old line of another project")])])
+                 (src("web", 0, "other_0", tenant="other"), [(time.time_ns(), "stdout", "old line of another project")])])
     api.app.state.log_search = store
     api.app.state.logs = LiveLogs()
     yield store
@@ -80,14 +86,25 @@ def test_project_search_across_apps_and_replaced_containers(api, world) -> None:
     assert api.get(LOGS, params={"grep": "line%"}).json()["items"] == []
     r = api.get(LOGS, params={"app": "api", "limit": 2}).json()
     assert [i["text"] for i in r["items"]] == ["api line 1", "api line 2"] and r["truncated"] is True
-    # time range: relative (1h30m ago → the last 90 minutes) and RFC 3339
-    recent = [i["text"] for i in api.get(LOGS, params={"app": "web", "since": "1h30m"}).json()["items"]]
+    # time range: relative (30m: the last half hour) and RFC 3339
+    assert len(api.get(LOGS, params={"app": "web", "since": "30m"}).json()["items"]) == 10
+    middle = iso(world.t0 + 1800)
+    recent = [i["text"] for i in api.get(LOGS, params={"app": "web", "since": middle}).json()["items"]]
     assert recent == [f"new 100% line_{i}" for i in range(5)]
-    old = api.get(LOGS, params={"app": "web", "until": "-90m"}).json()["items"]
+    old = api.get(LOGS, params={"app": "web", "until": middle}).json()["items"]
     assert [i["text"] for i in old] == [f"old line {i}" for i in range(5)]
+    assert api.get(LOGS, params={"app": "web", "until": "-1m"}).json()["items"] == []
     assert api.get(LOGS, params={"since": "2000-01-01T00:00:00Z", "until": "2000-01-02T00:00:00+08:00"}
                    ).json()["items"] == []
 
+
+def test_a_project_made_again_does_not_see_its_predecessors_lines(api, world) -> None:  # noqa: ANN001
+    time.sleep(0.01)
+    assert api.delete("/api/v1/projects/other/shop").status_code in (200, 202, 204)
+    assert api.post("/api/v1/projects", json={"kind": "Project", "metadata": {"name": "shop", "tenant": "other"}}
+                    ).status_code == 201
+    assert api.get("/api/v1/projects/other/shop/logs").json()["items"] == []
+    assert api.get(LOGS, params={"app": "web", "grep": "line", "limit": 1}).json()["items"]  # others keep theirs
 
 def test_ndjson_export_is_a_streamed_download(api, world) -> None:  # noqa: ANN001
     r = api.get(LOGS, params={"format": "ndjson", "app": "web"})
