@@ -90,12 +90,15 @@ export async function loadYaml() {
 
 // `text` as nodes, each case-insensitive occurrence of `needle` in a <mark> (text nodes only:
 // a log line can never become markup)
+let marking = { needle: null, pattern: null }; // the last needle's pattern: a table marks one needle
 export function highlight(text, needle) {
   const s = String(text ?? "");
   if (!needle) return [s];
-  const pattern = new RegExp(`(${needle.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")})`, "gi");
+  if (marking.needle !== needle) {
+    marking = { needle, pattern: new RegExp(`(${needle.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")})`, "gi") };
+  }
   // split with a capturing group alternates: text, match, text, match, …
-  return s.split(pattern).map((part, i) => (i % 2 ? h("mark", {}, part) : part)).filter((p) => p !== "");
+  return s.split(marking.pattern).map((part, i) => (i % 2 ? h("mark", {}, part) : part)).filter((p) => p !== "");
 }
 
 // a labelled <select> of [value, text] pairs
@@ -114,11 +117,18 @@ export function saveFile(name, text, type = "text/plain") {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
-// a time from the API (RFC 3339 text or unix seconds) in the user's language
+// a time from the API (RFC 3339 text or unix seconds) in the user's language, as toLocaleString
+// writes it; one formatter per language (making one per call costs more than the whole row)
+const timeFormats = new Map();
 export function when(value, lang) {
   if (value === null || value === undefined || value === "") return "";
   const d = typeof value === "number" ? new Date(value * 1000) : new Date(value);
-  return Number.isNaN(d.getTime()) ? String(value) : d.toLocaleString(lang);
+  if (Number.isNaN(d.getTime())) return String(value);
+  if (!timeFormats.has(lang)) {
+    timeFormats.set(lang, new Intl.DateTimeFormat(lang, { year: "numeric", month: "numeric", day: "numeric",
+      hour: "numeric", minute: "numeric", second: "numeric" }));
+  }
+  return timeFormats.get(lang).format(d);
 }
 
 // A card with an inline form: `onSubmit(FormData)` runs on submit; its API errors are shown next
