@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, union_all, update
@@ -31,6 +31,7 @@ REVISION_HISTORY = 10
 # why an App's template changed, shown by `rollout history`; it describes the write that set it only
 CHANGE_CAUSE = "dockyard.io/change-cause"
 CHANGE_FEED_KEEP = 100_000
+REPEAT_WINDOW = timedelta(hours=1)  # an event seen again within this is counted, not stored again
 
 
 def now() -> datetime:
@@ -526,20 +527,23 @@ class Store:
     # --- events ---------------------------------------------------------------------------
 
     def record_event(self, ev: Event) -> None:
-        """Append an event; the same event repeated in a row is counted instead of stored again.
-        Either write takes the next resourceVersion as the row's `seq`, so watchers of the timeline
-        see repeats too (and are woken like watchers of objects)."""
+        """Append an event; the same event (object, type, reason, message) seen again within
+        REPEAT_WINDOW is counted on its row instead of stored again, even with other events in
+        between (a crash loop alternates "crashed" and "ready"). Either write takes the next
+        resourceVersion as the row's `seq`, so a repeat moves to the end of the timeline and its
+        watchers see it (they are woken like watchers of objects)."""
         message = ev.message[:2000]
         with self.tx() as conn:
             # the counter first: its row lock serialises event writers (PostgreSQL too), so the
-            # newest event read below is really the last one and a repeat is never counted twice
+            # repeat found below is current and never counted twice
             seq = self._next_rv(conn)
-            last = conn.execute(select(events).where(and_(events.c.scope == ev.scope, events.c.kind == ev.kind,
-                                                          events.c.name == ev.name))
-                                .order_by(events.c.seq.desc()).limit(1)).first()
-            if last is not None and (last.type, last.reason, last.message) == (ev.type, ev.reason, message):
-                conn.execute(update(events).where(events.c.id == last.id).values(count=events.c.count + 1, at=ev.at,
-                                                                                 seq=seq))
+            same = conn.execute(select(events.c.id).where(and_(
+                events.c.scope == ev.scope, events.c.kind == ev.kind, events.c.name == ev.name,
+                events.c.type == ev.type, events.c.reason == ev.reason, events.c.message == message,
+                events.c.at >= ev.at - REPEAT_WINDOW)).order_by(events.c.seq.desc()).limit(1)).scalar()
+            if same is not None:
+                conn.execute(update(events).where(events.c.id == same).values(count=events.c.count + 1, at=ev.at,
+                                                                              seq=seq))
             else:
                 conn.execute(insert(events).values(scope=ev.scope, kind=ev.kind, name=ev.name, type=ev.type,
                                                    reason=ev.reason, message=message, count=1, first_at=ev.at,

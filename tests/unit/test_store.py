@@ -466,10 +466,20 @@ def test_repeated_event_is_counted_not_duplicated(store: Store) -> None:
     got = store.list_events(SCOPE, "App", "web")
     assert [(e.reason, e.count) for e in got] == [("BackOff", 2)]
 
+    # also with another event in between (a crash loop alternates); the repeat moves to the end
     store.record_event(ev("Pulled", "pulled busybox:1"))
     store.record_event(ev("BackOff", "container web-0 keeps exiting"))
     got = store.list_events(SCOPE, "App", "web")
-    assert [(e.reason, e.count) for e in got] == [("BackOff", 2), ("Pulled", 1), ("BackOff", 1)]
+    assert [(e.reason, e.count) for e in got] == [("Pulled", 1), ("BackOff", 3)]
+    # but not after an hour: then it is new again
+    from datetime import timedelta
+
+    from dockyard.store.repository import now
+
+    store.record_event(Event(SCOPE, "App", "web", "Warning", "Pulled", "pulled busybox:1",
+                             at=now() + timedelta(hours=2)))
+    assert [(e.reason, e.count) for e in store.list_events(SCOPE, "App", "web")] == [
+        ("Pulled", 1), ("BackOff", 3), ("Pulled", 1)]
     # events of another app are separate
     assert store.list_events(SCOPE, "App", "db") == []
 
