@@ -14,11 +14,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from dockyard.admission import FieldError
 from dockyard.api.authz import AuthzDep
 from dockyard.api.deps import LogEntryView, LogSearchView, StoreDep, log_search_provider
-from dockyard.api.metrics import parse_time
-from dockyard.api.problems import Problem
+from dockyard.api.metrics import bad_param, parse_time
 
 router = APIRouter(prefix="/projects/{tenant}/{project}", tags=["logs"])
 
@@ -31,11 +29,6 @@ WHEN_DOC = "how far back (1h, 30m, 2d) or a time: RFC 3339 (2026-11-27T09:00:00Z
 GrepQ = Annotated[str | None, Query(max_length=MAX_GREP, description="a literal text the line contains "
                                                                      "(ASCII letters in any case)")]
 WhenQ = Annotated[str | None, Query(max_length=64, description=WHEN_DOC)]
-
-
-def bad_param(param: str, message: str) -> Problem:
-    """A 400 naming the query parameter, as the metrics routes answer."""
-    return Problem(400, f"{param}: {message}", errors=[FieldError(param, message)])
 
 
 def parse_when(value: str | None, param: str, now: float | None = None) -> float | None:
