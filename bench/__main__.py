@@ -19,6 +19,7 @@ BENCHMARKS = {
     "metrics": "bench.metrics",
     "logs": "bench.logs",
     "drains": "bench.drains",
+    "logpage": "bench.logpage",
 }
 
 
