@@ -35,13 +35,12 @@ from bench.common import (
     wait_until,
     write_result,
 )
+from bench.dashboard import CHROMIUM_ARGS, _api_times
 
 NAME = "logpage"
 PROJECT = "logs"
 LINES = 40_000
 ROWS = 500  # pages/logs.js LIMIT
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 GREP = "chatty line 1"  # about 11,000 of the lines: the newest 500 are shown
 
 
@@ -163,12 +162,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {"lines": LINES, "rows": ROWS, "runs": runs}
     with Server(NAME) as server, server.client(timeout=120) as c:
         base, ip = _setup(server, c)
-        api_s = []
-        for _ in range(runs * 2):
-            t0 = time.perf_counter()
-            check(c.get(f"{base}/logs", params={"grep": GREP, "since": "1h", "limit": ROWS, "format": "json"}),
-                  200, "search")
-            api_s.append(time.perf_counter() - t0)
+        api_s = _api_times(c, f"{base}/logs", {"grep": GREP, "since": "1h", "limit": ROWS, "format": "json"}, runs * 2)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             try:
