@@ -78,6 +78,21 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1_000_000_000)
 
 
+def _abort_stream(res: requests.Response) -> None:
+    """End a streaming response that another thread is reading. Closing it is not enough: the
+    reader holds the buffered reader's lock inside recv(), so close() waits for the next log line
+    (forever, for a quiet container); shutting the socket down wakes the reader first."""
+    fp = getattr(getattr(res.raw, "_fp", None), "fp", None)
+    raw = getattr(fp, "raw", None)
+    sock = getattr(raw, "_sock", None) or getattr(raw, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+    res.close()
+
+
 class DockerDriver(EngineDriver):
     def __init__(self, url: str, *, instance: str, timeout: int = 60) -> None:
         self.url = url
@@ -618,7 +633,7 @@ class DockerDriver(EngineDriver):
         except docker_errors.NotFound:
             return
         if stop is not None:
-            threading.Thread(target=lambda: (stop.wait(), res.close()), daemon=True, name="logs-closer").start()
+            threading.Thread(target=lambda: (stop.wait(), _abort_stream(res)), daemon=True, name="logs-closer").start()
         dec = FrameDecoder(max_line)
         chunks = _body_chunks(res, pace, stop)
         try:

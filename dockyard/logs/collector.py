@@ -42,6 +42,7 @@ DISCOVER_INTERVAL = 1.0
 SWEEP_INTERVAL = 60.0
 READ_PACE = 0.5       # a follower reads what arrived at most this often (batches: less CPU per line)
 MAX_BUFFER = 8 * 1024 * 1024
+STOP_WAIT = 3.0       # how long stopping waits for all followers together before the final flush
 
 
 @dataclass
@@ -106,9 +107,10 @@ class LogCollector:
             for f in followers:
                 f.stop.set()
             self._cond.notify_all()
-        for f in followers:
+        deadline = time.monotonic() + STOP_WAIT
+        for f in followers:  # one deadline for all: a hundred followers must not take 100 x the wait
             if f.thread is not None:
-                f.thread.join(timeout=5)
+                f.thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self.flush()
         with self._cond:
             self._followers.clear()
