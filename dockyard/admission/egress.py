@@ -11,7 +11,7 @@ Kinds with destinations are listed in `DESTINATIONS`, one function `spec → [Sp
 Senders re-check with `allowed_at_send` (or `policy.egress.check_url`, allow_private = the annotation).
 
 Outcomes, both naming the field (e.g. `spec.url`):
-- link-local / metadata / reserved / unresolvable / wrong scheme → `InvalidObject` (422), for everyone;
+- link-local / metadata / reserved / wrong scheme → `InvalidObject` (422), for everyone;
 - loopback or private written by a non-admin → `DestinationForbidden` (403), unless the object already
   carries the annotation and that very URL is unchanged (a maintainer may still pause an admin's
   drain or change its labels without the admin's mark being lost)."""
@@ -73,9 +73,14 @@ DESTINATIONS: dict[str, Callable[[dict], list[SpecDestination]]] = {
 
 def admit_destinations(kind: str, spec: dict, annotations: dict[str, str], *, is_admin: bool,
                        previous: tuple[dict, dict[str, str]] | None = None,
-                       resolve: Resolver = system_resolve) -> dict[str, str]:
+                       resolve: Resolver | None = None) -> dict[str, str]:
     """Check every destination of an object of `kind` being written and return the annotations
-    to store. `previous` is the stored (spec, annotations), for a replace or patch."""
+    to store. `previous` is the stored (spec, annotations), for a replace or patch.
+
+    Host names are not resolved here by default: a write must not make the server query DNS for
+    any name a user types, and what a name resolves to can change anyway. Literal addresses,
+    `localhost` and metadata names are judged now; names are judged on every send, where a name
+    that leads to a private address is refused unless an admin wrote the object."""
     find = DESTINATIONS.get(kind)
     if find is None:
         return annotations
@@ -90,11 +95,13 @@ def admit_destinations(kind: str, spec: dict, annotations: dict[str, str], *, is
         except EgressRefused as e:
             invalid.append(FieldError(d.field, str(e)))
             continue
-        if not dest.private:
-            continue
+        if not dest.private and dest.addresses:
+            continue  # a public address
         if is_admin or d.url in kept:
-            private = True
+            private = True  # also for an admin's host name: it may lead to an internal service
             continue
+        if not dest.private:
+            continue  # a name, not resolved here: senders refuse it if it leads somewhere private
         try:
             check_url(d.url, schemes=d.schemes, allow_private=False, resolve=resolve)
         except EgressRefused as e:

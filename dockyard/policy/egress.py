@@ -70,8 +70,10 @@ DEFAULT_PORTS = {"http": 80, "https": 443, "smtp": 25, "smtps": 465, "syslog": 5
 
 
 def check_url(url: str, *, schemes: frozenset[str] | set[str], allow_private: bool,
-              resolve: Resolver = system_resolve) -> Destination:
-    """Parse, resolve and check `url`; raise EgressRefused naming the reason."""
+              resolve: Resolver | None = system_resolve) -> Destination:
+    """Parse, resolve and check `url`; raise EgressRefused naming the reason. With `resolve=None`
+    (admission) host names are not looked up: only literal addresses, `localhost` and metadata
+    names are judged, and senders check what the name resolves to on every send."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -88,14 +90,19 @@ def check_url(url: str, *, schemes: frozenset[str] | set[str], allow_private: bo
 
 
 def check_host(host: str, port: int, *, scheme: str = "", allow_private: bool,
-               resolve: Resolver = system_resolve) -> Destination:
+               resolve: Resolver | None = system_resolve) -> Destination:
     host = host.rstrip(".").lower()
     if host in METADATA_NAMES:
         raise EgressRefused(f"host '{host}' is a cloud metadata service")
     try:
         addresses = [str(ipaddress.ip_address(host.strip("[]")))]
     except ValueError:
-        addresses = resolve(host, port)
+        if host == "localhost" or host.endswith(".localhost"):
+            addresses = ["127.0.0.1"]  # RFC 6761: always loopback, whatever a resolver says
+        elif resolve is None:
+            return Destination(scheme, host, port, (), False)
+        else:
+            addresses = resolve(host, port)
     if not addresses:
         raise EgressRefused(f"host '{host}' has no address")
     kinds = {a: classify(a) for a in addresses}

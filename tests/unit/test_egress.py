@@ -62,3 +62,23 @@ def test_public_hosts_schemes_and_garbage() -> None:
         check_url("http://host:99999/", schemes=HTTP, allow_private=True, resolve=r)
     with pytest.raises(EgressRefused, match="cannot be resolved"):
         check_url("https://nowhere.invalid/", schemes=HTTP, allow_private=True, resolve=r)
+
+
+def test_admission_judges_names_without_looking_them_up() -> None:
+    """resolve=None (admission): no DNS query for what a user typed; localhost is loopback by rule."""
+    d = check_url("https://hooks.example.com/x", schemes=HTTP, allow_private=False, resolve=None)
+    assert (d.addresses, d.private) == ((), False)
+    with pytest.raises(EgressRefused, match="only a platform admin"):
+        check_url("http://localhost:9000/", schemes=HTTP, allow_private=False, resolve=None)
+    with pytest.raises(EgressRefused, match="metadata"):
+        check_url("http://metadata.google.internal/", schemes=HTTP, allow_private=True, resolve=None)
+
+
+def test_admins_names_are_marked_and_others_names_are_left_to_the_sender() -> None:
+    from dockyard.admission.egress import admit_destinations
+    from dockyard.policy.egress import PRIVATE_ANNOTATION
+
+    spec = {"type": "http", "url": "http://logs.internal.corp/in"}
+    assert PRIVATE_ANNOTATION in admit_destinations("LogDrain", spec, {}, is_admin=True)
+    assert PRIVATE_ANNOTATION not in admit_destinations("LogDrain", spec, {PRIVATE_ANNOTATION: "true"},
+                                                        is_admin=False)
