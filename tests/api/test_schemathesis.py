@@ -66,6 +66,8 @@ def seeded() -> None:
 def test_no_server_errors(case) -> None:  # noqa: ANN001
     if case.path in ("/api/v1/logout",):
         return  # would revoke the token the other cases use
+    if case.path.endswith("/test") and "notifiers" in case.path:
+        return  # sends to wherever a fuzzed notifier points: tests talk to loopback only
     if case.query:
         # a watch or a followed log never ends by design; fuzz everything else about the request
         for endless in ("watch", "follow"):
