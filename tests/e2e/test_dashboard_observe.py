@@ -153,6 +153,11 @@ def test_events_alerts_and_charts_for_an_owner(server, browsing, browser) -> Non
     expect(page.locator("#events tbody tr[data-type='Warning']").first).to_be_visible()
     page.select_option("#events-app", "web")
     expect(page.locator("#events tbody tr", has_text="app/ghost")).to_have_count(0)
+    # the app page's Events tab is the same timeline for that app alone
+    b.go("#/projects/acme/shop/apps/web/events")
+    expect(page.locator("#events tbody tr[data-reason='Scaled']")).to_have_count(1)
+    expect(page.locator("#events-app")).to_have_count(0)
+    expect(page.locator("#events tbody tr", has_text="app/ghost")).to_have_count(0)
 
     # an alert rule made from the form: it watches web, and its state shows (cpu ≥ 0 fires at once)
     b.go("#/projects/acme/shop/alerts")

@@ -11,6 +11,7 @@ import { manifestEditor } from "./manifest.js";
 import { terminalPanel } from "./terminal.js";
 import { appMetricsTab } from "./metrics.js";
 import { logSearch } from "./logs.js";
+import { projectEventsTab } from "./events.js";
 
 // model/app.py:app_state for an App from a watch event (a unit test keeps the two equal)
 function stateOf(app) {
@@ -186,19 +187,9 @@ function liveLogs(body, ctx) {
   start();
 }
 
+// the app's part of the project's events timeline, live
 async function eventsTab(body, ctx) {
-  const tbody = h("tbody");
-  const load = latest(async (isCurrent) => {
-    const data = await api("GET", `${ctx.path}/events`, undefined, { signal: ctx.signal, query: { limit: 100 } });
-    if (!isCurrent()) return;
-    clear(tbody, data.items.length ? data.items.slice().reverse().map((e) => h("tr", { class: e.type === "Warning" ? "warn" : "" },
-      h("td", { title: e.at }, age(e.at)), h("td", {}, e.type === "Warning" ? t("events.warning") : t("events.normal")),
-      h("td", {}, e.reason), h("td", {}, e.message), h("td", {}, String(e.count)))) : emptyRow(5, t("events.none")));
-  });
-  body.append(h("table", { class: "data", id: "events" }, h("thead", {}, h("tr", {},
-    [t("col.when"), t("col.type"), t("col.reason"), t("col.message"), t("col.count")].map((x) => h("th", {}, x)))), tbody));
-  await load();
-  ctx.onChange(refresher(() => load(), 1000));
+  await projectEventsTab({ ...ctx, body }, { app: ctx.name, since: ctx.app.metadata.createdAt });
 }
 
 async function historyTab(body, ctx) {

@@ -19,16 +19,18 @@ export function eventType(e) {
     : h("span", { class: "event-type" }, t("events.normal"));
 }
 
-export async function projectEventsTab({ tenant, project, signal, body }) {
+// The timeline of a project, or (`app`) of one app since `since` — its creation, so that an app
+// made again under an old name does not show its predecessor's events.
+export async function projectEventsTab({ tenant, project, signal, body }, { app, since } = {}) {
   const path = seg`/projects/${tenant}/${project}/events`;
-  const apps = (await api("GET", seg`/projects/${tenant}/${project}/apps`, undefined, { signal })).items.map((a) => a.metadata.name);
-  const filter = { type: "", app: "" };
+  const apps = app ? [] : (await api("GET", seg`/projects/${tenant}/${project}/apps`, undefined, { signal })).items.map((a) => a.metadata.name);
+  const filter = { type: "", app: app || "" };
   const shown = new Map(); // key → event, the timeline on the page
   const tbody = h("tbody");
   const counts = h("p", { class: "muted", id: "events-counts", role: "status" });
   const message = h("div");
   const typeChips = h("div", { class: "filters", role: "group", "aria-label": t("events.filterType") });
-  const appPick = choice("events-app", t("logs.app"), [["", t("logs.allApps")], ...apps.map((a) => [a, a])], "");
+  const appPick = app ? null : choice("events-app", t("logs.app"), [["", t("logs.allApps")], ...apps.map((a) => [a, a])], "");
   const live = h("span", { class: "badge live", id: "events-live" }, t("events.live"));
 
   // the stream is the whole project's: the filters the list asked the server for apply here too
@@ -64,7 +66,7 @@ export async function projectEventsTab({ tenant, project, signal, body }) {
     message.replaceChildren();
     try {
       const data = await api("GET", path, undefined,
-        { signal, query: { type: filter.type || undefined, app: filter.app || undefined, limit: LIMIT } });
+        { signal, query: { type: filter.type || undefined, app: filter.app || undefined, since, limit: LIMIT } });
       if (!isCurrent()) return null;
       shown.clear();
       for (const e of data.items) shown.set(eventKey(e), e);
@@ -76,7 +78,7 @@ export async function projectEventsTab({ tenant, project, signal, body }) {
     }
   });
 
-  appPick.querySelector("select").addEventListener("change", (e) => { filter.app = e.target.value; load(); });
+  appPick?.querySelector("select").addEventListener("change", (e) => { filter.app = e.target.value; load(); });
   chips();
   body.append(h("div", { class: "toolbar" }, typeChips, appPick, live), counts, message,
     h("table", { class: "data", id: "events" }, h("thead", {}, h("tr", {},
