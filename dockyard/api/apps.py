@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
@@ -158,5 +159,16 @@ def logs(request: Request, store: StoreDep, provider: LogsDep, authz: AuthzDep, 
         finally:
             stop.set()
 
+    async def stream() -> AsyncIterator[bytes]:
+        # Starlette would iterate render() in a worker thread that a quiet followed app keeps waiting
+        # for its next line, long after the client left (and past a server stop). Here the wait is
+        # abandoned when the response is cancelled, and `stop` ends the engine stream behind it.
+        it = render()
+        try:
+            while (chunk := await anyio.to_thread.run_sync(next, it, None, abandon_on_cancel=True)) is not None:
+                yield chunk
+        finally:
+            stop.set()
+
     media = "application/x-ndjson" if format == "ndjson" else "text/plain; charset=utf-8"
-    return StreamingResponse(render(), media_type=media)
+    return StreamingResponse(stream(), media_type=media)

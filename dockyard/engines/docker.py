@@ -559,10 +559,16 @@ class DockerDriver(EngineDriver):
         def pump(c: ObservedContainer, first: bool) -> None:
             try:
                 for line in self._container_lines(c, follow=True, tail=tail if first else None,
-                                                  since=since if first else None, timestamps=timestamps):
+                                                  since=since if first else None, timestamps=timestamps,
+                                                  stop=stop):
+                    while not stop.is_set():
+                        try:
+                            q.put(line, timeout=0.5)  # a reader that went away must not hold us here
+                            break
+                        except queue.Full:
+                            continue
                     if stop.is_set():
                         return
-                    q.put(line)
             except EngineError:
                 pass
 
@@ -591,7 +597,7 @@ class DockerDriver(EngineDriver):
             yield item
 
     def _container_lines(self, c: ObservedContainer, *, follow: bool, tail: int | None, since: float | None,
-                         timestamps: bool) -> Iterator[LogLine]:
+                         timestamps: bool, stop: threading.Event | None = None) -> Iterator[LogLine]:
         kwargs: dict[str, Any] = {"stream": True, "follow": follow, "stdout": True, "stderr": True,
                                   "timestamps": timestamps, "tail": tail if tail is not None else "all"}
         if since is not None:
@@ -600,12 +606,21 @@ class DockerDriver(EngineDriver):
             stream = self._call(self.api.logs, c.id, **kwargs)
         except docker_errors.NotFound:
             return
+        if stop is not None and hasattr(stream, "close"):
+            # a followed stream of a quiet container would wait for its next line to notice `stop`
+            threading.Thread(target=lambda: (stop.wait(), stream.close()), daemon=True, name="logs-closer").start()
         buf = b""
-        for chunk in stream:
-            buf += chunk
-            while b"\n" in buf:
-                raw, buf = buf.split(b"\n", 1)
-                yield _log_line(c, raw, timestamps)
+        try:
+            for chunk in stream:
+                buf += chunk
+                while b"\n" in buf:
+                    raw, buf = buf.split(b"\n", 1)
+                    yield _log_line(c, raw, timestamps)
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, AttributeError, OSError,
+                ValueError):
+            if stop is None or not stop.is_set():
+                raise EngineUnavailable(f"log stream of {c.name} ended") from None
+            return
         if buf:
             yield _log_line(c, buf, timestamps)
 

@@ -81,7 +81,13 @@ class Server:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        self.kill(signal.SIGTERM)
+        """SIGTERM; a server that has not exited 10 s later is killed (so that nothing leaks) and the
+        test fails: a slow stop is a bug."""
+        try:
+            self.kill(signal.SIGTERM)
+        except subprocess.TimeoutExpired:
+            self.kill(signal.SIGKILL)
+            raise AssertionError(f"the server took more than 10 s to stop on SIGTERM; log: {self.log}") from None
 
     @property
     def instance(self) -> str:
