@@ -1,7 +1,7 @@
 """Log drains without a server: the LogDrain schema, the admission of its URL, the record formats
 and framing, batching and backoff, and the forwarder's cursor rules (over an in-memory double of
 the log store's read interface and a recording sender). The transports are exercised against small
-loopback servers here; tests/integration/test_log_drains.py runs the whole path on a real server."""
+loopback servers here; tests/integration/test_log_drains_live.py runs the whole path on a real server."""
 
 from __future__ import annotations
 
