@@ -47,6 +47,16 @@ def made_up(tmp_path: Path):  # noqa: ANN201
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
+        # make may exit before the server it started: wait for the whole group, or the server's
+        # controllers could still replace containers that the clean-up below removes
+        for _ in range(200):
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
         log.close()
         import sqlite3
 
