@@ -148,7 +148,8 @@ def _ns_bound(seconds: float | None) -> int | None:
     """Seconds as ns, clamped to what SQLite's 64-bit integers hold (a time far off is no error)."""
     if seconds is None:
         return None
-    return max(-(2**63), min(2**63 - 1, int(seconds * 1e9)))
+    ns = seconds * 1e9   # clamped as a float: 1e300 s is inf ns, which int() refuses
+    return -(2**63) if ns <= -(2**63) else 2**63 - 1 if ns >= 2**63 - 1 else int(ns)
 
 
 def _pack_meta(ts: Sequence[int], streams: Sequence[int], base: int) -> bytes:

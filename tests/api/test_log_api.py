@@ -96,6 +96,10 @@ def test_project_search_across_apps_and_replaced_containers(api, world) -> None:
     assert api.get(LOGS, params={"app": "web", "until": "-1m"}).json()["items"] == []
     assert api.get(LOGS, params={"since": "2000-01-01T00:00:00Z", "until": "2000-01-02T00:00:00+08:00"}
                    ).json()["items"] == []
+    # unix seconds too large for nanoseconds in a float (1e300 s is inf ns): clamped, not a 500
+    assert api.get(LOGS, params={"until": "1e300"}).json()["items"]
+    assert api.get(LOGS, params={"since": "1e300"}).json()["items"] == []
+    assert api.get(APP_LOGS, params={"grep": "line", "since": "1e300"}).text == ""
 
 
 def test_a_project_made_again_does_not_see_its_predecessors_lines(api, world) -> None:  # noqa: ANN001
