@@ -28,6 +28,8 @@ CLUSTER = ""  # the scope of cluster-level events (nodes): every project's timel
 MAX_LIMIT = 1000
 WATCH_BATCH = 500
 TYPES = ("Normal", "Warning")
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC).timestamp()  # a since that still fits a datetime
+MAX_CURSOR = 2**63 - 1  # cursors are 64-bit integers in the database
 
 
 def event_json(e: Event) -> dict[str, Any]:
@@ -47,16 +49,20 @@ def parse_since(value: str | None) -> datetime | None:
         seconds = now - parse_duration(value)
     except ValueError:
         seconds = parse_time(value, now, now, "since")
-    return datetime.fromtimestamp(seconds, UTC)
+    # far off is no error (as in the log search): before 1970 is "everything", beyond a date's range "nothing"
+    return datetime.fromtimestamp(min(max(seconds, 0.0), _LATEST), UTC)
 
 
 def _cursor(value: str | None, param: str) -> int | None:
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        cursor = int(value)
     except ValueError:
         raise bad_param(param, f"'{value}' is not a cursor (the cursor of an event, a number)") from None
+    if abs(cursor) > MAX_CURSOR:
+        raise bad_param(param, f"'{value}' is not a cursor (out of range)")
+    return cursor
 
 
 def _later(since: datetime | None, born: datetime) -> datetime:

@@ -116,6 +116,17 @@ def test_filters(project: Any, store: Store) -> None:
         body = problem(project.get(EVENTS, params=params), 400)
         assert body["errors"][0]["field"] == field, body
     assert "limit" in problem(project.get(EVENTS, params={"limit": 0}), 400)["detail"]
+    # a cursor beyond 64 bits is no cursor (the database cannot hold it): 400, not a 500
+    for param in ("after", "before"):
+        body = problem(project.get(EVENTS, params={param: str(2**63)}), 400)
+        assert body["errors"][0]["field"] == param, body
+    body = problem(project.get(EVENTS, params={"watch": 1}, headers={"Last-Event-ID": "9" * 30}), 400)
+    assert body["errors"][0]["field"] == "Last-Event-ID", body
+    # times far off (beyond what a date holds) are clamped like the log search's: everything or nothing
+    assert _reasons(project, since="99999999999d") == ["Crashed", "OOMKilled", "AlertFiring", "Scaled"]
+    assert _reasons(project, since="0001-01-01T00:00:00+14:00") == ["Crashed", "OOMKilled", "AlertFiring", "Scaled"]
+    assert _reasons(project, since="1e300") == []
+    assert _reasons(project, since="9999-12-31T23:59:59-14:00") == []
 
 
 def test_paging_backwards_and_reading_forwards_from_a_cursor(project: Any, store: Store) -> None:
