@@ -184,7 +184,16 @@ class AlertEvaluator:
             problems.append("metrics are off on this server: the rule cannot be evaluated")
         seen = observe(spec, view, self.metrics, now)
         known = {a.app: a for a in (Alert.from_status(d) for d in (rule.status or {}).get("alerts") or [])}
-        names = [n for n in spec.notifiers if n in notifiers]
+        targets: dict[str, Target] = {}
+        for n in spec.notifiers:
+            if n not in notifiers:
+                continue
+            try:
+                targets[n] = notifier_target(self.store, notifiers[n])
+            except ValidationError as e:
+                # stored before a stricter schema: the rule still goes on for its other notifiers
+                problems.append(f"notifier '{n}' is not valid: {e.error_count()} error(s); fix it")
+        names = list(targets)
         at = datetime.fromtimestamp(now, UTC)
         jobs: list[_Job] = []
         alerts: list[Alert] = []
@@ -202,7 +211,7 @@ class AlertEvaluator:
             send_to = state.to_send(a, names, now, silenced=silenced, repeat_seconds=spec.repeat_seconds())
             if send_to and a.delivery:
                 n = self._notification(rule, spec, a, a.delivery["state"])
-                jobs += [_Job(rule, a, notifier_target(self.store, notifiers[name]), n) for name in send_to]
+                jobs += [_Job(rule, a, targets[name], n) for name in send_to]
             alerts.append(a)
         return alerts, problems, jobs
 

@@ -185,6 +185,10 @@ def _post(target: Target, n: Notification, resolve: Resolver, now: float) -> str
         conn.request("POST", path, body=json.dumps(body).encode(), headers=headers)
         r = conn.getresponse()
         text = r.read(64 * 1024).decode("utf-8", "replace").strip()
+    except http.client.InvalidURL:
+        # its message quotes the path and query, often a token; errors go to the rule's status, which
+        # viewers read while the URL is for maintainers
+        raise DeliveryError("spec.url holds a space or control character; fix the notifier's URL") from None
     except (OSError, http.client.HTTPException) as e:
         raise DeliveryError(f"{type(e).__name__}: {e or 'no answer'}") from None
     finally:

@@ -29,6 +29,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "network_tx": ("bytes sent per second by all replicas", "bytes/s"),
 }
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")  # what HTTP refuses in a request line (a pasted space)
 
 
 def _check_duration(v: str | int | float) -> str | int | float:
@@ -207,6 +208,8 @@ class NotifierSpec(Schema):
         else:
             if not self.url:
                 errors.append(("url", f"is required for a {self.type} notifier"))
+            elif URL_FORBIDDEN.search(self.url):
+                errors.append(("url", "must not contain spaces or control characters"))
             if self.to or self.smtp:
                 errors.append(("to" if self.to else "smtp", f"applies only to email notifiers, not {self.type}"))
         if self.secret is not None and self.type not in ("dingtalk", "feishu"):

@@ -64,6 +64,9 @@ def test_the_issue_example_is_admitted_with_quantities() -> None:
     ({"type": "slack", "url": "https://x", "secret": "s"}, "spec.secret"),
     ({"type": "pager", "url": "https://x"}, "spec.type"),
     ({"type": "webhook", "url": "https://x", "headers": {"Host": "intranet"}}, "spec.headers"),
+    # a pasted URL with a space could never be sent (and the send error would show its token)
+    ({"type": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=t0ken "}, "spec.url"),
+    ({"type": "webhook", "url": "https://hooks.example/a\tb"}, "spec.url"),
 ])
 def test_notifier_errors_name_the_field(spec: dict, field: str) -> None:
     with pytest.raises(InvalidObject) as e:
@@ -322,6 +325,21 @@ def test_failing_notifier_does_not_hold_back_other_rules(world) -> None:  # noqa
     assert [(n.rule, n.app) for n in sent] == [("b", "web")]
     web = alerts_of(store, "a")["web"]
     assert web["notifierErrors"] == {"broken": "HTTP 500: nope"} and web["delivery"]["attempts"] == 1
+
+
+def test_a_stored_notifier_the_schema_now_refuses_does_not_stop_the_rule(world) -> None:  # noqa: ANN001
+    """Stored before a stricter schema (a header or URL now refused): the rule still fires, its other
+    notifiers are told and the rule's problems name the invalid one (it raised and skipped the rule)."""
+    store, ev, metrics, _, sent, _ = world
+    store.create("Notifier", "acme/shop", "old", {"type": "webhook", "url": "http://127.0.0.1:9/a b"})
+    store.create("AlertRule", "acme/shop", "hot", {"metric": "cpu", "threshold": 50, "app": "web",
+                                                  "notifiers": ["old", "hook"]})
+    metrics.readings = [Reading("web", "c1", 95.0)]
+    ev.run_once()
+    assert [(n.rule, n.app) for n in sent] == [("hot", "web")]
+    st = store.get("AlertRule", "acme/shop", "hot").status
+    assert st["alerts"][0]["state"] == "firing"
+    assert [p for p in st["problems"] if p.startswith("notifier 'old' is not valid")], st["problems"]
 
 
 def test_silence_holds_until_it_ends(world) -> None:  # noqa: ANN001

@@ -131,6 +131,16 @@ def test_errors_carry_the_destinations_answer() -> None:
         robot.close()
 
 
+def test_a_url_http_refuses_is_an_error_without_the_urls_secrets() -> None:
+    """Delivery errors land in the rule's status, which viewers read; a notifier's URL (its token)
+    is for maintainers only. Admission refuses such URLs now; this is one stored before."""
+    bad = NotifierSpec.model_construct(type="dingtalk", url="https://oapi.dingtalk.com/robot/send?access_token=t0ken ",
+                                       secret=None, to=[], smtp=None, headers={})
+    with pytest.raises(DeliveryError) as e:
+        deliver(Target("ding", bad, allow_private=True), note(), resolve=lambda host, port: ["127.0.0.1"])
+    assert "t0ken" not in str(e.value) and "spec.url" in str(e.value)
+
+
 def test_private_destination_needs_the_admin_mark_at_send_time() -> None:
     r = Receiver()
     try:
