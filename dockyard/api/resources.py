@@ -21,7 +21,7 @@ router = APIRouter()
 
 DryRun = Annotated[bool, Query(alias="dryRun", description="validate and admit, store nothing")]
 Watch = Annotated[bool, Query(description="stream changes as server-sent events")]
-SinceRV = Annotated[str | None, Query(alias="resourceVersion", pattern=r"^\d+$",
+SinceRV = Annotated[str | None, Query(alias="resourceVersion", pattern=r"^\d{1,18}$",  # fits 64 bits
                                       description="watch changes after this resourceVersion")]
 Selector = Annotated[str | None, Query(alias="labelSelector", max_length=1000,
                                        description="e.g. app=web,tier!=db,env in (a,b)")]

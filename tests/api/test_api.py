@@ -534,6 +534,13 @@ def test_watch_from_a_compacted_resource_version_reports_410(project: Any, store
         assert data["status"] == 410
 
 
+def test_watch_from_a_resource_version_beyond_64_bits_is_refused_naming_it(project: Any) -> None:
+    # it reached the database inside the stream (SQLite: OverflowError) and broke the response
+    for url in (APPS, f"{APPS}/web", f"{V1}/apps", f"{V1}/projects/acme/shop/alertrules"):
+        body = problem(project.get(url, params={"watch": "1", "resourceVersion": "9" * 30}), 400)
+        assert "resourceVersion" in str(body), body
+
+
 # --- request limits -------------------------------------------------------------------------
 
 
