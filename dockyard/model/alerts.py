@@ -7,6 +7,7 @@ user has to change (`spec.threshold`, not `spec`)."""
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Annotated, Literal
@@ -97,7 +98,8 @@ class AlertRuleSpec(Schema):
             errors.append(("threshold", f"does not apply to condition {self.condition}"))
         if self.threshold is not None and needs_threshold:
             try:
-                self.threshold_value()
+                if not math.isfinite(self.threshold_value()):
+                    errors.append(("threshold", "must be a finite number"))
             except ValueError as e:
                 errors.append(("threshold", str(e)))
         if self.condition == "quota":

@@ -39,6 +39,9 @@ def rule(spec: dict) -> dict:
     ({"metric": "memory_bytes", "threshold": "12Zi"}, "spec.threshold", "unit"),
     ({"metric": "cpu", "threshold": 1, "notifiers": ["a", "a"]}, "spec.notifiers", "twice"),
     ({"metric": "cpu", "threshold": 1, "repeatInterval": "10s"}, "spec.repeatInterval", "1m"),
+    # float() takes these; a rule with them could never fire (nan) or never stop being compared (inf)
+    ({"metric": "cpu", "threshold": "nan"}, "spec.threshold", "finite"),
+    ({"metric": "cpu", "threshold": "1e400"}, "spec.threshold", "finite"),
 ])
 def test_rule_errors_name_the_field(spec: dict, field: str, words: str) -> None:
     with pytest.raises(InvalidObject) as e:
