@@ -393,7 +393,7 @@ class LogStore:
     def sweep(self, scope: str, *, max_age: float, max_bytes: int, now: float | None = None) -> int:
         """Delete whole chunks of `scope` whose newest line is older than `max_age` seconds, then the
         oldest chunks until the rest is at most `max_bytes`. Returns the chunks deleted."""
-        cutoff = int(((time.time() if now is None else now) - max_age) * 1e9)
+        cutoff = _ns_bound((time.time() if now is None else now) - max_age)  # "keep for ages" overflows ns
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:

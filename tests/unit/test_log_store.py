@@ -258,3 +258,9 @@ def test_retention_limits_come_from_the_project_or_the_server(tmp_path: Path) ->
     store.write([(WEB0, lines(S, ["kept"])), (OTHER, lines(S, ["of a deleted project"]))])
     assert sweep(store, lambda: {"acme/shop": Limits(10**9, 10**9)}, now=S / 1e9) == 1
     assert store.scopes() == ["acme/shop"]
+    # "keep for ages" (200000d, whose ns overflow 64 bits) keeps everything; it raised OverflowError
+    # from SQLite, which stopped the sweep of every project after this one (and of deleted ones)
+    store.write([(OTHER, lines(S, ["of another deleted project"]))])
+    ages = limits_of(LogPolicy(retention="200000d"), d)
+    assert sweep(store, lambda: {"acme/shop": ages}, now=S / 1e9) == 1
+    assert store.scopes() == ["acme/shop"] and texts(store.search("acme/shop")) == ["kept"]
