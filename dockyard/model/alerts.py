@@ -34,7 +34,8 @@ URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")  # what HTTP refuses in a request
 
 
 def _check_duration(v: str | int | float) -> str | int | float:
-    parse_duration(v)
+    if not math.isfinite(parse_duration(v)):  # 400 digits, or 1e400 in JSON: inf broke the metrics query
+        raise ValueError("must be a finite duration")
     return v
 
 

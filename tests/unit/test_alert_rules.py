@@ -42,6 +42,8 @@ def rule(spec: dict) -> dict:
     # float() takes these; a rule with them could never fire (nan) or never stop being compared (inf)
     ({"metric": "cpu", "threshold": "nan"}, "spec.threshold", "finite"),
     ({"metric": "cpu", "threshold": "1e400"}, "spec.threshold", "finite"),
+    ({"metric": "restarts", "threshold": 1, "window": "9" * 400 + "d"}, "spec.window", "finite"),
+    ({"metric": "cpu", "threshold": 1, "for": 1e400}, "spec.for", "finite"),
 ])
 def test_rule_errors_name_the_field(spec: dict, field: str, words: str) -> None:
     with pytest.raises(InvalidObject) as e:
