@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from dockyard.model.logdrain import check_headers
+from dockyard.model.logdrain import URL_FORBIDDEN, check_headers
 from dockyard.model.meta import API_VERSION, DnsLabel, Metadata, Schema, check_dns_label
 from dockyard.model.quantity import parse_duration, parse_memory
 
@@ -30,7 +30,6 @@ METRICS: dict[str, tuple[str, str]] = {
     "network_tx": ("bytes sent per second by all replicas", "bytes/s"),
 }
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")  # what HTTP refuses in a request line (a pasted space)
 
 
 def _check_duration(v: str | int | float) -> str | int | float:

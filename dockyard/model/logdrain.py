@@ -23,6 +23,7 @@ SCHEMES: dict[str, frozenset[str]] = {
 RESERVED_LABELS = frozenset({"tenant", "project", "app", "replica", "container", "stream", "text", "ts"})
 # a name that is at once a Loki label name and a syslog SD-PARAM name (RFC 5424: ≤ 32 characters)
 LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
+URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")  # what HTTP refuses in a request line (a pasted space)
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
 # headers the sender sets (framing, body type, destination); a user value would break the request
 FIXED_HEADERS = frozenset({"host", "content-type", "content-length", "transfer-encoding", "connection",
@@ -58,6 +59,8 @@ class LogDrainSpec(Schema):
     @classmethod
     def _url_fits_type(cls, v: str, info: ValidationInfo) -> str:
         kind = info.data.get("type")
+        if URL_FORBIDDEN.search(v):
+            raise ValueError("must not contain spaces or control characters")
         try:
             parts = urlsplit(v)
             port = parts.port

@@ -56,6 +56,7 @@ def test_a_valid_drain_is_admitted_with_defaults() -> None:
     ({"url": "https://u:p@logs/x"}, "spec.url", "user or password"),
     ({"url": "http://:80/"}, "spec.url", "no host"),
     ({"url": "http://logs:99999/"}, "spec.url", "not a valid URL"),
+    ({"url": "https://logs/in?token=abc "}, "spec.url", "spaces or control characters"),
     ({"type": "kafka"}, "spec.type", "'syslog', 'http' or 'loki'"),
     ({"labels": {"app": "x"}}, "spec.labels", "set by Dockyard"),
     ({"labels": {"9lives": "x"}}, "spec.labels", "invalid"),
