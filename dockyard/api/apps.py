@@ -127,10 +127,10 @@ def logs(request: Request, store: StoreDep, provider: LogsDep, authz: AuthzDep, 
     stop = threading.Event()
     lines: Iterator[LogRecord]
     if grep and not follow:
-        found = logsearch.search(request, scope, app=name, grep=grep, since=since, until=None, limit=tail or 1000,
-                                 born=born)
+        found = logsearch.search(request, scope, app=name, grep=grep, since=since, until=None,
+                                 limit=1000 if tail is None else max(tail, 1), born=born)
         lines = iter([LogRecord(e.replica, e.container, e.text, logsearch.rfc3339(e.ts) if timestamps else None)
-                      for e in found.items])
+                      for e in found.items][:tail])
     else:
         since_ts = None
         if since:

@@ -128,6 +128,7 @@ def test_app_route_greps_the_history_or_filters_the_live_stream(api, world) -> N
     r = api.get(APP_LOGS, params={"grep": "line_", "tail": 2, "format": "ndjson", "timestamps": True})
     rows = [json.loads(x) for x in r.text.splitlines()]
     assert [x["line"] for x in rows] == ["new 100% line_3", "new 100% line_4"] and rows[0]["time"].endswith("Z")
+    assert api.get(APP_LOGS, params={"grep": "line_", "tail": 0}).text == ""  # as tail 0 without grep
     r = api.get(APP_LOGS, params={"grep": "error", "follow": True})
     assert r.text == "[web-1] ERROR disk full\n[web-1] error: retry\n"
     # without grep the route is what it was: the engine's lines
