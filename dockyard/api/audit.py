@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from dockyard.api.asgi import StatusRecorder
 from dockyard.api.authz import AuthzDep, admin_only
 from dockyard.api.deps import StoreDep
 from dockyard.api.problems import Problem
@@ -36,19 +37,12 @@ class AuditTrail:
                 or path in NOT_AUDITED:
             await self.app(scope, receive, send)
             return
-        status = 500
-
-        async def capture(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, receive, recorder)
         finally:
             try:
-                entry = _entry(scope, status)
+                entry = _entry(scope, recorder.status)
                 await run_in_threadpool(audit.append, self.app.state.store, entry)
             except Exception:  # noqa: BLE001 — the audit must never turn a done request into an error
                 log.exception("could not write an audit entry for %s %s", scope.get("method"), path)

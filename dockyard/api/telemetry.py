@@ -13,6 +13,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api import objects
+from dockyard.api.asgi import StatusRecorder
 from dockyard.api.authz import AuthzDep
 from dockyard.api.nodes import node_metrics_text, node_rows
 from dockyard.metrics.registry import API_REQUEST_SECONDS, REGISTRY, format_value, sample_line
@@ -54,18 +55,11 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message) -> None:  # noqa: ANN001
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, recording_send)
+            await self.app(scope, receive, recorder)
         finally:
-            API_REQUEST_SECONDS.observe((scope.get("method", ""), route_template(scope), str(status)),
+            API_REQUEST_SECONDS.observe((scope.get("method", ""), route_template(scope), str(recorder.status)),
                                         time.perf_counter() - started)
 
 
