@@ -75,9 +75,8 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
                 "engine": platform.engine_status().get("status"), "leader": platform.leader()}
 
     for r in (system.router, resources.router, apps.router, dashboard.router, access.router, audit.router,
-              rights.router, metrics.router, alerts.router, events.router, nodes.router):
+              rights.router, metrics.router, alerts.router, events.router, nodes.router, logsearch.router):
         app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
-    app.include_router(logsearch.router, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
     # the terminal authenticates its first message itself: a WebSocket carries no bearer header
     app.include_router(terminal.router, prefix="/api/v1")
     # GET /metrics for Prometheus (bearer token), and the API latency histogram it exposes
