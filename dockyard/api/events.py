@@ -20,11 +20,10 @@ from dockyard.api.deps import StoreDep
 from dockyard.api.metrics import bad_param, parse_time
 from dockyard.api.watch import Batch, follow, sse, sse_response
 from dockyard.model.quantity import parse_duration
-from dockyard.store.repository import Event, EventQuery, Store, iso_time
+from dockyard.store.repository import CLUSTER_SCOPE, Event, EventQuery, Store, iso_time
 
 router = APIRouter(prefix="/projects/{tenant}/{project}", tags=["events"])
 
-CLUSTER = ""  # the scope of cluster-level events (nodes): every project's timeline shows them
 MAX_LIMIT = 1000
 WATCH_BATCH = 500
 TYPES = ("Normal", "Warning")
@@ -100,7 +99,7 @@ def list_events(
         raise bad_param("type", f"'{type}' is not an event type; choose Normal or Warning")
     if app is not None and kind is not None and kind != "App":
         raise bad_param("kind", "app= names an App: leave kind out or set it to App")
-    q = EventQuery([f"{tenant}/{project}", CLUSTER], kind="App" if app else kind, name=app, type=type,
+    q = EventQuery([f"{tenant}/{project}", CLUSTER_SCOPE], kind="App" if app else kind, name=app, type=type,
                    reason=reason, since=_later(parse_since(since), born), after=_cursor(after, "after"),
                    before=_cursor(before, "before"), limit=limit)
     if watch:

@@ -20,7 +20,7 @@ from dockyard.engines.base import EngineDriver, EngineError, EngineUnavailable, 
 from dockyard.metrics.registry import RECONCILE_ERRORS, RECONCILE_SECONDS
 from dockyard.store import leases
 from dockyard.store.errors import Gone
-from dockyard.store.repository import Event, Store, now
+from dockyard.store.repository import CLUSTER_SCOPE, Event, Store, now
 
 log = logging.getLogger(__name__)
 LEASE = "controllers"
@@ -205,7 +205,7 @@ class ControllerManager:
         names = [n.name for n in self.nodes()]  # when down: the last known, without asking the engine
         for name in names or [fallback_node_name(self.engine.url)]:
             try:
-                last = self.store.last_event("", "Node", name)
+                last = self.store.last_event(CLUSTER_SCOPE, "Node", name)
             except Exception:  # noqa: BLE001
                 log.exception("reading node events failed")
                 continue

@@ -15,9 +15,8 @@ import time
 from urllib.parse import urlsplit
 
 from dockyard.engines.base import EngineEvent
-from dockyard.store.repository import Event
+from dockyard.store.repository import CLUSTER_SCOPE, Event
 
-CLUSTER = ""  # the scope of cluster-level events; every project's timeline shows them
 NODE_DOWN, NODE_UP = "NodeDown", "NodeUp"
 OOM_MEMORY = 30.0  # seconds an OOM kill explains a container's death that follows it
 
@@ -72,8 +71,8 @@ class EngineEventTranslator:
 def node_event(name: str, url: str, up: bool) -> Event:
     """A cluster-level event: the node's engine stopped or started answering."""
     if up:
-        return Event(CLUSTER, "Node", name, "Normal", NODE_UP, f"the engine at {url} answers again")
-    return Event(CLUSTER, "Node", name, "Warning", NODE_DOWN, f"the engine at {url} does not answer")
+        return Event(CLUSTER_SCOPE, "Node", name, "Normal", NODE_UP, f"the engine at {url} answers again")
+    return Event(CLUSTER_SCOPE, "Node", name, "Warning", NODE_DOWN, f"the engine at {url} does not answer")
 
 
 def fallback_node_name(url: str) -> str:

@@ -32,6 +32,7 @@ REVISION_HISTORY = 10
 CHANGE_CAUSE = "dockyard.io/change-cause"
 CHANGE_FEED_KEEP = 100_000
 REPEAT_WINDOW = timedelta(hours=1)  # an event seen again within this is counted, not stored again
+CLUSTER_SCOPE = ""  # the scope of cluster-level events (nodes), which every project's timeline shows
 
 
 def now() -> datetime:
@@ -95,8 +96,8 @@ class Revision:
 
 @dataclass
 class Event:
-    """A timeline entry about an object: `scope` "" for cluster-level ones (nodes), which every
-    project's timeline shows. `id` stays with the row; `seq` is its last write's cursor."""
+    """A timeline entry about an object: `scope` CLUSTER_SCOPE for cluster-level ones (nodes).
+    `id` stays with the row; `seq` is its last write's cursor."""
 
     scope: str
     kind: str
