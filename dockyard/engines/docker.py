@@ -45,7 +45,7 @@ from dockyard.engines.base import (
     WorkloadKey,
 )
 from dockyard.engines.hostfw import HostFirewall
-from dockyard.engines.logframes import ChunkedBody, FrameDecoder
+from dockyard.engines.logframes import ChunkedBody, decode_frames
 from dockyard.engines.rollout import Action, Target, plan_step
 from dockyard.model.app import AppSpec
 from dockyard.model.image import parse_image
@@ -649,12 +649,8 @@ class DockerDriver(EngineDriver):
             return
         if stop is not None:
             threading.Thread(target=lambda: (stop.wait(), _abort_stream(res)), daemon=True, name="logs-closer").start()
-        dec = FrameDecoder(max_line)
-        chunks = _body_chunks(res, pace, stop)
         try:
-            for chunk in chunks:
-                yield from dec.feed(chunk)
-            yield from dec.finish()
+            yield from decode_frames(_body_chunks(res, pace, stop), max_line)
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, AttributeError, OSError, ValueError) as e:
             # closed by `stop`, or the engine went away mid-stream
             if stop is None or not stop.is_set():
