@@ -77,7 +77,6 @@ class LogCollector:
         self.sweep_interval = sweep_interval
         self.max_buffer = max_buffer
         self.pace = pace
-        self.lines_read = 0
         self._followers: dict[str, _Follower] = {}       # container id → its follower
         self._positions: dict[str, ReadPosition] | None = None  # stored positions, loaded when leading
         self._buffered = 0
@@ -227,7 +226,6 @@ class LogCollector:
                 f.position = ReadPosition(ts, p.at_ts + 1)
             f.dirty = True
             self._buffered += size
-            self.lines_read += 1
         return True
 
     # --- flushing ---
