@@ -71,7 +71,7 @@ def test_a_quota_refusal_is_a_warning_in_the_project_and_stores_nothing(project:
     e = items[0]
     assert (e["reason"], e["kind"], e["name"], e["count"]) == ("QuotaExceeded", "App", "big", 2)
     assert "admin asked for app big with 3 replica(s)" in e["message"]
-    assert "2 of 2 remaining" in e["message"] or "of 2" in e["message"]
+    assert e["message"].endswith("this change requests 3, 2 of 2 remaining"), e["message"]  # the limit that refused
 
 
 def test_cluster_events_show_in_every_project_and_other_projects_do_not(project: Any, store: Store) -> None:
