@@ -224,7 +224,7 @@ def test_the_collector_resumes_at_its_position_without_repeats_even_at_the_same_
     store = LogStore(tmp_path / "logs.db")
     engine = FakeEngine()
     engine.state = {"c1": "exited"}
-    # three lines share one timestamp; the first round stops after two of them
+    # two lines share one timestamp; a third line stamped with that same ns arrives after the first round
     engine.lines["c1"] = [(S, "stdout", "a"), (S + 1, "stdout", "b1"), (S + 1, "stderr", "b2")]
     collect(store, engine)
     assert [e.text for e in store.scan("acme/shop")] == ["a", "b1", "b2"]
