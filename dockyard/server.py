@@ -171,7 +171,7 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     log_collector = open_logs(config.data_dir, engine, store, manager.leading.is_set)
     REGISTRY.register(CallbackGauge("dockyard_workqueue_depth", "Keys waiting in the controllers' work queue.", (),
                                     lambda: [((), manager.queue.depth())]))
-    metrics = MetricsService(collector.store, collector) if collector else None
+    metrics = MetricsService(collector) if collector else None
     app = create_app(store, logs=EngineLogs(engine), platform=Platform(engine, manager),
                      exec_provider=EngineExec(engine), log_search=log_collector.store if log_collector else None,
                      metrics_provider=metrics)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dockyard.metrics.collector import Collector
-from dockyard.metrics.tsdb import MetricsStore, RangeResult
+from dockyard.metrics.tsdb import RangeResult
 
 
 @dataclass
@@ -38,20 +38,19 @@ class Usage:
 
 
 class MetricsService:
-    def __init__(self, store: MetricsStore, collector: Collector | None = None) -> None:
-        self.store = store
+    """Over a collector: its store answers range queries, its newest readings `current`."""
+
+    def __init__(self, collector: Collector) -> None:
         self.collector = collector
 
     def range(self, metric: str, match: dict[str, str], start: float, end: float, step: float, agg: str,
               group_by: str) -> RangeResult:
         """Series of `metric` matching `match`, combined per value of label `group_by`, with their
         aggregate. Raises MetricsStoreError for bad arguments."""
-        return self.store.range(metric, match, start, end, step, agg, group_by=group_by)
+        return self.collector.store.range(metric, match, start, end, step, agg, group_by=group_by)
 
     def current(self, tenant: str | None = None, project: str | None = None, app: str | None = None) -> list[Usage]:
         """The newest reading of every running container, optionally of one project or app."""
-        if self.collector is None:
-            return []
         out = []
         for r in self.collector.snapshot():
             tg, c = r.target, r.counters
