@@ -315,7 +315,7 @@ class MetricsStore:
     # --- writing ---
 
     def _series_for(self, metric: str, labels: Mapping[str, str]) -> Series:
-        key = json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
+        key = _labels_key(labels)
         s = self._by_key.get((metric, key))
         if s is None:
             cur = self._db.execute("INSERT INTO series (metric, labels) VALUES (?, ?)", (metric, key))
@@ -396,7 +396,7 @@ class MetricsStore:
                 if s.id not in live and not s.head_t and s.last_t < now_ms - self.ds_retention_ms:
                     self._db.execute("DELETE FROM series WHERE id = ?", (s.id,))
                     del self._series[s.id]
-                    self._by_key = {k: v for k, v in self._by_key.items() if v.id != s.id}
+                    del self._by_key[(s.metric, _labels_key(s.labels))]
                     self._by_metric[s.metric] = [x for x in self._by_metric[s.metric] if x.id != s.id]
                     stats["series_removed"] += 1
         return stats
@@ -485,9 +485,8 @@ class MetricsStore:
     def samples(self, metric: str, labels: Mapping[str, str], start: float, end: float,
                 tier: int = RAW) -> list[tuple[float, float]]:
         """The stored samples of one series in [start, end) seconds, for a tier."""
-        key = json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
         with self._lock:
-            s = self._by_key.get((metric, key))
+            s = self._by_key.get((metric, _labels_key(labels)))
             if s is None:
                 return []
             ts, vs = self._read_tier(s, tier, int(start * 1000), int(end * 1000))
@@ -556,6 +555,11 @@ class MetricsStore:
         with self._lock:
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _labels_key(labels: Mapping[str, str]) -> str:
+    """The canonical text of a label set: the series table's `labels` column and the index key."""
+    return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
 
 
 def _minute_aggregates(ts: list[int], vs: list[float]) -> list[tuple[int, float, float]]:

@@ -168,6 +168,22 @@ def test_retention_boundaries(tmp_path: Path) -> None:
     assert r.aggregate[0][0] >= now - 14 * day - hour
 
 
+def test_a_series_past_retention_is_forgotten_and_comes_back_as_a_new_one(tmp_path: Path) -> None:
+    s = MetricsStore(tmp_path / "m.db")
+    gone, kept = {**L, "replica": "1"}, {**L, "replica": "2"}
+    s.append("memory", gone, T0, 1.0)
+    s.append("memory", kept, T0, 2.0)
+    s.append("memory", kept, T0 + 15 * 86_400, 3.0)
+    s.flush()
+    assert s.compact(now=T0 + 15 * 86_400)["series_removed"] == 1
+    assert [x.labels for x in s.select("memory")] == [kept]
+    assert s.samples("memory", gone, T0, T0 + 1) == []
+    assert s.append("memory", gone, T0 + 15 * 86_400, 4.0)
+    s.flush()
+    assert s.samples("memory", gone, T0, T0 + 16 * 86_400) == [(T0 + 15 * 86_400, 4.0)]
+    assert len(MetricsStore(tmp_path / "m.db").select("memory")) == 2
+
+
 def test_range_aggregates_across_series_and_picks_a_resolution(tmp_path: Path) -> None:
     s = MetricsStore(tmp_path / "m.db")
     for i in range(60):
