@@ -109,6 +109,10 @@ def problem_text(r: httpx.Response) -> str:
     return f"HTTP {r.status_code}: {body}"
 
 
+# kinds that live in a project, at /projects/{tenant}/{project}/<kind in lower case>s
+PROJECT_KINDS = ("App", "Secret", "Config", "LogDrain", "AlertRule", "Notifier", "Silence")
+
+
 def paths_for(obj: dict) -> tuple[str, str]:
     """(collection path, item path) of a manifest."""
     kind = obj.get("kind")
@@ -121,8 +125,8 @@ def paths_for(obj: dict) -> tuple[str, str]:
         if "/" in str(name):
             tenant, name = str(name).split("/", 1)
         return "/projects", f"/projects/{tenant}/{name}"
-    if kind in ("App", "Secret", "Config", "LogDrain", "AlertRule", "Notifier", "Silence"):
+    if kind in PROJECT_KINDS:
         project = meta.get("project") or ""
         plural = f"{str(kind).lower()}s"
         return f"/projects/{project}/{plural}", f"/projects/{project}/{plural}/{name}"
-    raise CliError(f"unknown kind '{kind}' (known: Tenant, Project, App, Secret, Config, LogDrain, AlertRule, Notifier, Silence)")
+    raise CliError(f"unknown kind '{kind}' (known: {', '.join(('Tenant', 'Project', *PROJECT_KINDS))})")
