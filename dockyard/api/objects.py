@@ -18,6 +18,7 @@ from dockyard.api.authz import Authorizer
 from dockyard.api.deps import bearer_token
 from dockyard.api.problems import Problem
 from dockyard.model.app import AppSpec
+from dockyard.model.kinds import KINDS
 from dockyard.model.project import ProjectSpec
 from dockyard.model.quota import Defaults, Quota
 from dockyard.model.secret import SecretSpec
@@ -48,6 +49,8 @@ KIND_ACTIONS: dict[str, tuple[str, str]] = {
     "Notifier": ("integrations.manage", "integrations.manage"),
     "LogDrain": ("integrations.manage", "integrations.manage"),
 }
+# kinds that live in a project: they need it to exist, are listed in it and go with it
+PROJECT_KINDS = tuple(k for k, info in KINDS.items() if info.scope == "project")
 
 
 def _split(scope: str) -> tuple[str, str]:
@@ -196,7 +199,7 @@ def _parent_check(store: Store, kind: str) -> Any:
                 .with_for_update()).first()
             if tenant is None:
                 raise NotFound(f"tenant '{obj.scope}' not found; create it first")
-        if kind in ("Secret", "Config") or kind in KIND_ACTIONS:
+        if kind in PROJECT_KINDS:  # an App is checked with its quota instead
             tenant, project = _split(obj.scope)
             if not store.exists(conn, "Project", tenant, project):
                 raise NotFound(f"project '{obj.scope}' not found; create it first")
@@ -236,7 +239,7 @@ def _quota_refusals_recorded(store: Store, authz: Authorizer, a: Admitted, dry_r
 # --- operations --------------------------------------------------------------------------
 
 def create(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str | None, dry_run: bool) -> dict:
-    if (kind in ("App", "Secret", "Config") or kind in KIND_ACTIONS) and scope is not None:
+    if kind in PROJECT_KINDS and scope is not None:
         _authorize(authz, kind, "create", scope, None)  # an invisible project is a 404 before anything else
     elif kind == "Tenant":
         authz.require("tenant.create")
@@ -328,7 +331,7 @@ def delete(store: Store, authz: Authorizer, kind: str, *, scope: str, name: str,
                 resources.c.kind == "Project", resources.c.scope == name)).limit(1)).scalar()
             if first is not None:
                 raise Conflict(f"tenant '{name}' still has projects (for example {name}/{first}); delete them first")
-    cascade = ("App", "Secret", "Config", *KIND_ACTIONS) if kind == "Project" else ()
+    cascade = PROJECT_KINDS if kind == "Project" else ()
     obj = store.delete(kind, scope, name, dry_run=dry_run, cascade=cascade, check=check)
     if not dry_run and kind == "Project":
         revoke_all(store, tenant=scope, project=name)
@@ -367,7 +370,7 @@ def reauthorize(store: Store, request: Any) -> Authorizer:
 
 def check_list_scope(authz: Authorizer, kind: str, scope: str | None) -> None:
     """Whether the caller may list `kind` in `scope` (raises like a list would)."""
-    if scope is not None and (kind in ("App", "Secret", "Config") or kind in KIND_ACTIONS):
+    if scope is not None and kind in PROJECT_KINDS:
         _authorize(authz, kind, "read", scope, None)
     elif scope and kind == "Project":
         authz.require("tenant.read", tenant=scope)
