@@ -24,9 +24,8 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
-from dockyard.logs.senders import _open_http as open_pinned_http  # one pinned-connection helper for all senders
 from dockyard.model.alerts import NotifierSpec, format_value
-from dockyard.policy.egress import EgressRefused, Resolver, check_host, check_url, system_resolve
+from dockyard.policy.egress import EgressRefused, Resolver, check_host, check_url, open_pinned_http, system_resolve
 
 PAYLOAD_VERSION = "1"
 HTTP_SCHEMES = frozenset({"http", "https"})
@@ -180,7 +179,7 @@ def _post(target: Target, n: Notification, resolve: Resolver, now: float) -> str
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = {"User-Agent": "dockyard-alerts", **spec.headers, "Content-Type": "application/json"}
     # the connection goes to the address just checked, never to a second resolution of the name
-    conn = open_pinned_http(parts.scheme.lower(), dest, HTTP_TIMEOUT, None)
+    conn = open_pinned_http(parts.scheme.lower(), dest, HTTP_TIMEOUT)
     try:
         conn.request("POST", path, body=json.dumps(body).encode(), headers=headers)
         r = conn.getresponse()

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from dockyard.policy.egress import Destination
+from dockyard.policy.egress import Destination, open_pinned_http
 
 if TYPE_CHECKING:
     from dockyard.logs.store import LogEntry
@@ -251,21 +251,6 @@ class SyslogSender:
             self.sock = None
 
 
-def _open_http(scheme: str, dest: Destination, timeout: float,
-               tls_context: ssl.SSLContext | None) -> http.client.HTTPConnection:
-    address = dest.addresses[0]
-    conn: http.client.HTTPConnection
-    if scheme == "https":
-        context = tls_context or ssl.create_default_context()
-        conn = http.client.HTTPSConnection(dest.host, dest.port, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(dest.host, dest.port, timeout=timeout)
-    # http.client resolves self.host in connect(); give it the checked address instead (Host header
-    # and TLS server name keep the host name)
-    conn._create_connection = lambda addr, *a: socket.create_connection((address, addr[1]), *a)  # type: ignore[attr-defined]
-    return conn
-
-
 # statuses after which the same batch will be refused again: it is dropped and counted
 _REFUSED_CONTENT = frozenset({400, 415, 422})
 
@@ -290,7 +275,7 @@ class HttpSender:
     def _post(self, payload: bytes) -> http.client.HTTPResponse:
         if self.conn is None or time.monotonic() - self.opened > RECONNECT_AFTER:
             self.close()
-            self.conn = _open_http(self.scheme, self.connect_to(), self.timeout, self.tls_context)
+            self.conn = open_pinned_http(self.scheme, self.connect_to(), self.timeout, self.tls_context)
             self.opened = time.monotonic()
         self.conn.request("POST", self.target, body=payload, headers=self.headers)
         return self.conn.getresponse()

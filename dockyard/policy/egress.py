@@ -15,8 +15,10 @@ Checks are pure apart from name resolution; `resolve` is injectable for tests.""
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -115,3 +117,20 @@ def check_host(host: str, port: int, *, scheme: str = "", allow_private: bool,
         raise EgressRefused(f"host '{host}' is {addresses[0]}, a loopback or private address; "
                             "only a platform admin may send there")
     return Destination(scheme, host, port, tuple(addresses), private)
+
+
+def open_pinned_http(scheme: str, dest: Destination, timeout: float,
+                     tls_context: ssl.SSLContext | None = None) -> http.client.HTTPConnection:
+    """An HTTP(S) connection that goes to the address `dest` was checked with, never to a second
+    resolution of its name (which may lead elsewhere by now); the Host header and the TLS server
+    name keep the host name."""
+    address = dest.addresses[0]
+    conn: http.client.HTTPConnection
+    if scheme == "https":
+        context = tls_context or ssl.create_default_context()
+        conn = http.client.HTTPSConnection(dest.host, dest.port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(dest.host, dest.port, timeout=timeout)
+    # http.client resolves self.host in connect()
+    conn._create_connection = lambda addr, *a: socket.create_connection((address, addr[1]), *a)  # type: ignore[attr-defined]
+    return conn
