@@ -11,7 +11,8 @@ control plane's own services. The rules:
   address when it was written and to a private one later is refused at send time);
 - everything else: allowed.
 
-Checks are pure apart from name resolution; `resolve` is injectable for tests."""
+Checks are pure apart from name resolution; `resolve` is injectable for tests. Senders connect
+with `open_pinned_http` to the address a check returned, so DNS cannot change it in between."""
 
 from __future__ import annotations
 
