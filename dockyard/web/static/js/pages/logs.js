@@ -6,8 +6,8 @@ import { h, clear } from "../dom.js";
 import { language, t } from "../i18n.js";
 import { toast } from "../app.js";
 import { choice, emptyRow, errorBox, highlight, saveFile, when } from "../widgets.js";
+import { RANGES } from "./metrics.js";
 
-const RANGES = ["15m", "1h", "6h", "24h", "7d"];
 const LIMIT = 500; // rows a search shows; the export asks for more
 const EXPORT_LIMIT = 100_000;
 const TAIL_MAX = 2000; // live rows kept on the page

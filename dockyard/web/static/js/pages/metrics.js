@@ -7,7 +7,7 @@ import { t } from "../i18n.js";
 import { formatValue, legend, lineChart } from "../chart.js";
 import { emptyRow, errorBox } from "../widgets.js";
 
-const RANGES = ["15m", "1h", "6h", "24h", "7d"];
+export const RANGES = ["15m", "1h", "6h", "24h", "7d"]; // the logs page offers the same
 const REFRESH_MS = 10_000; // the collector's interval
 
 function ranged(signal, draw) {
