@@ -87,7 +87,7 @@ export async function logSearch(body, { tenant, project, app, signal }) {
     stopTail();
     tailAbort = new AbortController();
     const mine = tailAbort;
-    signal.addEventListener("abort", () => mine.abort());
+    signal.addEventListener("abort", () => mine.abort(), { signal: mine.signal }); // gone when this tail stops
     const needle = grep.value.trim();
     if (!rows) tbody.replaceChildren();
     const fail = (e) => { if (e.name !== "AbortError") clear(message, errorBox(e)); };
