@@ -5,7 +5,7 @@ import { api, seg, session } from "../api.js";
 import { h, append, clear, age, latest } from "../dom.js";
 import { language, t } from "../i18n.js";
 import { toast } from "../app.js";
-import { tabs, emptyRow, confirmAction, errorBox, createForm } from "../widgets.js";
+import { tabs, emptyRow, confirmAction, errorBox, createForm, when } from "../widgets.js";
 import { nodesTab } from "./nodes.js";
 
 export async function adminPage(main, [tab = "users"], signal) {
@@ -94,7 +94,7 @@ async function auditTab(body, signal) {
     if (!isCurrent()) return;
     // the API lists a page oldest first; the viewer shows the newest on top and appends older pages
     const rows = data.items.slice().reverse().map((e) => h("tr", { class: e.outcome >= 400 ? "warn" : "" },
-      h("td", { title: e.at }, new Date(e.at).toLocaleString(language())), h("td", {}, e.user), h("td", { class: "mono" }, e.source),
+      h("td", { title: e.at }, when(e.at, language())), h("td", {}, e.user), h("td", { class: "mono" }, e.source),
       h("td", { class: "mono" }, e.action), h("td", { class: "mono" }, e.object), h("td", {}, String(e.outcome)), h("td", {}, e.detail || "")));
     if (append) tbody.append(...rows);
     else clear(tbody, rows.length ? rows : emptyRow(7, t("audit.none")));
