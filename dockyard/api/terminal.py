@@ -43,7 +43,7 @@ import shlex
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -237,20 +237,27 @@ def _authenticate(ws: WebSocket, token: str) -> User:
     return user
 
 
+@contextlib.contextmanager
+def _refusing() -> Iterator[None]:
+    """The HTTP checks' NotFound and Problem, as the Refusal that ends the session."""
+    try:
+        yield
+    except NotFound as e:
+        raise Refusal(404, str(e)) from None
+    except Problem as e:
+        raise Refusal(e.status, e.detail) from None
+
+
 def _authorize(ws: WebSocket, user: User, tenant: str, project: str, name: str) -> None:
     """Whether `user` may run commands in the App: 404 when it is invisible or missing, 403 when
     the role is too small (blocking)."""
     store: Store = ws.app.state.store
-    try:
+    with _refusing():
         authz = Authorizer(store, user)
         if not authz.is_admin:
             check_visible(store, authz, tenant, project)
         authz.require("app.exec", tenant=tenant, project=project, missing=f"app '{tenant}/{project}/{name}' not found")
         store.get("App", f"{tenant}/{project}", name)
-    except NotFound as e:
-        raise Refusal(404, str(e)) from None
-    except Problem as e:
-        raise Refusal(e.status, e.detail) from None
 
 
 def _recheck(ws: WebSocket, token: str, tenant: str, project: str, name: str) -> None:
@@ -259,20 +266,14 @@ def _recheck(ws: WebSocket, token: str, tenant: str, project: str, name: str) ->
     token cache and the role through one query of the caller's bindings; the project and the App
     are not looked up again (deleting them ends their containers, and so the session)."""
     user = _authenticate(ws, token)
-    try:
+    with _refusing():
         Authorizer(ws.app.state.store, user).require("app.exec", tenant=tenant, project=project,
                                                      missing=f"app '{tenant}/{project}/{name}' not found")
-    except NotFound as e:
-        raise Refusal(404, str(e)) from None
-    except Problem as e:
-        raise Refusal(e.status, e.detail) from None
 
 
 def _limit(ws: WebSocket, user: User) -> None:
-    try:
+    with _refusing():
         ws.app.state.limiter.check(f"token:{user.token_id}")
-    except Problem as e:
-        raise Refusal(e.status, e.detail) from None
 
 
 def _query(ws: WebSocket) -> tuple[int | None, list[str]]:
