@@ -238,14 +238,14 @@ class DrainWorker:
         return self._sender
 
     def _start_cursor(self, scope: str) -> int:
+        """The saved cursor, or the project's newest line for a new drain (from now on). A saved
+        cursor beyond the newest line (retention or a project's deletion removed lines) stays right:
+        store cursors never repeat, so every line stored later is above it."""
         saved = self.cursors.get(self.obj.uid)
-        last = self.logs.last_cursor(scope)
         if saved is None:
-            self.cursors.set(self.obj.uid, last)   # a new drain: from now on
-            return last
-        # beyond the newest line: the scope's lines were all removed (or logs.db replaced); every
-        # line stored from now on is new to this drain
-        return 0 if saved > last else saved
+            saved = self.logs.last_cursor(scope)
+            self.cursors.set(self.obj.uid, saved)
+        return saved
 
     def _deliver(self, sender: Sender, wanted: Sequence[LogEntry]) -> None:
         """Send, halving on 413 (Request Entity Too Large); a single refused line is dropped."""

@@ -24,7 +24,7 @@ from dockyard.admission.egress import DestinationForbidden, admit_destinations
 from dockyard.logs import drains, senders
 from dockyard.logs.drains import DrainCursors, DrainWorker, backoff_delay, take_batch
 from dockyard.logs.senders import HttpSender, SendError, SyslogSender, loki_body, ndjson_body, syslog_message
-from dockyard.logs.store import LogEntry
+from dockyard.logs.store import LogEntry, LogSource, LogStore
 from dockyard.policy.egress import PRIVATE_ANNOTATION, Destination
 from dockyard.store.repository import StoredObject
 
@@ -327,12 +327,30 @@ def test_only_the_chosen_apps_are_sent_and_paused_drains_wait(rig) -> None:  # n
     assert sender.got == ["a1"] and store.statuses[-1]["conditions"][0]["reason"] == "Paused"
 
 
-def test_a_cursor_beyond_the_store_starts_over(rig) -> None:  # noqa: ANN001
-    logs, store, sender, cursors, worker = rig
-    cursors.set("uid-1", 99)     # logs.db replaced, or every line of the project removed
-    logs.add("new")
-    worker().step()
-    assert sender.got == ["new"]
+def test_a_cursor_beyond_the_newest_line_resends_nothing(rig, tmp_path) -> None:  # noqa: ANN001
+    """Retention removed the newest chunk (old timestamps, e.g. an exited container read late) but
+    not an older one: after a restart the drain neither re-sends what it sent nor misses new lines."""
+    _, _, sender, _, worker = rig
+    real = LogStore(tmp_path / "logs.db")
+    src = LogSource("acme", "shop", "web", 0, "web_0", "c0")
+    now = time.time_ns()
+    w = worker()
+    w.logs = real
+    w.step()   # a new drain: from now on
+    real.write([(src, [(now, "stdout", "recent")])])
+    real.write([(src, [(1, "stdout", "stamped long ago")])])
+    while w.step() == 0.0:
+        pass
+    assert sender.got == ["recent", "stamped long ago"]
+    assert real.sweep("acme/shop", max_age=3600, max_bytes=1 << 30) == 1
+    restarted = worker()
+    restarted.logs = real
+    restarted.step()
+    assert sender.got == ["recent", "stamped long ago"], "nothing sent twice"
+    real.write([(src, [(now + 1, "stdout", "new")])])
+    restarted.step()
+    assert sender.got[2:] == ["new"]
+    real.close()
 
 
 def test_status_writes_are_rate_limited(rig, monkeypatch) -> None:  # noqa: ANN001
