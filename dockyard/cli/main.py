@@ -64,7 +64,7 @@ def project_of(project: str | None) -> str:
 def kind_of(word: str) -> str:
     k = KINDS.get(word.lower())
     if not k:
-        fail(f"unknown kind '{word}' (known: apps, projects, tenants, secrets, configs, logdrains)")
+        fail(f"unknown kind '{word}' (known: {', '.join(w for w in KINDS if w.endswith('s'))})")
     return k
 
 
