@@ -4,7 +4,6 @@ cursor per event; `watch=1` streams new and repeated events as server-sent event
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -17,9 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from dockyard.api import objects
 from dockyard.api.authz import Authorizer, AuthzDep
 from dockyard.api.deps import StoreDep
-from dockyard.api.metrics import bad_param, parse_time
+from dockyard.api.logsearch import parse_when
+from dockyard.api.metrics import bad_param
 from dockyard.api.watch import Batch, follow, sse, sse_response
-from dockyard.model.quantity import parse_duration
 from dockyard.store.repository import CLUSTER_SCOPE, Event, EventQuery, Store, iso_time
 
 router = APIRouter(prefix="/projects/{tenant}/{project}", tags=["events"])
@@ -40,14 +39,10 @@ def event_json(e: Event) -> dict[str, Any]:
 
 
 def parse_since(value: str | None) -> datetime | None:
-    """`1h`, `30m` (that long ago) or what parse_time takes (RFC 3339, -1h, unix seconds)."""
-    if not value:
+    """`1h`, `30m` (that long ago), RFC 3339, -1h or unix seconds: the log search's `since`."""
+    seconds = parse_when(value, "since")
+    if seconds is None:
         return None
-    now = time.time()
-    try:
-        seconds = now - parse_duration(value)
-    except ValueError:
-        seconds = parse_time(value, now, now, "since")
     # far off is no error (as in the log search): before 1970 is "everything", beyond a date's range "nothing"
     return datetime.fromtimestamp(min(max(seconds, 0.0), _LATEST), UTC)
 

@@ -110,6 +110,9 @@ def test_filters(project: Any, store: Store) -> None:
     assert _reasons(project, since="1h") == ["OOMKilled", "AlertFiring", "Scaled"]
     stamp = (now() - timedelta(hours=4)).isoformat().replace("+00:00", "Z")
     assert _reasons(project, since=stamp, type="Warning", app="web") == ["Crashed"]
+    # unix seconds are a time, not a duration (1.7e9 seconds ago would be everything)
+    assert _reasons(project, since=str(int((now() - timedelta(hours=2)).timestamp()))) == [
+        "OOMKilled", "AlertFiring", "Scaled"]
     for params, field in (({"type": "Error"}, "type"), ({"since": "yesterday"}, "since"),
                           ({"after": "x"}, "after"), ({"before": "-"}, "before"),
                           ({"app": "web", "kind": "AlertRule"}, "kind")):
