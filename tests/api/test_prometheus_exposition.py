@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from api_checks import viewer_and_stranger
+
 from dockyard.metrics.registry import Counter, Histogram, Registry
 from dockyard.metrics.service import Usage
 
@@ -44,12 +46,7 @@ def test_registry_renders_text_format_0_0_4() -> None:
 
 
 def test_metrics_endpoint_needs_a_token_and_shows_only_visible_apps(api) -> None:  # noqa: ANN001
-    for t in ("acme", "other"):
-        assert api.post("/api/v1/tenants", json={"kind": "Tenant", "metadata": {"name": t}}).status_code == 201
-        assert api.post("/api/v1/projects", json={"kind": "Project", "metadata": {"name": "shop", "tenant": t}}
-                        ).status_code == 201
-    assert api.post("/api/v1/users", json={"name": "vic", "password": PW}).status_code == 201
-    assert api.post("/api/v1/projects/acme/shop/members", json={"user": "vic", "role": "viewer"}).status_code == 201
+    viewer_and_stranger(api, PW)
     api.app.state.metrics = FakeMetrics()
     assert api.get("/api/v1/projects/acme/shop/apps").status_code == 200  # one request to time
 
@@ -69,6 +66,11 @@ def test_metrics_endpoint_needs_a_token_and_shows_only_visible_apps(api) -> None
         assert line.startswith("# ") or re.fullmatch(r'[a-z_:]+(\{.*\})? [-+0-9.eE]+|[a-z_:]+(\{.*\})? \+Inf',
                                                       line), line
 
-    login = api.post("/api/v1/login", json={"username": "vic", "password": PW}).json()
-    vic = api.get("/metrics", headers={"Authorization": f"Bearer {login['token']}"}).text
-    assert 'tenant="acme"' in vic and "other" not in vic and "dockyard_scrape_containers 2" in vic
+    def scrape_as(user: str) -> str:
+        login = api.post("/api/v1/login", json={"username": user, "password": PW}).json()
+        return api.get("/metrics", headers={"Authorization": f"Bearer {login['token']}"}).text
+
+    viewer = scrape_as("viewer1")
+    assert 'tenant="acme"' in viewer and "other" not in viewer and "dockyard_scrape_containers 2" in viewer
+    stranger = scrape_as("stranger")
+    assert 'tenant="other"' in stranger and "acme" not in stranger and "dockyard_scrape_containers 1" in stranger
