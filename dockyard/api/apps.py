@@ -15,6 +15,7 @@ from pydantic import Field
 
 from dockyard.api import logsearch, objects
 from dockyard.api.authz import AuthzDep
+from dockyard.api.change_events import RESTART_CAUSE, ROLLBACK_CAUSE
 from dockyard.api.deps import LogRecord, LogsDep, StoreDep
 from dockyard.api.problems import Problem
 from dockyard.logs.store import ascii_lower
@@ -79,7 +80,7 @@ def rollback(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: 
     for keep in ("replicas", "strategy", "dependsOn", "restartedAt"):
         if keep in app.spec:
             spec[keep] = app.spec[keep]
-    cause = f"rollback to revision {target.revision}"
+    cause = f"{ROLLBACK_CAUSE}{target.revision}"
     manifest = app.manifest()
     manifest["spec"] = spec
     manifest["metadata"]["annotations"] = {**app.annotations, CHANGE_CAUSE: cause}
@@ -93,10 +94,10 @@ def restart(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: s
     """Set `spec.restartedAt` to now: the template changes, so the reconciler rolls every
     replica as it would for a new image, under the App's strategy."""
     stamp = now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    body = {"spec": {"restartedAt": stamp}, "metadata": {"annotations": {CHANGE_CAUSE: "restart"}}}
+    body = {"spec": {"restartedAt": stamp}, "metadata": {"annotations": {CHANGE_CAUSE: RESTART_CAUSE}}}
     # the cause is given for this write only: the annotation stays, later changes are not "restarts"
     return objects.patch(store, authz, "App", body, scope=f"{tenant}/{project}", name=name, dry_run=False,
-                         change_cause="restart")
+                         change_cause=RESTART_CAUSE)
 
 
 @router.get("/events", operation_id="listAppEvents", summary="Recent events of the app")

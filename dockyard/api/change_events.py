@@ -11,7 +11,7 @@ from __future__ import annotations
 from dockyard.model.app import AppSpec, template_hash, template_of
 from dockyard.store.repository import Event, Store, StoredObject
 
-ROLLBACK_CAUSE = "rollback to revision "
+ROLLBACK_CAUSE = "rollback to revision "  # api/apps.py writes these causes; app_changed reads them
 RESTART_CAUSE = "restart"
 
 
