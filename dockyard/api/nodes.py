@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.authz import AuthzDep
 from dockyard.api.deps import PlatformDep
-from dockyard.metrics.registry import sample_line
+from dockyard.metrics.registry import metric_header, sample_line
 
 router = APIRouter(tags=["nodes"])
 
@@ -59,6 +59,6 @@ def node_metrics_text(rows: list[dict]) -> str:
     """`dockyard_node_*` gauges labelled by node, from detailed node rows."""
     lines: list[str] = []
     for name, help_text, value in NODE_GAUGES:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        lines += metric_header(name, "gauge", help_text)
         lines += [sample_line(name, ("node",), (r["name"],), float(v)) for r in rows if (v := value(r)) is not None]
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from dockyard.api import objects
 from dockyard.api.asgi import StatusRecorder
 from dockyard.api.authz import AuthzDep
 from dockyard.api.nodes import node_metrics_text, node_rows
-from dockyard.metrics.registry import API_REQUEST_SECONDS, REGISTRY, format_value, sample_line
+from dockyard.metrics.registry import API_REQUEST_SECONDS, REGISTRY, metric_header, sample_line
 
 router = APIRouter(tags=["system"])
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -83,7 +83,7 @@ def container_metrics_text(usages: list[Any]) -> str:
     lines: list[str] = []
     for name, kind, help_text, attr in CONTAINER_METRICS:
         samples = [(u, getattr(u, attr)) for u in usages if getattr(u, attr) is not None]
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += metric_header(name, kind, help_text)
         lines += [sample_line(name, LABELS, (u.tenant, u.project, u.app, str(u.replica)), float(v)) for u, v in samples]
     return "\n".join(lines) + "\n"
 
@@ -101,6 +101,6 @@ async def prometheus(request: Request, authz: AuthzDep) -> PlainTextResponse:
     if authz.is_admin:  # what runs on the nodes, of every tenant: admins only, as GET /nodes
         nodes = await run_in_threadpool(request.app.state.platform.nodes)
         body += node_metrics_text(await run_in_threadpool(node_rows, request, nodes, details=True))
-    body += f"# HELP dockyard_scrape_containers Containers in this answer.\n# TYPE dockyard_scrape_containers gauge\n" \
-            f"dockyard_scrape_containers {format_value(len(usages))}\n"
+    body += "\n".join([*metric_header("dockyard_scrape_containers", "gauge", "Containers in this answer."),
+                        sample_line("dockyard_scrape_containers", (), (), len(usages))]) + "\n"
     return PlainTextResponse(body, media_type=CONTENT_TYPE)

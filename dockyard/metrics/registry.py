@@ -27,6 +27,11 @@ def format_value(v: float) -> str:
     return repr(float(v))
 
 
+def metric_header(name: str, kind: str, help_text: str) -> list[str]:
+    """The # HELP and # TYPE lines that open a metric's samples."""
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+
+
 def sample_line(name: str, labelnames: Sequence[str], labels: Sequence[str], value: float,
                 extra: tuple[str, str] | None = None) -> str:
     pairs = [f'{k}="{escape_label(v)}"' for k, v in zip(labelnames, labels, strict=True)]
@@ -45,7 +50,7 @@ class Metric:
         self._lock = threading.Lock()
 
     def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+        return metric_header(self.name, self.kind, self.help)
 
     def render(self) -> list[str]:
         raise NotImplementedError
