@@ -196,6 +196,10 @@ def test_events_alerts_and_charts_for_an_owner(server, browsing, browser) -> Non
         assert [b["rule"] for b in receiver.bodies()] == ["dockyard-test"], receiver.received
     finally:
         receiver.close()
+    # with the receiver gone the server answers 502 itself: a failed send, not a server out of reach
+    page.click("#notifiers button[data-test='hook']")
+    expect(page.locator("#toasts .toast.error")).to_contain_text("Test of hook failed", timeout=30_000)
+    expect(page.locator("#offline")).to_have_count(0)
 
     # Edit puts the rule into the YAML box; a change applied from there is stored
     page.click("#alert-rules button[data-edit='busy']")

@@ -53,6 +53,11 @@ export function whenConnectionChanges(fn) { onConnection = fn; }
 function reached(ok) {
   if (ok !== online) { online = ok; onConnection(ok); }
 }
+// a gateway in front answers 502-504 when the server behind it is gone; the server's own 502 or
+// 503 (a notifier that could not deliver, metrics or log search off) is problem+json: it was reached
+function fromServer(resp) {
+  return resp.status < 502 || resp.status > 504 || (resp.headers.get("content-type") || "").startsWith("application/problem+json");
+}
 let unreachable = () => "the server cannot be reached";
 export function describeUnreachable(fn) { unreachable = fn; }
 export function whenUnauthorized(fn) { onUnauthorized = fn; }
@@ -90,7 +95,7 @@ export async function api(method, path, body, { signal, query } = {}) {
     reached(false);
     throw new ApiError(0, { detail: unreachable() });
   }
-  reached(resp.status !== 502 && resp.status !== 503 && resp.status !== 504);
+  reached(fromServer(resp));
   if (resp.status === 401 && path !== "/login") {
     const problem = await problemOf(resp);
     onUnauthorized(problem.detail);
@@ -112,7 +117,7 @@ export async function streamLines(path, onLine, { signal, query, expect } = {}) 
     if (e.name !== "AbortError") reached(false);
     throw e;
   }
-  reached(true);
+  reached(fromServer(resp));
   if (resp.status === 401) onUnauthorized();
   if (!resp.ok) throw new ApiError(resp.status, await problemOf(resp));
   if (expect && !(resp.headers.get("content-type") || "").startsWith(expect)) {
