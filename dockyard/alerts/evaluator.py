@@ -3,8 +3,9 @@ evaluate every AlertRule for every app it covers, move each alert's state on, de
 owed to the rule's notifiers and write it all back to the rule's `status.alerts`.
 
 All state lives in the rule's status, so a restarted server or a new leader continues where the
-last one stopped. Deliveries of one round run in parallel with a timeout each, so a slow or
-failing notifier costs at most one timeout per round and never holds back other rules; a failed
+last one stopped. Deliveries of one round run in parallel with a socket timeout each, so a dead or
+refusing notifier costs at most one timeout per round (one that trickles its answer can hold the
+round longer: the timeout is per socket operation, not per send); a failed
 delivery is retried on later rounds with backoff (see alerts.state). A notification sent just
 before a crash, whose status write was lost, is sent again: delivery is at-least-once."""
 
