@@ -43,16 +43,17 @@ class IssuedToken:
 
 
 def _forgets_cached_tokens(fn: Any) -> Any:
-    """After `fn` has committed, drop cached tokens so the change takes effect at once (clearing
+    """After `fn` has committed, drop cached tokens (and verified passwords) so the change takes effect at once (clearing
     before the commit would let a concurrent request cache the old state again)."""
     @functools.wraps(fn)
     def wrapper(store: Store, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(store, *args, **kwargs)
         finally:
-            cache = getattr(store, "token_cache", None)
-            if cache is not None:
-                cache.clear()
+            for name in ("token_cache", "password_cache"):  # the registry remembers passwords too
+                cache = getattr(store, name, None)
+                if cache is not None:
+                    cache.clear()
 
     return wrapper
 
