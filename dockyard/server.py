@@ -28,6 +28,8 @@ from dockyard.metrics.collector import Collector, Target
 from dockyard.metrics.registry import REGISTRY, CallbackGauge
 from dockyard.metrics.service import MetricsService
 from dockyard.metrics.tsdb import MetricsStore
+from dockyard.registry.service import RegistryService, open_registry
+from dockyard.registry.settings import DEFAULT_LISTEN as DEFAULT_REGISTRY_LISTEN
 from dockyard.store.keyring import KeyRing
 from dockyard.store.repository import Store
 from dockyard.store.users import create_user, user_count
@@ -51,6 +53,8 @@ class ServerConfig:
     database_url: str | None = None
     workers: int = 4
     resync: float = 30.0
+    registry_listen: str | None = DEFAULT_REGISTRY_LISTEN  # None: no registry of our own
+    registry_url: str | None = None                        # an external registry (we are its token service)
 
     @property
     def store_url(self) -> str:
@@ -176,6 +180,8 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
                      exec_provider=EngineExec(engine), log_search=log_collector.store if log_collector else None,
                      metrics_provider=metrics)
     app.state.exec_sessions = exec_sessions
+    app.state.registry = open_registry(config.data_dir, store, api_listen=config.listen,
+                                       listen=config.registry_listen, external_url=config.registry_url)
     app.state.metrics_collector = collector
     app.state.log_collector = log_collector
     # log drains forward what the collector stores; their cursors live in the same logs.db
@@ -200,6 +206,9 @@ def run(config: ServerConfig) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app, store, manager, engine = build(config)
     host, _, port = config.listen.rpartition(":")
+    registry: RegistryService | None = app.state.registry
+    if registry is not None:
+        registry.start()  # first: a taken --registry-listen address stops the start here, saying so
     manager.start()
     signal.signal(signal.SIGTERM, _exit_after_shutdown)
     collector = app.state.metrics_collector
@@ -217,6 +226,8 @@ def run(config: ServerConfig) -> None:
                     ws_per_message_deflate=WS_COMPRESSION)
     finally:
         app.state.exec_sessions.shutdown()  # the last sessions' clean-ups end their processes
+        if registry is not None:
+            registry.stop()  # in-flight registry requests drain (http.draintimeout)
         app.state.alerts.stop()
         if collector is not None:
             collector.stop()  # flushes the heads: a clean stop loses no samples

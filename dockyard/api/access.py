@@ -130,6 +130,20 @@ def preferences_set(store: StoreDep, authz: AuthzDep, body: PreferencesUpdate) -
 
 # --- tokens --------------------------------------------------------------------------------
 
+def expiry_ttl(expires: str | None, field: str = "expires") -> timedelta | None:
+    """The lifetime an `expires` field asks for (None: never expires); 422 naming the field when it
+    is no positive duration. Tokens and robot accounts take it."""
+    if not expires:
+        return None
+    try:
+        ttl = timedelta(seconds=parse_duration(expires))
+    except ValueError as e:
+        raise Problem(422, f"{field}: {e}", errors=[objects.FieldError(field, str(e))]) from None
+    if ttl.total_seconds() <= 0:
+        raise Problem(422, f"{field}: must be positive", errors=[objects.FieldError(field, "must be positive")])
+    return ttl
+
+
 @router.get("/tokens", operation_id="listTokens", tags=["tokens"], summary="Your tokens (never their secrets)")
 def tokens_list(store: StoreDep, authz: AuthzDep) -> dict:
     return {"items": [{"id": t.id, "name": t.name, "kind": t.kind, "project": t.project, "role": t.role,
@@ -148,14 +162,7 @@ def tokens_create(store: StoreDep, authz: AuthzDep, body: TokenCreate) -> dict:
     if body.project:
         t, p = body.project.split("/")
         authz.require("project.read", tenant=t, project=p)
-    ttl = None
-    if body.expires:
-        try:
-            ttl = timedelta(seconds=parse_duration(body.expires))
-        except ValueError as e:
-            raise Problem(422, f"expires: {e}", errors=[objects.FieldError("expires", str(e))]) from None
-        if ttl.total_seconds() <= 0:
-            raise Problem(422, "expires: must be positive", errors=[objects.FieldError("expires", "must be positive")])
+    ttl = expiry_ttl(body.expires)
     issued = issue_token(store, authz.user, kind="api", name=body.name, ttl=ttl, project=body.project, role=body.role)
     return {"id": issued.id, "name": body.name, "token": issued.token, "project": body.project, "role": body.role,
             "expiresAt": issued.expires_at.isoformat() if issued.expires_at else None}

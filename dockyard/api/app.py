@@ -22,6 +22,7 @@ from dockyard.api import (
     metrics,
     nodes,
     problems,
+    registry,
     resources,
     rights,
     system,
@@ -59,6 +60,7 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
     app.state.exec_provider = exec_provider
     app.state.metrics = metrics_provider
     app.state.log_search = log_search
+    app.state.registry = None  # the server sets its RegistryService here
     app.state.limiter = RequestLimiter()
     app.state.login_throttle = LoginThrottle()
     problems.install(app)
@@ -75,8 +77,11 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
                 "engine": platform.engine_status().get("status"), "leader": platform.leader()}
 
     for r in (system.router, resources.router, apps.router, dashboard.router, access.router, audit.router,
-              rights.router, metrics.router, alerts.router, events.router, nodes.router, logsearch.router):
+              rights.router, metrics.router, alerts.router, events.router, nodes.router, logsearch.router,
+              registry.router):
         app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
+    # the registry's token service: docker authenticates there with Basic auth, outside /api/v1
+    app.include_router(registry.token_router)
     # the terminal authenticates its first message itself: a WebSocket carries no bearer header
     app.include_router(terminal.router, prefix="/api/v1")
     # GET /metrics for Prometheus (bearer token), and the API latency histogram it exposes

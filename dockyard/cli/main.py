@@ -96,7 +96,13 @@ def server(listen: Annotated[str, typer.Option(help="address:port to serve the A
            engine: Annotated[str | None, typer.Option(help="engine URL: unix://, tcp://, ssh://")] = None,
            database_url: Annotated[str | None, typer.Option(
                help="default $DOCKYARD_DATABASE_URL or SQLite in the data dir")] = None,
-           workers: Annotated[int, typer.Option(help="reconcile worker threads")] = 4) -> None:
+           workers: Annotated[int, typer.Option(help="reconcile worker threads")] = 4,
+           registry_listen: Annotated[str | None, typer.Option(
+               help="HOST:PORT of the image registry, or off (default $DOCKYARD_REGISTRY_LISTEN or 127.0.0.1:5000)")]
+           = None,
+           registry_url: Annotated[str | None, typer.Option(
+               help="use this external registry instead of running one (Dockyard stays its token service)")]
+           = None) -> None:
     """Run the Dockyard server (API and controllers)."""
     from dockyard.server import ServerConfig
     from dockyard.server import run as run_server
@@ -107,6 +113,9 @@ def server(listen: Annotated[str, typer.Option(help="address:port to serve the A
                        or "unix:///var/run/docker.sock",
                        database_url=database_url or os.environ.get("DOCKYARD_DATABASE_URL"), workers=workers,
                        resync=float(os.environ.get("DOCKYARD_RESYNC_SECONDS", "30")))
+    reg = registry_listen or os.environ.get("DOCKYARD_REGISTRY_LISTEN") or cfg.registry_listen
+    cfg.registry_listen = None if reg == "off" else reg
+    cfg.registry_url = registry_url or os.environ.get("DOCKYARD_REGISTRY_URL") or None
     run_server(cfg)
 
 

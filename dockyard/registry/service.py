@@ -13,7 +13,7 @@ from pathlib import Path
 from dockyard.registry import process
 from dockyard.registry.credentials import RegistryCredentials, ephemeral_credential
 from dockyard.registry.process import RegistryError, RegistryInstance, registry_config, write_config
-from dockyard.registry.settings import RegistrySettings, registry_binary
+from dockyard.registry.settings import RegistrySettings, registry_binary, server_settings
 from dockyard.registry.tokens import TokenIssuer, write_private
 from dockyard.store.repository import Store
 
@@ -141,3 +141,17 @@ class RegistryService:
         if not self._in_readonly or self.writable is None:
             raise RegistryError("garbage collection runs only inside RegistryService.readonly()")
         return process.garbage_collect(self.binary or "docker-registry", self.writable.config)
+
+
+def open_registry(data_dir: Path, store: Store, *, api_listen: str, listen: str | None,
+                  external_url: str | None) -> RegistryService | None:
+    """The server's registry: its own (`listen`), an external one it is the token service of
+    (`external_url`), or None (off, or `docker-registry` is not installed: said in the log)."""
+    if not listen and not external_url:
+        log.info("the registry is off (--registry-listen off)")
+        return None
+    if listen and not external_url and registry_binary() is None:
+        log.warning("the registry is off: docker-registry is not installed (Debian package docker-registry)")
+        return None
+    settings = server_settings(data_dir, api_listen, listen, external_url)
+    return RegistryService(settings, store)

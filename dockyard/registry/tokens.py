@@ -25,18 +25,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from dockyard.policy.permissions import BY_ACTION, ROLES, at_least
+
 KEY_FILE = "token.key"
 CERT_FILE = "token.crt"
 CERT_YEARS = 10
 
-# what each project role may do to the project's repositories
+# registry actions and the permission rows that allow them
+ACTION_PERMISSIONS = {"pull": "images.pull", "push": "images.push", "delete": "images.delete"}
+# what each project role may do to the project's repositories, read from the permission table
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
-    "viewer": frozenset({"pull"}),
-    "developer": frozenset({"pull", "push"}),
-    "maintainer": frozenset({"pull", "push", "delete"}),
-    "owner": frozenset({"pull", "push", "delete"}),
-}
-ALL_ACTIONS = frozenset({"pull", "push", "delete"})
+    role: frozenset(a for a, perm in ACTION_PERMISSIONS.items() if at_least(role, BY_ACTION[perm].min_role))
+    for role in ROLES}
 
 
 # --- keys -----------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ class Server:
         self.resync = resync
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.registry = f"127.0.0.1:{free_port()}"  # its image registry (the proxy's address)
         self.proc: subprocess.Popen | None = None
         self.log = data_dir / "server.log"
         self.token: str | None = None
@@ -57,7 +58,7 @@ class Server:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(VENV_BIN / "dockyard"), "server", "--data-dir", str(self.data_dir),
-                 "--listen", f"127.0.0.1:{self.port}", "--engine", self.engine],
+                 "--listen", f"127.0.0.1:{self.port}", "--engine", self.engine, "--registry-listen", self.registry],
                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
