@@ -1,0 +1,74 @@
+"""Storage quota decisions for registry uploads: `spec.quota.storage` of the project and of its tenant
+against what the registry already holds plus what is being uploaded right now."""
+
+from __future__ import annotations
+
+from dockyard.model.quantity import format_memory, parse_memory
+from dockyard.registry.usage import StorageUsage
+from dockyard.store.errors import NotFound
+from dockyard.store.repository import Store
+
+
+def _human(n: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit}"
+    return f"{n} B"
+
+
+def _limit(quota: dict | None) -> int | None:
+    raw = (quota or {}).get("storage")
+    if raw is None:
+        return None
+    try:
+        return parse_memory(raw)
+    except ValueError:
+        return None  # admission refuses these; an old stored value is not a reason to block pushes
+
+
+class StoreQuotaPolicy:
+    """Reads quotas from the store on every decision, so a quota change applies to the next upload.
+
+    `inflight` is what this project's uploads that the registry has not committed yet already hold
+    (the proxy counts them): the registry's storage does not show those bytes as the project's yet."""
+
+    def __init__(self, store: Store, usage: StorageUsage) -> None:
+        self.store = store
+        self.usage = usage
+
+    def limits(self, tenant: str, project: str) -> tuple[int | None, int | None]:
+        """(project limit, tenant limit) in bytes; None is unlimited."""
+        try:
+            p = self.store.get("Project", tenant, project)
+        except NotFound:
+            return None, None
+        try:
+            t = self.store.get("Tenant", "", tenant)
+        except NotFound:
+            t = None
+        return _limit(p.spec.get("quota")), _limit(t.spec.get("quota") if t else None)
+
+    def remaining(self, tenant: str, project: str, inflight: int) -> int | None:
+        """Bytes the project may still upload (may be negative), or None when it has no limit."""
+        project_limit, tenant_limit = self.limits(tenant, project)
+        left: int | None = None
+        if project_limit is not None:
+            left = project_limit - self.usage.project_bytes(tenant, project) - inflight
+        if tenant_limit is not None:
+            tenant_used = inflight + sum(self.usage.project_bytes(tenant, p.name)
+                                         for p in self.store.list("Project", scope=tenant)[0])
+            left = min(left if left is not None else tenant_limit, tenant_limit - tenant_used)
+        return left
+
+    def message(self, tenant: str, project: str, inflight: int, adding: int) -> str:
+        """Why an upload of `adding` bytes (on top of `inflight`) does not fit, in words."""
+        project_limit, tenant_limit = self.limits(tenant, project)
+        used = self.usage.project_bytes(tenant, project)
+        if project_limit is not None and used + inflight + adding > project_limit:
+            return (f"storage quota exceeded: project {tenant}/{project} stores {_human(used)}"
+                    + (f" and is uploading {_human(inflight)}" if inflight else "")
+                    + f"; this upload ({_human(adding)} so far) does not fit in its quota (spec.quota.storage) of "
+                    f"{format_memory(project_limit)}. Delete images or tags, or ask for a larger quota")
+        limit = format_memory(tenant_limit) if tenant_limit is not None else "?"
+        return (f"storage quota exceeded: the projects of tenant {tenant} together would pass the tenant's "
+                f"quota (spec.quota.storage) of {limit}. Delete images or tags, or ask for a larger quota")

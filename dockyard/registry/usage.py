@@ -1,0 +1,134 @@
+"""How much registry storage each project uses, read from the registry's own storage directory.
+
+The distribution registry keeps, per repository, a link file for every manifest revision
+(`_manifests/revisions/sha256/HEX/link`) and for every layer it accepted (`_layers/sha256/HEX/link`);
+the bytes live once per digest under `blobs/sha256/XX/HEX/data`. A project's usage is the size of
+the distinct blobs its repositories hold:
+
+- every manifest revision and the config and layers it names (so a deleted tag stops counting as
+  soon as the registry deletes its manifest, even before garbage collection frees the bytes);
+- layers accepted in the last `RECENT_LAYERS` seconds that no manifest names yet — a push in
+  progress uploads its layers before its manifest, and they must count against the quota while it
+  runs. Older unnamed links are what deleted manifests leave behind (garbage collection removes
+  the blob but not the link), so they stop counting.
+
+A blob shared by two repositories of one project counts once; shared by two projects, it counts
+in both (each would need it if the other deleted theirs), as quota systems of registries do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+RECENT_LAYERS = 24 * 3600.0
+_MAX_MANIFEST = 4 * 1024 * 1024
+
+
+class StorageUsage:
+    """Per-project byte counts with a short cache; `invalidate` after a push or a delete."""
+
+    def __init__(self, storage_root: Path, *, ttl: float = 5.0) -> None:
+        self.root = Path(storage_root) / "docker" / "registry" / "v2"
+        self.ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, int]] = {}
+        # digests are immutable: what a manifest names never changes, so it is parsed once
+        self._manifests: dict[str, tuple[str, ...]] = {}
+        self._lock = threading.Lock()
+
+    def project_bytes(self, tenant: str, project: str) -> int:
+        key = (tenant, project)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit and now - hit[0] < self.ttl:
+            return hit[1]
+        total = self._compute(tenant, project)
+        with self._lock:
+            self._cache[key] = (now, total)
+        return total
+
+    def computed_at(self, tenant: str, project: str) -> float | None:
+        """When the cached figure was computed (time.monotonic()), or None."""
+        with self._lock:
+            hit = self._cache.get((tenant, project))
+        return hit[0] if hit else None
+
+    def invalidate(self, tenant: str | None = None, project: str | None = None) -> None:
+        with self._lock:
+            if tenant is None:
+                self._cache.clear()
+            else:
+                self._cache.pop((tenant, project or ""), None)
+
+    def repositories(self, tenant: str, project: str) -> list[str]:
+        """Repository names (`t/p/name…`) that have a directory in storage."""
+        base = self.root / "repositories" / tenant / project
+        found: list[str] = []
+        for dirpath, dirnames, _ in os.walk(base):
+            if "_manifests" in dirnames or "_layers" in dirnames:
+                found.append(os.path.relpath(dirpath, self.root / "repositories"))
+            dirnames[:] = [d for d in dirnames if not d.startswith("_")]
+        return sorted(found)
+
+    def _compute(self, tenant: str, project: str) -> int:
+        digests: set[str] = set()
+        base = self.root / "repositories"
+        cutoff = time.time() - RECENT_LAYERS
+        for repo in self.repositories(tenant, project):
+            for digest in _links(base / repo / "_manifests" / "revisions" / "sha256"):
+                digests.add(digest)
+                digests.update(self._named_by(digest))
+            for digest, mtime in _links_with_mtime(base / repo / "_layers" / "sha256"):
+                if mtime >= cutoff:
+                    digests.add(digest)
+        return sum(self._blob_size(d) for d in digests)
+
+    def _blob_path(self, hexdigest: str) -> Path:
+        return self.root / "blobs" / "sha256" / hexdigest[:2] / hexdigest / "data"
+
+    def _blob_size(self, hexdigest: str) -> int:
+        try:
+            return self._blob_path(hexdigest).stat().st_size
+        except OSError:
+            return 0  # collected already, or a link to nothing
+
+    def _named_by(self, hexdigest: str) -> tuple[str, ...]:
+        """The blobs a manifest names (config and layers; an index's children are manifests of
+        their own and are counted through their own revision links)."""
+        cached = self._manifests.get(hexdigest)
+        if cached is not None:
+            return cached
+        named: tuple[str, ...] = ()
+        try:
+            path = self._blob_path(hexdigest)
+            if path.stat().st_size <= _MAX_MANIFEST:
+                doc = json.loads(path.read_bytes())
+                refs = [doc.get("config") or {}, *(doc.get("layers") or [])]
+                named = tuple(r["digest"].split(":", 1)[1] for r in refs
+                              if isinstance(r, dict) and str(r.get("digest", "")).startswith("sha256:"))
+        except (OSError, ValueError, KeyError, AttributeError):
+            named = ()
+        self._manifests[hexdigest] = named
+        return named
+
+
+def _links(folder: Path) -> list[str]:
+    return [d for d, _ in _links_with_mtime(folder)]
+
+
+def _links_with_mtime(folder: Path) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return out
+    for e in entries:
+        try:
+            out.append((e.name, os.stat(os.path.join(e.path, "link")).st_mtime))
+        except OSError:
+            continue  # a revision being written or deleted right now
+    return out
