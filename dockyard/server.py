@@ -19,6 +19,7 @@ from dockyard.alerts.evaluator import AlertEvaluator, public_url
 from dockyard.api.app import create_app
 from dockyard.api.deps import ExecError, ExecSession, LogRecord
 from dockyard.api.terminal import ExecSessions
+from dockyard.builds.runner import BuildRunner
 from dockyard.controllers.manager import ControllerManager
 from dockyard.engines import EngineDriver, EngineError, EngineUnavailable, open_engine
 from dockyard.engines.base import WorkloadKey
@@ -190,6 +191,10 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     # alerts read this server's metrics; they act only while it leads, like the controllers
     app.state.alerts = AlertEvaluator(store, metrics, leading=manager.leading.is_set,
                                       public_url=public_url(f"http://{config.listen}"))
+    # builds run on the lease holder, like the controllers, and push to the server's registry
+    app.state.build_data_dir = config.data_dir
+    app.state.builds = BuildRunner(store, engine, config.data_dir, leading=manager.leading.is_set,
+                                   registry=lambda: getattr(app.state, "registry", None))
     web.mount(app)
     return app, store, manager, engine
 
@@ -218,6 +223,7 @@ def run(config: ServerConfig) -> None:
         app.state.log_collector.start()
         app.state.log_drains.start()
     app.state.alerts.start()
+    app.state.builds.start()
     log.info("Dockyard listening on http://%s:%s (engine %s, store %s)", host, port, config.engine_url,
              config.store_url.split("@")[-1])
     try:
@@ -228,6 +234,7 @@ def run(config: ServerConfig) -> None:
         app.state.exec_sessions.shutdown()  # the last sessions' clean-ups end their processes
         if registry is not None:
             registry.stop()  # in-flight registry requests drain (http.draintimeout)
+        app.state.builds.stop()  # running builds end Cancelled, their work directories removed
         app.state.alerts.stop()
         if collector is not None:
             collector.stop()  # flushes the heads: a clean stop loses no samples

@@ -6,7 +6,8 @@ from the manifest (a user cannot mark their own object as admin-approved). Sende
 loopback or private destination only to objects that carry the annotation, re-checking at send time.
 
 Kinds with destinations are listed in `DESTINATIONS`, one function `spec → [SpecDestination]` each
-(LogDrain: `spec.url`; Notifier: `spec.url`, or `spec.smtp.host` for email); `api/objects.py` calls
+(LogDrain: `spec.url`; Notifier: `spec.url`, or `spec.smtp.host` for email; Build and
+BuildConfig: `spec.source.git`, cloned by the build runner); `api/objects.py` calls
 `admit_destinations` on every create, replace and patch, so a new kind needs only its entry here.
 Senders re-check with `allowed_at_send` (or `policy.egress.check_url`, allow_private = the annotation).
 
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 
 from dockyard.admission import FieldError, InvalidObject
 from dockyard.model.alerts import NotifierSpec
+from dockyard.model.build import BUILD_FIELDS, GIT_SCHEMES, BuildSpec
 from dockyard.model.logdrain import LogDrainSpec
 from dockyard.policy.egress import PRIVATE_ANNOTATION, Destination, EgressRefused, Resolver, check_url, system_resolve
 
@@ -65,9 +67,20 @@ def _notifier(spec: dict) -> list[SpecDestination]:
     return [SpecDestination("spec.url", s.url, frozenset({"http", "https"}))] if s.url else []
 
 
+def _build(spec: dict) -> list[SpecDestination]:
+    """A Build or BuildConfig clones spec.source.git on the server host."""
+    try:
+        s = BuildSpec.model_validate({k: v for k, v in spec.items() if k in BUILD_FIELDS})
+    except ValidationError:
+        return []
+    return [SpecDestination("spec.source.git", s.source.git, GIT_SCHEMES)]
+
+
 DESTINATIONS: dict[str, Callable[[dict], list[SpecDestination]]] = {
     "LogDrain": _log_drain,
     "Notifier": _notifier,
+    "Build": _build,
+    "BuildConfig": _build,
 }
 
 

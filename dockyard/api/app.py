@@ -15,6 +15,7 @@ from dockyard.api import (
     access,
     alerts,
     apps,
+    builds,
     audit,
     dashboard,
     events,
@@ -77,11 +78,13 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
                 "engine": platform.engine_status().get("status"), "leader": platform.leader()}
 
     for r in (system.router, resources.router, apps.router, dashboard.router, access.router, audit.router,
-              rights.router, metrics.router, alerts.router, events.router, nodes.router, logsearch.router,
+              rights.router, metrics.router, alerts.router, events.router, nodes.router, logsearch.router, builds.router,
               registry.router):
         app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
     # the registry's token service: docker authenticates there with Basic auth, outside /api/v1
     app.include_router(registry.token_router)
+    # git servers' push webhooks authenticate with the BuildConfig's secret, outside /api/v1
+    app.include_router(builds.hooks)
     # the terminal authenticates its first message itself: a WebSocket carries no bearer header
     app.include_router(terminal.router, prefix="/api/v1")
     # GET /metrics for Prometheus (bearer token), and the API latency histogram it exposes

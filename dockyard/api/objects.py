@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
-from dockyard.admission import Admitted, FieldError, InvalidObject, admit, egress  # noqa: F401 (FieldError re-exported)
+from dockyard.admission import Admitted, FieldError, InvalidObject, admit, egress, requester  # noqa: F401 (FieldError re-exported)
 from dockyard.api import change_events
 from dockyard.api.authz import Authorizer
 from dockyard.api.deps import bearer_token
@@ -48,6 +48,8 @@ KIND_ACTIONS: dict[str, tuple[str, str]] = {
     "Silence": ("alerts.read", "alerts.write"),
     "Notifier": ("integrations.manage", "integrations.manage"),
     "LogDrain": ("integrations.manage", "integrations.manage"),
+    "Build": ("builds.read", "builds.write"),
+    "BuildConfig": ("builds.read", "builds.write"),
 }
 # kinds that live in a project: they need it to exist, are listed in it and go with it
 PROJECT_KINDS = tuple(k for k, info in KINDS.items() if info.scope == "project")
@@ -247,6 +249,7 @@ def create(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str 
     _authorize(authz, kind, "create", a.scope, a.name)
     _property_checks(authz, kind, a.spec, None, _split(a.scope)[0] or a.name)
     a.annotations = _egress_checks(authz, a, None)
+    a.annotations = requester.stamp(a.kind, a.annotations, authz.user.name)
     if kind == "App":
         a.spec = _admit_app(store, a)
         check = _quota_check(store)
@@ -267,6 +270,7 @@ def _replace_admitted(store: Store, authz: Authorizer, a: Admitted, *, dry_run: 
     current = store.get(a.kind, a.scope, a.name)
     _property_checks(authz, a.kind, a.spec, current.spec, _split(a.scope)[0] or a.name)
     a.annotations = _egress_checks(authz, a, current)
+    a.annotations = requester.stamp(a.kind, a.annotations, authz.user.name)
     check = None
     if a.kind == "App":
         a.spec = _admit_app(store, a)
@@ -421,4 +425,3 @@ def quota_report(store: Store, authz: Authorizer, tenant: str, project: str) -> 
                         "resources": rows(Quota.model_validate(p.spec.get("quota") or {}), p_used)},
             "tenant": {"name": tenant, "resources": rows(Quota.model_validate(t.spec.get("quota") or {}), t_used)},
             "defaults": ProjectSpec.model_validate(p.spec).defaults.dump()}
-

@@ -170,7 +170,7 @@ add_kind_routes("Secret", collection="/projects/{tenant}/{project}/secrets",
 add_kind_routes("Config", collection="/projects/{tenant}/{project}/configs",
                 item="/projects/{tenant}/{project}/configs/{name}",
                 collection_scope=_app_collection, item_key=_app_item)
-for _kind in ("LogDrain", "AlertRule", "Notifier", "Silence"):
+for _kind in ("LogDrain", "AlertRule", "Notifier", "Silence", "Build", "BuildConfig"):
     add_kind_routes(_kind, collection=f"/projects/{{tenant}}/{{project}}/{KINDS[_kind].plural}",
                     item=f"/projects/{{tenant}}/{{project}}/{KINDS[_kind].plural}/{{name}}",
                     collection_scope=_app_collection, item_key=_app_item)

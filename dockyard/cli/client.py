@@ -110,7 +110,7 @@ def problem_text(r: httpx.Response) -> str:
 
 
 # kinds that live in a project, at /projects/{tenant}/{project}/<kind in lower case>s
-PROJECT_KINDS = ("App", "Secret", "Config", "LogDrain", "AlertRule", "Notifier", "Silence")
+PROJECT_KINDS = ("App", "Secret", "Config", "LogDrain", "AlertRule", "Notifier", "Silence", "Build", "BuildConfig")
 
 
 def paths_for(obj: dict) -> tuple[str, str]:

@@ -14,6 +14,7 @@ import typer
 import yaml
 
 from dockyard.cli import alerts as alerts_cli
+from dockyard.cli import builds as builds_cli
 from dockyard.cli import events as events_cli
 from dockyard.cli import logs as logs_cli
 from dockyard.cli import robots as robots_cli
@@ -37,6 +38,7 @@ KINDS = {"app": "App", "apps": "App", "project": "Project", "projects": "Project
          "tenants": "Tenant", "secret": "Secret", "secrets": "Secret", "config": "Config", "configs": "Config",
          "logdrain": "LogDrain", "logdrains": "LogDrain"}
 alerts_cli.register(app, KINDS)
+builds_cli.register(app, KINDS)
 robots_cli.register(app)
 # things `get` and `delete` know besides the declarative kinds
 EXTRA_GET = ("users", "user", "tokens", "token", "members", "quota")

@@ -167,6 +167,30 @@ class NodeInfo:
     containers: tuple[str, ...] = ()  # container names
 
 
+@dataclass(frozen=True)
+class ImageBuild:
+    """What `build_image` builds: the context is a directory on the server's host (sent to the
+    engine as a tar; `.dockerignore` honoured). The build's containers get `memory` bytes (no swap
+    beyond) and `cpu` cores, join `network`, and the engine never pulls a base image."""
+
+    context: str
+    dockerfile: str
+    tags: tuple[str, ...]
+    build_args: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    memory: int = 512 * 1024 * 1024
+    cpu: float = 1.0
+    network: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    """One line of a build's output; the last item of a successful build carries `image_id`."""
+
+    line: str = ""
+    image_id: str | None = None
+
+
 class ExecStream(ABC):
     """A process started in a container with a terminal: raw bytes both ways. Blocking."""
 
@@ -273,6 +297,17 @@ class EngineDriver(ABC):
         `pace`: after catching up, read at most every `pace` seconds (batches; less CPU per line)."""
         raise EngineError("this engine driver cannot read container logs", permanent=True,
                           reason="LogsUnsupported")
+
+    def build_image(self, build: ImageBuild, stop: threading.Event) -> Iterator[BuildOutput]:
+        """Build an image and tag it with every tag; yield its output as it comes, the image id
+        last. Raises EngineError reason "BuildFailed" (permanent) with the builder's message when a
+        step fails. Setting `stop` ends the build (the engine removes its containers)."""
+        raise EngineError("this engine driver cannot build images", permanent=True, reason="BuildUnsupported")
+
+    def push_image(self, ref: str, auth: tuple[str, str] | None, stop: threading.Event | None = None) -> str:
+        """Push the image `ref` (REGISTRY/REPO:TAG) and return the manifest digest the registry
+        reported. EngineError reason "PushFailed" when the registry refuses."""
+        raise EngineError("this engine driver cannot push images", permanent=True, reason="PushUnsupported")
 
     def summary(self) -> dict[WorkloadKey, list[tuple[str, str]]] | None:
         """(container name, state) of every app's containers in one cheap call, for resyncs;

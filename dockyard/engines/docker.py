@@ -28,7 +28,9 @@ import urllib3
 from docker import errors as docker_errors
 from docker.types import Healthcheck, LogConfig, Mount
 
+from dockyard.engines import docker_build
 from dockyard.engines.base import (
+    BuildOutput,
     DesiredApp,
     EngineContainer,
     EngineDriver,
@@ -36,6 +38,7 @@ from dockyard.engines.base import (
     EngineEvent,
     EngineUnavailable,
     ExecStream,
+    ImageBuild,
     LogLine,
     NodeInfo,
     ObservedApp,
@@ -731,6 +734,14 @@ class DockerDriver(EngineDriver):
             except (EngineError, docker_errors.NotFound):
                 return False
         return False
+
+    # --- builds ---------------------------------------------------------------------------
+
+    def build_image(self, build: ImageBuild, stop: threading.Event) -> Iterator[BuildOutput]:
+        return docker_build.run_build(self.api, self._call, _abort_stream, build, stop)
+
+    def push_image(self, ref: str, auth: tuple[str, str] | None, stop: threading.Event | None = None) -> str:
+        return docker_build.run_push(self.api, self._call, ref, auth)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

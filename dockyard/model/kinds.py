@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from dockyard.model.alerts import AlertRule, Notifier, Silence
 from dockyard.model.app import App
+from dockyard.model.build import Build, BuildConfig
 from dockyard.model.logdrain import LogDrain
 from dockyard.model.meta import Schema
 from dockyard.model.project import Project
@@ -31,6 +32,8 @@ KINDS: dict[str, KindInfo] = {
     "AlertRule": KindInfo("AlertRule", "alertrules", "project", AlertRule),
     "Notifier": KindInfo("Notifier", "notifiers", "project", Notifier),
     "Silence": KindInfo("Silence", "silences", "project", Silence),
+    "Build": KindInfo("Build", "builds", "project", Build),
+    "BuildConfig": KindInfo("BuildConfig", "buildconfigs", "project", BuildConfig),
 }
 
 BY_PLURAL = {k.plural: k for k in KINDS.values()}

@@ -69,7 +69,7 @@ def classify(address: str) -> str:
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "smtp": 25, "smtps": 465, "syslog": 514, "syslog+tcp": 514,
-                 "syslog+tls": 6514}
+                 "syslog+tls": 6514, "git": 9418}
 
 
 def check_url(url: str, *, schemes: frozenset[str] | set[str], allow_private: bool,
@@ -112,7 +112,7 @@ def check_host(host: str, port: int, *, scheme: str = "", allow_private: bool,
     bad = [a for a, k in kinds.items() if k == "forbidden"]
     if bad:
         raise EgressRefused(f"host '{host}' is {bad[0]}, a link-local, metadata or reserved address; "
-                            "notifications and log drains may not go there")
+                            "notifications, log drains and builds may not go there")
     private = any(k == "private" for k in kinds.values())
     if private and not allow_private:
         raise EgressRefused(f"host '{host}' is {addresses[0]}, a loopback or private address; "

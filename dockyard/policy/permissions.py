@@ -45,6 +45,8 @@ RULES: tuple[Rule, ...] = (
     Rule("alerts.write", "project", "developer", "create, change and delete alert rules and silences"),
     Rule("integrations.manage", "project", "maintainer",
          "see and manage notifiers and log drains (their URLs and settings can hold credentials)"),
+    Rule("builds.read", "project", "viewer", "see builds, build configs and build logs"),
+    Rule("builds.write", "project", "developer", "create build configs, start and cancel builds"),
     Rule("secret.read", "project", "viewer", "see secret and config names and hashes (never values)"),
     Rule("secret.write", "project", "developer", "create, replace and delete secrets and configs"),
     Rule("audit.read", "tenant", "owner", "read the tenant's audit log (admins: all of it)"),

@@ -1,0 +1,1 @@
+"""Builds from source: Build and BuildConfig objects become images in the project's repository."""

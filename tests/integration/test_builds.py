@@ -1,0 +1,320 @@
+"""Builds from source, end to end: a git repository served by `git daemon` on loopback, a real
+`dockyard server` with its registry, the real engine. A signed push webhook builds the commit,
+pushes it to Dockyard's registry and rolls the App to the new digest; logs stream while the build
+runs; builds are cancelled, fail with the builder's message, queue behind the concurrency limit;
+git URLs to metadata or loopback addresses are refused as the egress policy says."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from dockyard_harness import PASSWORD, Server, app_manifest, free_port, get_app, setup_project
+
+P = "/projects/acme/shop"
+SECRET = "hook-secret-1"
+GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@example.test", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.test"}
+
+
+class GitServer:
+    """Bare repositories under `root`, served read-only by `git daemon` on a loopback port; commits
+    are made in a work tree and pushed to the bare repository through the file system."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["git", "daemon", "--export-all", f"--base-path={self.root}", "--listen=127.0.0.1",
+             f"--port={self.port}", "--reuseaddr", str(self.root)],
+            env={**os.environ, **GIT_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+
+    def url(self, repo: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{repo}.git"
+
+    def git(self, cwd: Path, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    def commit(self, repo: str, files: dict[str, str], branch: str = "main") -> str:
+        """Write `files` into the repository's work tree, commit and push to `branch`; the SHA."""
+        bare = self.root / f"{repo}.git"
+        work = self.root / f"{repo}.work"
+        if not bare.exists():
+            self.git(self.root, "init", "-q", "--bare", str(bare))
+            self.git(self.root, "init", "-q", "-b", branch, str(work))
+        for name, text in files.items():
+            (work / name).write_text(text)
+        self.git(work, "add", ".")
+        self.git(work, "commit", "-q", "-m", f"change {time.time()}")
+        self.git(work, "push", "-q", str(bare), f"HEAD:refs/heads/{branch}")
+        return self.git(work, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def gitserver(tmp_path: Path):  # noqa: ANN201
+    g = GitServer(tmp_path / "git")
+    g.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with __import__("socket").create_connection(("127.0.0.1", g.port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.1)
+    yield g
+    g.stop()
+
+
+@pytest.fixture
+def cleanup_images(docker_api):  # noqa: ANN001, ANN201
+    """Remove the images the builds tagged on the engine (the test's registry goes with its data dir)."""
+    made: list[str] = []
+    yield made
+    for prefix in made:
+        for img in docker_api.images(name=prefix):
+            for tag in img.get("RepoTags") or []:
+                try:
+                    docker_api.remove_image(tag, force=True)
+                except Exception:  # noqa: BLE001
+                    pass
+
+
+def buildconfig(name: str, git: str, *, image: str = "web", deploy: str | None = None, ref: str = "main",
+                webhook: bool = True) -> dict:
+    spec: dict = {"source": {"git": git, "ref": ref}, "image": image}
+    if deploy:
+        spec["deployTo"] = deploy
+    if webhook:
+        spec["triggers"] = {"webhook": {"secret": "hook"}}
+    return {"apiVersion": "dockyard/v1", "kind": "BuildConfig", "metadata": {"name": name, "project": "acme/shop"},
+            "spec": spec}
+
+
+def gitea_push(ref: str, after: str) -> bytes:
+    return json.dumps({"ref": ref, "before": "0" * 40, "after": after, "commits": [{"id": after}],
+                       "repository": {"full_name": "acme/shop"}}).encode()
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def wait_phase(s: Server, c: httpx.Client, name: str, phases: set[str], timeout: float = 120) -> dict:
+    def done():  # noqa: ANN202
+        b = c.get(f"{P}/builds/{name}").json()
+        return b if (b.get("status") or {}).get("phase") in phases else None
+
+    return s.wait_for(done, timeout=timeout, interval=0.3, what=f"build {name} to reach {phases}")
+
+
+def prepare(s: Server, c: httpx.Client) -> None:
+    setup_project(s)
+    c.post(f"{P}/secrets", json={"kind": "Secret", "metadata": {"name": "hook", "project": "acme/shop"},
+                                 "spec": {"value": SECRET}}).raise_for_status()
+
+
+def test_gitea_webhook_builds_pushes_and_deploys(server_factory, gitserver, cleanup_images) -> None:  # noqa: ANN001
+    s = server_factory()
+    cleanup_images.append(f"{s.registry}/acme/shop/web")
+    with s.client() as c:
+        prepare(s, c)
+        c.post(f"{P}/apps", json=app_manifest("web")).raise_for_status()
+        s.wait_for(lambda: get_app(s, "web").get("status", {}).get("readyReplicas") == 1, what="web to run")
+        c.post(f"{P}/buildconfigs", json=buildconfig("site", gitserver.url("site"), deploy="web")).raise_for_status()
+        sha = gitserver.commit("site", {"Dockerfile": "FROM dockyard/demo:1.0\nCOPY hello.txt /www/hello.txt\n",
+                                        "hello.txt": "hello from build one\n"})
+        hook = f"{s.url}/hooks/builds/acme/shop/site"
+
+        # wrong signature: 401, no build; malformed: 400, no build
+        body = gitea_push("refs/heads/main", sha)
+        r = httpx.post(hook, content=body, headers={"X-Gitea-Signature": sign(body, "wrong")})
+        assert r.status_code == 401, r.text
+        r = httpx.post(hook, content=body)
+        assert r.status_code == 401, r.text
+        bad = b"{not json"
+        r = httpx.post(hook, content=bad, headers={"X-Gitea-Signature": sign(bad)})
+        assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem+json"), r.text
+        no_after = json.dumps({"ref": "refs/heads/main"}).encode()
+        r = httpx.post(hook, content=no_after, headers={"X-Gitea-Signature": sign(no_after)})
+        assert r.status_code == 400 and "after" in r.json()["detail"], r.text
+        other = gitea_push("refs/heads/feature", sha)
+        r = httpx.post(hook, content=other, headers={"X-Gitea-Signature": sign(other)})
+        assert r.status_code == 200 and "ignored" in r.json(), r.text
+        assert c.get(f"{P}/builds").json()["items"] == []
+
+        r = httpx.post(hook, content=body, headers={"X-Gitea-Signature": sign(body), "X-Gitea-Event": "push"})
+        assert r.status_code == 202, r.text
+        name = r.json()["build"]
+
+        # the log streams while the build runs
+        seen: list[str] = []
+
+        def follow() -> None:
+            with httpx.stream("GET", f"{s.url}/api/v1{P}/builds/{name}/logs", params={"follow": "true"},
+                              headers={"Authorization": f"Bearer {s.token}"}, timeout=120) as res:
+                for line in res.iter_lines():
+                    seen.append(line)
+
+        t = threading.Thread(target=follow)
+        t.start()
+        b = wait_phase(s, c, name, {"Succeeded", "Failed"})
+        t.join(30)
+        assert not t.is_alive(), "the followed log did not end with the build"
+        st = b["status"]
+        assert st["phase"] == "Succeeded", st
+        assert st["commit"] == sha and st["tags"] == [sha, "main"] and st["buildConfig"] == "site"
+        assert st["imageDigest"].startswith("sha256:") and st["durationSeconds"] > 0
+        text = "\n".join(seen)
+        assert "COPY hello.txt" in text and "pushed" in text and "build succeeded" in text, text
+
+        # in Dockyard's registry, under both tags, with that digest
+        for tag in (sha, "main"):
+            out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--creds", f"admin:{PASSWORD}",
+                                  f"docker://{s.registry}/acme/shop/web:{tag}"],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout)["Digest"] == st["imageDigest"]
+
+        # the App rolls to the digest and serves the new content
+        image = f"{s.registry}/acme/shop/web@{st['imageDigest']}"
+
+        def rolled():  # noqa: ANN202
+            app = get_app(s, "web")
+            cs = [x for x in app["status"].get("containers") or [] if x.get("ready")]
+            return app if app["spec"]["image"] == image and app["status"].get("phase") == "Ready" and cs else None
+
+        app = s.wait_for(rolled, timeout=90, what="the app to roll to the built digest")
+        ip = next(x["ip"] for x in app["status"]["containers"] if x.get("ready"))
+        assert httpx.get(f"http://{ip}:8080/hello.txt", timeout=3).text == "hello from build one\n"
+        revs = c.get(f"{P}/apps/web/revisions").json()["items"]
+        assert revs[-1]["changeCause"] == f"build {name}"
+
+        # the CLI lists it with its duration
+        out = s.cli("build", "list", "-p", "acme/shop").stdout
+        assert name in out and "Succeeded" in out, out
+
+
+def test_github_and_gitlab_formats_start_builds(server_factory, gitserver) -> None:  # noqa: ANN001
+    s = server_factory()
+    with s.client() as c:
+        prepare(s, c)
+        c.post(f"{P}/buildconfigs", json=buildconfig("site", gitserver.url("site"))).raise_for_status()
+        hook = f"{s.url}/hooks/builds/acme/shop/site"
+        body = gitea_push("refs/heads/main", "a" * 40)
+        r = httpx.post(hook, content=body, headers={"X-Hub-Signature-256": "sha256=" + sign(body, "x")})
+        assert r.status_code == 401
+        r = httpx.post(hook, content=body, headers={"X-Hub-Signature-256": "sha256=" + sign(body)})
+        assert r.status_code == 202, r.text
+        r = httpx.post(hook, content=body, headers={"X-Gitlab-Token": "nope"})
+        assert r.status_code == 401
+        r = httpx.post(hook, content=body, headers={"X-Gitlab-Token": SECRET})
+        assert r.status_code == 202, r.text
+        deleted = gitea_push("refs/heads/main", "0" * 40)
+        r = httpx.post(hook, content=deleted, headers={"X-Gitlab-Token": SECRET})
+        assert r.status_code == 200 and "ignored" in r.json()
+        # unknown configs look like wrong secrets
+        r = httpx.post(f"{s.url}/hooks/builds/acme/shop/nope", content=body, headers={"X-Gitlab-Token": SECRET})
+        assert r.status_code == 401
+        assert len(c.get(f"{P}/builds").json()["items"]) == 2
+
+
+def test_cancel_failure_and_concurrency_limit(server_factory, gitserver, cleanup_images, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("DOCKYARD_BUILD_CONCURRENCY", "1")
+    s = server_factory()
+    cleanup_images.append(f"{s.registry}/acme/shop/slow")
+    with s.client() as c:
+        prepare(s, c)
+        gitserver.commit("slow", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN sleep 4\n"})
+        gitserver.commit("broken", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN echo about to fail && exit 3\n"})
+        c.post(f"{P}/buildconfigs", json=buildconfig("slow", gitserver.url("slow"), image="slow")).raise_for_status()
+        c.post(f"{P}/buildconfigs", json=buildconfig("broken", gitserver.url("broken"), image="broken"))\
+            .raise_for_status()
+
+        # three builds, limit 1: never two Running at once, the others queue in order
+        names = [c.post(f"{P}/buildconfigs/slow/start").json()["metadata"]["name"] for _ in range(3)]
+        assert names == ["slow-1", "slow-2", "slow-3"]
+        most = 0
+        positions: set[int] = set()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            items = c.get(f"{P}/builds").json()["items"]
+            phases = [(i.get("status") or {}).get("phase") for i in items]
+            most = max(most, phases.count("Running"))
+            positions |= {(i.get("status") or {}).get("queuePosition") for i in items} - {None}
+            if all(p == "Succeeded" for p in phases):
+                break
+            assert "Failed" not in phases, items
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"builds did not finish: {phases}")
+        assert most == 1 and positions == {1, 2}
+        starts = sorted((i["status"]["startedAt"], i["status"]["finishedAt"], i["metadata"]["name"]) for i in items)
+        assert [n for _, _, n in starts] == names
+        for (_, end, _), (begin, _, _) in zip(starts, starts[1:], strict=False):
+            assert begin >= end  # one after the other
+
+        # cancel a build while its Dockerfile sleeps
+        gitserver.commit("slow", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN sleep 120\n"})
+        name = c.post(f"{P}/buildconfigs/slow/start").json()["metadata"]["name"]
+
+        def sleeping():  # noqa: ANN202
+            r = c.get(f"{P}/builds/{name}/logs")
+            return "RUN sleep 120" in r.text
+        s.wait_for(sleeping, timeout=60, what="the build to reach its sleep")
+        t0 = time.monotonic()
+        out = s.cli("build", "cancel", name, "-p", "acme/shop").stdout
+        assert "cancel" in out
+        b = wait_phase(s, c, name, {"Cancelled", "Failed", "Succeeded"}, timeout=30)
+        assert b["status"]["phase"] == "Cancelled" and time.monotonic() - t0 < 15, b["status"]
+        assert c.post(f"{P}/builds/{name}/cancel").status_code == 409
+        assert not list((s.data_dir / "builds" / "work").iterdir())
+
+        # a failing Dockerfile: Failed, with the builder's message
+        name = c.post(f"{P}/buildconfigs/broken/start").json()["metadata"]["name"]
+        b = wait_phase(s, c, name, {"Succeeded", "Failed"})
+        assert b["status"]["phase"] == "Failed" and "returned a non-zero code: 3" in b["status"]["message"], b
+        log = s.cli("build", "logs", name, "-p", "acme/shop").stdout
+        assert "about to fail" in log and "build failed" in log
+
+
+def test_git_url_egress_rules(server_factory, gitserver) -> None:  # noqa: ANN001
+    s = server_factory()
+    with s.client() as c:
+        prepare(s, c)
+        r = c.post(f"{P}/buildconfigs", json=buildconfig("meta", "http://169.254.169.254/latest.git"))
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "spec.source.git", r.text
+        r = c.post(f"{P}/builds", json={"kind": "Build", "metadata": {"name": "f", "project": "acme/shop"},
+                                        "spec": {"source": {"git": "file:///etc"}, "image": "x"}})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "spec.source.git", r.text
+        c.post("/users", json={"name": "mia", "password": "maintainer-pw-1"}).raise_for_status()
+        c.post(f"{P}/members", json={"user": "mia", "role": "maintainer"}).raise_for_status()
+        tok = httpx.post(f"{s.url}/api/v1/login", json={"username": "mia", "password": "maintainer-pw-1"}).json()["token"]
+        mia = httpx.Client(base_url=f"{s.url}/api/v1", headers={"Authorization": f"Bearer {tok}"})
+        r = mia.post(f"{P}/buildconfigs", json=buildconfig("local", gitserver.url("site")))
+        assert r.status_code == 403 and r.json()["errors"][0]["field"] == "spec.source.git", r.text
+        # the admin may; the admin's mark goes with the config and the Builds it starts
+        r = c.post(f"{P}/buildconfigs", json=buildconfig("local", gitserver.url("site")))
+        assert r.status_code == 201, r.text
+        assert r.json()["metadata"]["annotations"]["dockyard.io/egress-private"] == "true"
+        r = mia.post(f"{P}/buildconfigs/local/start")
+        assert r.status_code == 201 and r.json()["metadata"]["annotations"]["dockyard.io/egress-private"] == "true"
