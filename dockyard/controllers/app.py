@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from dockyard.controllers.images import ImageResolver
 from dockyard.engines.base import (
     DesiredApp,
     EngineDriver,
@@ -18,8 +19,9 @@ from dockyard.engines.base import (
     ObservedContainer,
     WorkloadKey,
 )
-from dockyard.model.app import AppSpec, template_hash, template_of
-from dockyard.store.errors import NotFound
+from dockyard.model.app import AppSpec, run_image, template_hash, template_of
+from dockyard.registry.autodeploy import ImageTarget
+from dockyard.store.errors import Conflict, NotFound
 from dockyard.store.repository import Event, Store, StoredObject
 
 log = logging.getLogger(__name__)
@@ -55,10 +57,12 @@ def _parse(ts: str | None) -> datetime | None:
 
 
 class AppReconciler:
-    def __init__(self, store: Store, engine: EngineDriver, drain_seconds: float = 1.0) -> None:
+    def __init__(self, store: Store, engine: EngineDriver, drain_seconds: float = 1.0,
+                 images: ImageResolver | None = None) -> None:
         self.store = store
         self.engine = engine
         self.drain_seconds = drain_seconds
+        self.images = images  # None: no registry of Dockyard's own
 
     def reconcile(self, scope: str, name: str) -> Outcome:
         tenant, project = scope.split("/", 1)
@@ -72,6 +76,13 @@ class AppReconciler:
             return Outcome()
         spec = AppSpec.model_validate(app.spec)
         status = dict(app.status)
+        pull_auth = None
+        target = self.images.target(scope, spec) if self.images is not None else None
+        if target is not None:
+            prepared = self._prepare_image(app, spec, status, target)
+            if isinstance(prepared, Outcome):
+                return prepared
+            pull_auth = prepared
         revision = self._revision_for(scope, name, template_hash(template_of(spec)), status)
         try:
             files = self._files(scope, spec)
@@ -94,7 +105,7 @@ class AppReconciler:
         desired = DesiredApp(key=key, spec=spec, template_hash=h, revision=revision, generation=app.generation,
                              files=files,
                              rollout_stalled=deadline_passed and status.get("phase") != "Ready",
-                             hold_reason=hold)
+                             hold_reason=hold, pull_auth=pull_auth)
         def drain(leaving: list[ObservedContainer], observed: list[ObservedContainer]) -> None:
             # publish what runs now with the leaving replicas marked as draining, so that whoever
             # routes traffic stops sending it to them; then give in-flight requests a moment
@@ -125,6 +136,41 @@ class AppReconciler:
         if observed.stalled_reason:
             return Outcome(requeue=5.0)
         return Outcome(requeue=0.01 if observed.actions else 1.0)
+
+    def _prepare_image(self, app: StoredObject, spec: AppSpec, status: dict, target: ImageTarget
+                       ) -> tuple[str, str] | Outcome:
+        """For an image in Dockyard's registry: fill in the digest its tag points to (a spec write;
+        the store makes it part of the revision being deployed), then preheat it on every node before
+        any replica is touched. Returns the engine's pull credential, or what to do instead."""
+        assert self.images is not None
+        if not spec.image_digest and "@" not in spec.image:
+            digest = self.images.digest(target)
+            if digest is None:
+                self._fail(app, status, EngineError(
+                    f"image {spec.image}: repository {target.repository} has no tag {target.tag}; push it first",
+                    permanent=True, reason="ImageNotFound"))
+                return Outcome(requeue=10.0)
+            try:
+                self.store.replace("App", app.scope, app.name, {**app.spec, "imageDigest": digest},
+                                   expected_rv=app.resource_version)
+            except (Conflict, NotFound):
+                pass  # changed or gone meanwhile: the change feed brings it back
+            return Outcome(requeue=0.01)
+        auth = self.images.pull_auth(target)
+        ref = run_image(spec)
+        if status.get("pulledImage") != ref:
+            conds = _conditions(status)
+            _set(conds, "Progressing", "True", "PullingImage",
+                 f"pulling {ref} on {len(self.images.engines)} node(s) before the rollout")
+            status.update(phase="Progressing", conditions=list(conds.values()))
+            self.store.update_status("App", app.scope, app.name, status, uid=app.uid)
+            failures = self.images.preheat(ref, auth)
+            if failures:
+                self._fail(app, status, EngineError(f"pulling {ref} failed: {'; '.join(failures)}", permanent=True,
+                                                    reason="ImagePullFailed"))
+                return Outcome(requeue=15.0)
+            status["pulledImage"] = ref
+        return auth
 
     def _files(self, scope: str, spec: AppSpec) -> list[MountedFile]:
         out = []

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from dockyard.controllers.app import AppReconciler, Outcome
+from dockyard.controllers.images import ImageResolver
 from dockyard.controllers.project import OrphanCollector, ProjectReconciler
 from dockyard.controllers.queue import WorkQueue
 from dockyard.controllers.timeline import NODE_DOWN, EngineEventTranslator, fallback_node_name, node_event
@@ -30,11 +31,11 @@ PRUNE_EVERY = 600.0  # seconds between deletions of events older than EVENT_RETE
 
 class ControllerManager:
     def __init__(self, store: Store, engine: EngineDriver, *, workers: int = 4, resync: float = 30.0,
-                 lease_ttl: float = 15.0, identity: str | None = None) -> None:
+                 lease_ttl: float = 15.0, identity: str | None = None, images: ImageResolver | None = None) -> None:
         self.store = store
         self.engine = engine
         self.queue = WorkQueue()
-        self.apps = AppReconciler(store, engine)
+        self.apps = AppReconciler(store, engine, images=images)
         self.projects = ProjectReconciler(store, engine)
         self.orphans = OrphanCollector(store, engine)
         self.workers = workers
@@ -231,6 +232,8 @@ class ControllerManager:
                     log.info("removed orphaned %s", what)
                 self.store.compact_changes()
                 self._prune_events()
+                if self.apps.images is not None:
+                    self.apps.images.check_tags(self.store)  # autoDeploy pushes whose notification was lost
             except Exception:  # noqa: BLE001
                 log.exception("resync failed")
 

@@ -286,6 +286,13 @@ class AppSpec(Schema):
     # replica is replaced by a rolling update, as `kubectl rollout restart` does
     restarted_at: Annotated[str, Field(max_length=40), AfterValidator(_check_timestamp)] | None = Field(
         default=None, description="when a restart was asked for (ISO 8601); changing it replaces every replica")
+    # for an image in Dockyard's registry: the digest its tag pointed to when this template was
+    # deployed. The controller fills it in; replicas run `image@imageDigest`, and a revision records
+    # it, so history and rollback are exact (docs/architecture.md "Images, events, retention, GC")
+    image_digest: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = Field(
+        default=None, description="the image's digest (set by Dockyard for images in its registry)")
+    auto_deploy: bool = Field(default=False, description="roll out a new digest when the image's tag is pushed "
+                                                         "to Dockyard's registry")
 
     @field_validator("runtime")
     @classmethod
@@ -323,7 +330,7 @@ class AppSpec(Schema):
 
 
 # Fields that do not change what runs in a container: changing them never recreates one.
-NON_TEMPLATE_FIELDS = ("replicas", "strategy", "depends_on")
+NON_TEMPLATE_FIELDS = ("replicas", "strategy", "depends_on", "auto_deploy")
 
 
 def template_of(spec: AppSpec) -> dict:
@@ -338,6 +345,27 @@ def without_restart(template: dict) -> dict:
     """A template without its restart marker: what the containers are configured to be. Rollbacks
     compare and restore this, so that a restart is never mistaken for (or undone as) a change."""
     return {k: v for k, v in template.items() if k != "restartedAt"}
+
+
+def run_image(spec: AppSpec) -> str:
+    """The reference replicas are created from: `image@imageDigest` once a digest is known (a
+    reference that already names a digest is used as it is)."""
+    if spec.image_digest and "@" not in spec.image:
+        return f"{spec.image}@{spec.image_digest}"
+    return spec.image
+
+
+def keep_image_digest(current: dict, new: dict) -> dict:
+    """A write that leaves the template as it was (an `apply` of the same manifest, which does not
+    carry the digest Dockyard filled in) keeps the digest, so nothing rolls; a write that changes
+    the template without giving a digest drops it, and the controller resolves the tag again."""
+    if new.get("imageDigest") or not current.get("imageDigest"):
+        return new
+    def bare(spec: dict) -> dict:
+        return {k: v for k, v in template_of(AppSpec.model_validate(spec)).items() if k != "imageDigest"}
+    if bare(current) == bare(new):
+        return {**new, "imageDigest": current["imageDigest"]}
+    return new
 
 
 def template_hash(template: dict) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from dockyard.model.app import Duration
 from dockyard.model.meta import API_VERSION, Condition, Metadata, Schema
@@ -34,6 +34,27 @@ class LogPolicy(Schema):
         return v
 
 
+class RetentionRule(Schema):
+    """Among the tags matching both globs (per repository): keep the `keepLast` most recently pushed
+    and those pushed within `keepDays` days; the other matching tags go. Tags no rule matches stay."""
+
+    repositories: str = Field(default="*", min_length=1, max_length=255,
+                              description="glob over image names in the project (web, team/*)")
+    tags: str = Field(default="*", min_length=1, max_length=128, description="glob over tags (v*, *-rc*)")
+    keep_last: int | None = Field(default=None, ge=0, le=100_000)
+    keep_days: int | None = Field(default=None, ge=0, le=36_500)
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> RetentionRule:
+        if self.keep_last is None and self.keep_days is None:
+            raise ValueError("give keepLast, keepDays or both: a rule without either would delete every matching tag")
+        return self
+
+
+class RegistryPolicy(Schema):
+    retention: list[RetentionRule] = Field(default_factory=list, max_length=50)
+
+
 class ProjectSpec(Schema):
     display_name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
@@ -41,6 +62,7 @@ class ProjectSpec(Schema):
     defaults: Defaults = Field(default_factory=Defaults)
     security_policy: Literal["baseline", "restricted", "privileged"] = "baseline"
     logs: LogPolicy = Field(default_factory=LogPolicy)
+    registry: RegistryPolicy = Field(default_factory=RegistryPolicy)
 
 
 class ProjectStatus(Schema):

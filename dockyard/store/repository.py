@@ -509,6 +509,14 @@ class Store:
             .order_by(revisions.c.revision.desc()).limit(1)).first()
         if latest is not None and latest.template_hash == h:
             return
+        if latest is not None and "imageDigest" not in latest.template and template.get("imageDigest") and \
+                {k: v for k, v in template.items() if k != "imageDigest"} == latest.template:
+            # the controller filled in the digest the deployed tag resolved to: the same deploy,
+            # now exact (controllers/images.py), not a new revision
+            conn.execute(update(revisions).where(and_(
+                revisions.c.scope == obj.scope, revisions.c.app == obj.name, revisions.c.revision == latest.revision))
+                .values(template_hash=h, template=template))
+            return
         number = (latest.revision + 1) if latest else 1
         conn.execute(insert(revisions).values(scope=obj.scope, app=obj.name, revision=number, template_hash=h,
                                               template=template, change_cause=cause, created_at=now()))

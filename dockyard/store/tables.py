@@ -155,3 +155,28 @@ audit_log = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# Images pushed to Dockyard's registry, one row per repository and tag, written from the registry's
+# push and delete notifications (dockyard.registry.images): who pushed what when, which the
+# registry itself does not keep. `deleted` rows stay (pushed-by of a removed tag is history).
+images = Table(
+    "images", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository", String(255), nullable=False),  # tenant/project/name
+    Column("tag", String(128), nullable=False),
+    Column("digest", String(71), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(100), nullable=False),
+    Column("pushed_at", DateTime(timezone=True), nullable=False),
+    Column("pushed_by", String(100), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    UniqueConstraint("repository", "tag", name="uq_images_tag"),
+    Index("ix_images_digest", "repository", "digest"),
+)
+
+# Notification ids already applied: the registry retries an envelope until it is acknowledged.
+registry_events = Table(
+    "registry_events", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+)

@@ -1,0 +1,165 @@
+"""`dockyard images`: repositories and tags of Dockyard's registry, delete, preheat, retention, GC."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from dockyard.cli.client import Client, CliError
+from dockyard.cli.output import age, emit, human_bytes, table
+
+images_app = typer.Typer(help="Images in Dockyard's registry: `dockyard images -p T/P` lists the repositories.",
+                         invoke_without_command=True)
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
+
+
+def _run(fn: Any) -> Any:
+    from dockyard.cli.main import run  # main registers this module
+
+    return run(fn)
+
+
+def _fail(message: str) -> None:
+    from dockyard.cli.main import fail
+
+    fail(message)
+
+
+def split_ref(ref: str, *, tag_required: bool) -> tuple[str, str, str | None]:
+    """"[HOST/]T/P/NAME[:TAG]" → ("T/P", "NAME", TAG); a registry host in front is dropped."""
+    first, _, rest = ref.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        ref = rest
+    repo, tag = ref, None
+    head, sep, last = ref.rpartition(":")
+    if sep and "/" not in last:
+        repo, tag = head, last
+    parts = repo.split("/")
+    if len(parts) < 3 or not all(parts):
+        raise CliError(f"'{ref}' is not a repository of Dockyard's registry: write TENANT/PROJECT/NAME"
+                       + (":TAG" if tag_required else "[:TAG]"))
+    if tag_required and not tag:
+        raise CliError(f"'{ref}' names no tag: write TENANT/PROJECT/NAME:TAG")
+    return "/".join(parts[:2]), "/".join(parts[2:]), tag
+
+
+def _project(project: str | None) -> str:
+    from dockyard.cli.main import project_of
+
+    return project_of(project)
+
+
+@images_app.callback()
+def images(ctx: typer.Context,
+           project: Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT")] = None,
+           output: OutputOpt = "table") -> None:
+    """List the project's repositories: tags, size, last push."""
+    if ctx.invoked_subcommand is not None:
+        return
+    scope = _project(project)
+    c = _run(Client)
+    data = _run(lambda: c.request("GET", f"/projects/{scope}/images"))
+    if output != "table":
+        emit(data, output)
+        return
+    rows = [[r["name"], r["tagCount"], human_bytes(r["size"]), age(r.get("lastPush")) if r.get("lastPush") else "-",
+             r["image"]] for r in data["items"]]
+    typer.echo(table(["REPOSITORY", "TAGS", "SIZE", "LAST PUSH", "IMAGE"], rows))
+
+
+@images_app.command("tags")
+def tags(repository: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME")], output: OutputOpt = "table") -> None:
+    """The repository's tags with digest, size, pushed-at, pushed-by and the Apps using them."""
+    scope, name, _ = _run(lambda: split_ref(repository, tag_required=False))
+    c = _run(Client)
+    data = _run(lambda: c.request("GET", f"/projects/{scope}/images/{name}/tags"))
+    if output != "table":
+        emit(data, output)
+        return
+    rows = [[t["tag"], t["digest"][:19], human_bytes(t["size"]), age(t["pushedAt"]) if t.get("pushedAt") else "-",
+             t.get("pushedBy") or "-", ",".join(t.get("apps") or []) or "-"] for t in data["items"]]
+    typer.echo(table(["TAG", "DIGEST", "SIZE", "PUSHED", "BY", "APPS"], rows))
+
+
+@images_app.command("delete")
+def delete(ref: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME:TAG")]) -> None:
+    """Delete a tag (its manifest; refused while another tag points to the same digest)."""
+    scope, name, tag = _run(lambda: split_ref(ref, tag_required=True))
+    c = _run(Client)
+    res = _run(lambda: c.request("DELETE", f"/projects/{scope}/images/{name}/tags/{tag}"))
+    typer.echo(f"deleted {res['repository']}:{res['tag']} ({res['digest']})")
+
+
+@images_app.command("preheat")
+def preheat(ref: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME[:TAG]")],
+            cluster: Annotated[str | None, typer.Option("--cluster", help="cluster name (default: the local one)")]
+            = None, output: OutputOpt = "table") -> None:
+    """Pull the image onto every node of the cluster now, before Apps need it."""
+    scope, name, tag = _run(lambda: split_ref(ref, tag_required=False))
+    c = _run(Client)
+    res = _run(lambda: c.request("POST", f"/projects/{scope}/images/{name}/preheat",
+                                 json_body={"tag": tag or "latest", "cluster": cluster}))
+    if output != "table":
+        emit(res, output)
+        return
+    for n in res["nodes"]:
+        typer.echo(f"{n['engine']}: " + ("pulled " + res["image"] if n["pulled"] else f"FAILED: {n.get('error')}"))
+    if not all(n["pulled"] for n in res["nodes"]):
+        raise typer.Exit(1)
+
+
+@images_app.command("retention")
+def retention(project: Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT")] = None,
+              dry_run: Annotated[bool, typer.Option("--dry-run", help="only show what would be deleted")] = False,
+              output: OutputOpt = "table") -> None:
+    """Apply the project's retention rules (spec.registry.retention) now."""
+    scope = _project(project)
+    c = _run(Client)
+    res = _run(lambda: c.request("POST", f"/projects/{scope}/registry/retention",
+                                 params={"dryRun": "1" if dry_run else None}))
+    if output != "table":
+        emit(res, output)
+        return
+    gone = res.get("wouldDelete" if dry_run else "deleted") or []
+    rows = [[v["repository"], v["tag"], v["digest"][:19], "would delete" if dry_run else "deleted", v["reason"]]
+            for v in gone] + [[v["repository"], v["tag"], v["digest"][:19], "kept", v["reason"]]
+                              for v in res.get("protected") or []]
+    typer.echo(table(["REPOSITORY", "TAG", "DIGEST", "ACTION", "WHY"], rows))
+    for f in res.get("failed") or []:
+        typer.echo(f"failed: {f}", err=True)
+
+
+@images_app.command("gc")
+def gc(output: OutputOpt = "table") -> None:
+    """Garbage-collect the registry's unreferenced blobs now (admin)."""
+    c = _run(lambda: Client(timeout=3600))
+    res = _run(lambda: c.request("POST", "/registry/gc"))
+    if output != "table":
+        emit(res, output)
+        return
+    typer.echo(f"freed {human_bytes(res['freedBytes'])} ({res['blobsBefore']} → {res['blobsAfter']} blobs) "
+               f"in {res['seconds']:.1f}s")
+
+
+@images_app.command("usage")
+def usage(project: Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT")] = None,
+          output: OutputOpt = "table") -> None:
+    """Registry storage the project uses against its quota (spec.quota.storage), and its retention rules."""
+    scope = _project(project)
+    c = _run(Client)
+    res = _run(lambda: c.request("GET", f"/projects/{scope}/registry"))
+    if output != "table":
+        emit(res, output)
+        return
+    u = res["usage"]
+    quota = human_bytes(u["quotaBytes"]) if u.get("quotaBytes") is not None else "unlimited"
+    typer.echo(f"{res['prefix']}  used {human_bytes(u['bytes'] or 0)} of {quota}")
+    for r in res.get("retention") or []:
+        typer.echo(f"retention: repositories {r.get('repositories', '*')} tags {r.get('tags', '*')}"
+                   + (f" keepLast {r['keepLast']}" if "keepLast" in r else "")
+                   + (f" keepDays {r['keepDays']}" if "keepDays" in r else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(images_app, name="images")
