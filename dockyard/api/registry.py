@@ -59,7 +59,7 @@ def registry_token(request: Request,
                    service: Annotated[str | None, Query(max_length=255)] = None) -> Any:
     registry = getattr(request.app.state, "registry", None)
     if registry is None:
-        return _registry_error(503, "UNAVAILABLE", "this Dockyard server has no registry (--registry-listen off)")
+        return _registry_error(404, "UNSUPPORTED", "this Dockyard server has no registry (--registry-listen off)")
     if service and service != registry.settings.service:
         return _registry_error(400, "DENIED", f"this token service serves '{registry.settings.service}', "
                                               f"not '{service}'")
