@@ -13,6 +13,7 @@ have dockerd || need_pkgs="$need_pkgs docker.io"
   dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs="$need_pkgs busybox-static"
 have iptables || need_pkgs="$need_pkgs iptables"
 have npm || need_pkgs="$need_pkgs npm"            # the dashboard's pinned front-end libraries
+have docker-registry || need_pkgs="$need_pkgs docker-registry"  # the image registry Dockyard runs (--registry-listen)
 # Debian's python3 makes venvs only with python3-venv (ensurepip); try once, before the first venv
 if [ ! -x .venv/bin/python ]; then
   probe=$(mktemp -d)
@@ -21,6 +22,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ "$WANT_TEST" = 1 ]; then
   have docker-compose || need_pkgs="$need_pkgs docker-compose"
+  have skopeo || need_pkgs="$need_pkgs skopeo"        # a second registry client in tests/integration/test_registry_auth.py
   have ip || need_pkgs="$need_pkgs iproute2"          # private engines in network namespaces
   have nsenter || need_pkgs="$need_pkgs util-linux"
   have chromium || need_pkgs="$need_pkgs chromium"    # dashboard tests drive Debian's Chromium
