@@ -94,3 +94,200 @@ def test_browse_shows_digest_size_pushed_by_and_delete_removes_the_tag(reg) -> N
     with s.client() as c:
         events = c.get("/projects/acme/shop/events").json()["items"]
         assert any(e["reason"] == "ImageDeleted" and "admin deleted web:1.0" in e["message"] for e in events)
+
+
+def local_image_id(env: dict, ref: str) -> str:
+    return docker_cli(env, "image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
+
+
+def build_variant(env: dict, ref: str, label: str, size: int = 0, tmp: Path | None = None) -> None:
+    """A small image of its own digest (a label, optionally a random layer of `size` bytes) on
+    top of the local demo image: nothing is pulled."""
+    dockerfile = f"FROM dockyard/demo:1.0\nLABEL variant={label}\n"
+    if size:
+        assert tmp is not None
+        ctx = tmp / f"ctx-{label}"
+        ctx.mkdir()
+        (ctx / "blob").write_bytes(os.urandom(size))
+        (ctx / "Dockerfile").write_text(dockerfile + "COPY blob /blob\n")
+        docker_cli(env, "build", "-q", "-t", ref, str(ctx))
+    else:
+        docker_cli(env, "build", "-q", "-t", ref, "-", input=dockerfile)
+
+
+def running_image_ids(docker_api: docker.APIClient, s: Server, app: str) -> set[str]:
+    return {docker_api.inspect_container(c["Id"])["Image"] for c in app_containers(docker_api, s.instance, app, True)}
+
+
+def settled(s: Server, app: str, digest: str) -> bool:
+    with s.client() as c:
+        a = c.get(f"/projects/acme/shop/apps/{app}").json()
+    return a["spec"].get("imageDigest") == digest and (a.get("status") or {}).get("phase") == "Ready" \
+        and a["status"].get("observedGeneration") == a["metadata"]["generation"]
+
+
+def test_push_to_an_autodeploy_tag_rolls_out_the_exact_digest_and_rollback_restores_it(
+        reg, docker_api: docker.APIClient) -> None:  # noqa: ANN001
+    s, env = reg
+    one, two = local_image_id(env, "dockyard/demo:1.0"), local_image_id(env, "dockyard/demo:2.0")
+    d1 = push(s, env, "dockyard/demo:1.0", "web", "stable")
+    image = f"{s.registry}/acme/shop/web:stable"
+    with s.client() as c:
+        c.post("/projects/acme/shop/apps", json=app_manifest("auto", image, replicas=2, autoDeploy=True)
+               ).raise_for_status()
+        c.post("/projects/acme/shop/apps", json=app_manifest("pinned", image)).raise_for_status()
+    s.wait_for(lambda: settled(s, "auto", d1) and settled(s, "pinned", d1), timeout=90, what="both apps on d1")
+    assert running_image_ids(docker_api, s, "auto") == {one}
+
+    d2 = push(s, env, "dockyard/demo:2.0", "web", "stable")
+    assert d2 != d1
+    s.wait_for(lambda: settled(s, "auto", d2) and running_image_ids(docker_api, s, "auto") == {two}
+               and len(app_containers(docker_api, s.instance, "auto")) == 2, timeout=90, what="auto on d2")
+    with s.client() as c:
+        revs = c.get("/projects/acme/shop/apps/auto/revisions").json()["items"]
+        assert [r["template"].get("imageDigest") for r in revs] == [d1, d2]
+        assert revs[1]["changeCause"] == "push of stable by admin" and revs[1]["current"]
+        events = c.get("/projects/acme/shop/apps/auto/events").json()["items"]
+        assert any(e["reason"] == "Deployed" and "autoDeploy" in e["message"] and d2 in e["message"] for e in events)
+    # without autoDeploy the push changed nothing (its digest stays, its containers run image one)
+    time.sleep(3)
+    assert settled(s, "pinned", d1) and running_image_ids(docker_api, s, "pinned") == {one}
+
+    with s.client() as c:
+        c.post("/projects/acme/shop/apps/auto/rollback", json={"revision": revs[0]["revision"]}).raise_for_status()
+    s.wait_for(lambda: settled(s, "auto", d1) and running_image_ids(docker_api, s, "auto") == {one}
+               and len(app_containers(docker_api, s.instance, "auto")) == 2, timeout=90, what="rolled back to d1")
+    # an `apply` of the unchanged manifest keeps the digest: nothing rolls although the tag moved on
+    with s.client() as c:
+        cur = c.get("/projects/acme/shop/apps/pinned").json()
+        body = app_manifest("pinned", image)
+        body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
+        c.put("/projects/acme/shop/apps/pinned", json=body).raise_for_status()
+        assert c.get("/projects/acme/shop/apps/pinned").json()["spec"]["imageDigest"] == d1
+
+
+def test_retention_keeps_the_last_n_matching_tags_and_tags_in_use(reg) -> None:  # noqa: ANN001
+    s, env = reg
+    digests = {}
+    for i in range(1, 6):
+        build_variant(env, f"h4-retention:v{i}", f"r{i}-{s.port}")
+        digests[f"v{i}"] = push(s, env, f"h4-retention:v{i}", "api", f"v{i}")
+        time.sleep(1.1)  # distinct push times
+    push(s, env, "h4-retention:v1", "api", "keep-me")  # no rule matches it, but it shares v1's digest
+    s.wait_for(lambda: len(tags(s, "api")) == 6 and all(t["pushedBy"] for t in tags(s, "api").values()),
+               what="six tags recorded")
+    with s.client() as c:
+        # v2 is in use by an App (scaled to zero: nothing runs, the tag is still needed)
+        c.post("/projects/acme/shop/apps", json=app_manifest("old", f"{s.registry}/acme/shop/api:v2", replicas=0)
+               ).raise_for_status()
+        r = c.patch("/projects/acme/shop", json={"spec": {"registry": {"retention": [{"tags": "v*", "keepLast": 2}]}}},
+                    headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200, r.text
+        bad = c.patch("/projects/acme/shop", json={"spec": {"registry": {"retention": [{"tags": "v*", "keepLast": -1}]}}},
+                      headers={"Content-Type": "application/merge-patch+json"})
+        assert bad.status_code == 422 and "spec.registry.retention[0].keepLast" in bad.text
+        plan = c.post("/projects/acme/shop/registry/retention", params={"dryRun": "1"}).json()
+        assert sorted(v["tag"] for v in plan["wouldDelete"]) == ["v3"]
+        assert sorted((v["tag"], v["reason"]) for v in plan["protected"]) == [
+            ("v1", "its digest is also the digest of a tag that stays"), ("v2", "in use by an App")]
+        assert set(tags(s, "api")) == {"v1", "v2", "v3", "v4", "v5", "keep-me"}  # a dry run deletes nothing
+    out = s.cli("images", "retention", "-p", "acme/shop").stdout
+    assert "v3" in out and "deleted" in out
+    assert set(tags(s, "api")) == {"v1", "v2", "v4", "v5", "keep-me"}
+    docker_cli(env, "rmi", f"{s.registry}/acme/shop/api:v3")
+    assert docker_cli(env, "pull", f"{s.registry}/acme/shop/api:v3", check=False).returncode != 0
+    for i in range(1, 6):
+        docker_cli(env, "rmi", f"h4-retention:v{i}", check=False)
+
+
+def test_gc_frees_the_blobs_of_a_deleted_tag_while_a_concurrent_pull_succeeds(reg, tmp_path: Path) -> None:  # noqa: ANN001
+    s, env = reg
+    build_variant(env, "h4-gc:gone", f"gone-{s.port}", size=12 * 1024 * 1024, tmp=tmp_path)
+    build_variant(env, "h4-gc:kept", f"kept-{s.port}", size=12 * 1024 * 1024, tmp=tmp_path)
+    gone = push(s, env, "h4-gc:gone", "big", "gone")
+    push(s, env, "h4-gc:kept", "big", "kept")
+    s.wait_for(lambda: {"gone", "kept"} <= set(tags(s, "big")), what="pushes recorded")
+    s.cli("images", "delete", "acme/shop/big:gone")
+    kept_ref = f"{s.registry}/acme/shop/big:kept"
+
+    pulls: list[tuple[float, int, str]] = []
+    done = threading.Event()
+
+    def pull_repeatedly() -> None:
+        while not done.is_set():
+            docker_cli(env, "rmi", kept_ref, check=False)
+            res = docker_cli(env, "pull", kept_ref, check=False)
+            pulls.append((time.monotonic(), res.returncode, res.stderr[-300:]))
+
+    t = threading.Thread(target=pull_repeatedly)
+    t.start()
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        with httpx.Client(base_url=s.url + "/api/v1", headers={"Authorization": f"Bearer {s.token}"},
+                          timeout=300) as c:
+            r = c.post("/registry/gc")
+        ended = time.monotonic()
+    finally:
+        done.set()
+        t.join(timeout=120)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["freedBytes"] >= 12 * 1024 * 1024, report
+    during = [p for p in pulls if started <= p[0] <= ended + 1]
+    assert pulls and all(code == 0 for _, code, _ in pulls), pulls
+    assert during, f"no pull overlapped the collection ({started:.1f}-{ended:.1f}): {pulls}"
+    assert docker_cli(env, "pull", kept_ref).returncode == 0
+    # a push works again afterwards (the writable registry is back)
+    assert push(s, env, "h4-gc:gone", "big", "again") == gone
+    with s.client() as c:
+        assert c.post("/registry/gc").status_code == 200
+    for ref in ("h4-gc:gone", "h4-gc:kept"):
+        docker_cli(env, "rmi", ref, check=False)
+
+
+def test_preheat_pulls_the_image_before_any_container_starts(reg, docker_api: docker.APIClient) -> None:  # noqa: ANN001
+    s, env = reg
+    build_variant(env, "h4-pre:1", f"pre-{s.port}")
+    digest = push(s, env, "h4-pre:1", "pre", "1")
+    ref = f"{s.registry}/acme/shop/pre:1"
+    docker_cli(env, "rmi", ref, "h4-pre:1")
+    since = int(time.time()) - 1
+    with s.client() as c:
+        c.post("/projects/acme/shop/apps", json=app_manifest("pre", ref)).raise_for_status()
+    s.wait_for(lambda: settled(s, "pre", digest), timeout=90, what="app on the pushed digest")
+    until = int(time.time()) + 1
+    evs = list(docker_api.events(since=since, until=until, decode=True))
+    pulled = [e["timeNano"] for e in evs if e.get("Type") == "image" and e.get("Action") == "pull"
+              and "acme/shop/pre" in e.get("id", "")]
+    created = [e["timeNano"] for e in evs if e.get("Type") == "container" and e.get("Action") == "create"
+               and (e.get("Actor", {}).get("Attributes", {}).get("dockyard.app") == "pre")]
+    assert pulled and created and max(pulled) < min(created), (pulled, created)
+
+    # on demand, with the CLI; an unknown cluster is named in the error
+    docker_cli(env, "rmi", "-f", f"{ref}@{digest}", check=False)
+    out = s.cli("images", "preheat", "acme/shop/pre:1").stdout
+    assert "pulled" in out and digest in out
+    assert docker_api.inspect_image(f"{ref}@{digest}")["Id"]
+    res = s.cli("images", "preheat", "acme/shop/pre:1", "--cluster", "mars", check=False)
+    assert res.returncode != 0 and "cluster 'mars' not found" in res.stderr + res.stdout
+
+
+def test_notifications_need_the_secret_and_are_applied_once(reg) -> None:  # noqa: ANN001
+    s, env = reg
+    body = {"events": [{"id": "evt-1", "timestamp": "2026-11-27T10:00:00.123456789Z", "action": "push",
+                        "target": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                                   "repository": "acme/shop/fake", "digest": "sha256:" + "a" * 64, "tag": "t1",
+                                   "size": 500},
+                        "actor": {"name": "carol"}}]}
+    assert httpx.post(s.url + "/registry/events", json=body).status_code == 401
+    assert httpx.post(s.url + "/registry/events", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+    secret = (s.data_dir / "registry" / "notify-secret").read_text().strip()
+    auth = {"Authorization": f"Bearer {secret}"}
+    for _ in range(3):  # the registry retries: one row, one event
+        assert httpx.post(s.url + "/registry/events", json=body, headers=auth).status_code == 200
+    assert httpx.post(s.url + "/registry/events", content=b"{", headers=auth).status_code == 400
+    with s.client() as c:
+        events = c.get("/projects/acme/shop/events").json()["items"]
+    pushed = [e for e in events if e["reason"] == "ImagePushed" and "carol pushed fake:t1" in e["message"]]
+    assert len(pushed) == 1 and pushed[0].get("count", 1) == 1
