@@ -203,3 +203,49 @@ def test_robots_pull_only_push_expired_disabled_deleted(server_factory, docker_c
         entries = c.get("/audit", params={"action": "/robots"}).json()["items"]
     details = " ".join(e["detail"] or "" for e in entries)
     assert "robot$acme+shop+reader" in details and "deleted" in details and push_secret not in details
+
+
+def _registry_pid(s: Server) -> int | None:
+    pidfile = s.data_dir / "registry" / "writable.pid"
+    try:
+        return int(pidfile.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return b"State:\tZ" not in Path(f"/proc/{pid}/status").read_bytes()
+    except OSError:
+        return False
+
+
+def test_registry_child_is_restarted_and_dies_with_the_server(server_factory) -> None:  # noqa: ANN001
+    import os
+    import signal
+
+    s = server_factory()
+    first = _registry_pid(s)
+    assert first and _alive(first)
+    os.kill(first, signal.SIGKILL)  # the registry crashes: the supervisor starts another
+    s.wait_for(lambda: (_registry_pid(s) or first) != first and httpx.get(f"http://{s.registry}/v2/").status_code == 401,
+               timeout=20, what="a new registry process behind the proxy")
+    second = _registry_pid(s)
+    assert second is not None
+    assert s.proc is not None
+    os.kill(s.proc.pid, signal.SIGKILL)  # only the server, not its process group: the child must follow
+    s.proc.wait(10)
+    s.wait_for(lambda: not _alive(second), timeout=10, what="the registry to die with its server")
+    # a registry that outlived its server anyway (started by hand here) is ended by the next start
+    config = s.data_dir / "registry" / "writable.yml"
+    stale = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        (s.data_dir / "registry" / "writable.pid").write_text(f"{stale.pid}\n")
+        s.start()
+        assert stale.wait(10) is not None
+        assert _registry_pid(s) not in (None, stale.pid)
+        assert httpx.get(f"http://{s.registry}/v2/").status_code == 401
+    finally:
+        if stale.poll() is None:
+            stale.kill()
