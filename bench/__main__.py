@@ -20,6 +20,7 @@ BENCHMARKS = {
     "logs": "bench.logs",
     "drains": "bench.drains",
     "logpage": "bench.logpage",
+    "registry": "bench.registry",
 }
 
 

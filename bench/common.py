@@ -338,8 +338,10 @@ def write_result(name: str, data: dict[str, Any], *, quick: bool, started: datet
 class Server:
     """`dockyard server` as a subprocess with a throw-away data dir and a free port."""
 
-    def __init__(self, name: str, *, workers: int | None = None) -> None:
+    def __init__(self, name: str, *, workers: int | None = None, registry: bool = False) -> None:
         self.name = name
+        # its image registry's address; benchmarks that do not use it run without one
+        self.registry = f"127.0.0.1:{free_port()}" if registry else None
         self.projects: list[tuple[str, str]] = []
         self.tmp = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
         self.data_dir = self.tmp / "data"
@@ -359,7 +361,7 @@ class Server:
         for var in ("DOCKYARD_DATABASE_URL", "DOCKYARD_ENGINE", "DOCKER_HOST", "DOCKYARD_DATA_DIR"):
             env.pop(var, None)
         cmd = [str(VENV_BIN / "dockyard"), "server", "--data-dir", str(self.data_dir),
-               "--listen", f"127.0.0.1:{self.port}"]
+               "--listen", f"127.0.0.1:{self.port}", "--registry-listen", self.registry or "off"]
         if self.workers:
             cmd += ["--workers", str(self.workers)]
         with open(self.log_path, "wb") as out:

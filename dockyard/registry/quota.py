@@ -3,10 +3,15 @@ against what the registry already holds plus what is being uploaded right now.""
 
 from __future__ import annotations
 
+import time
+
 from dockyard.model.quantity import format_memory, parse_memory
 from dockyard.registry.usage import StorageUsage
 from dockyard.store.errors import NotFound
 from dockyard.store.repository import Store
+
+# a quota change reaches uploads within this time
+LIMITS_TTL = 2.0
 
 
 def _human(n: int) -> str:
@@ -27,17 +32,29 @@ def _limit(quota: dict | None) -> int | None:
 
 
 class StoreQuotaPolicy:
-    """Reads quotas from the store on every decision, so a quota change applies to the next upload.
+    """Decides with the quotas in the store (read at most every LIMITS_TTL seconds per project).
 
     `inflight` is what this project's uploads that the registry has not committed yet already hold
     (the proxy counts them): the registry's storage does not show those bytes as the project's yet."""
 
-    def __init__(self, store: Store, usage: StorageUsage) -> None:
+    def __init__(self, store: Store, usage: StorageUsage, *, ttl: float = LIMITS_TTL) -> None:
         self.store = store
         self.usage = usage
+        self.ttl = ttl
+        self._limits: dict[tuple[str, str], tuple[float, tuple[int | None, int | None]]] = {}
 
     def limits(self, tenant: str, project: str) -> tuple[int | None, int | None]:
-        """(project limit, tenant limit) in bytes; None is unlimited."""
+        """(project limit, tenant limit) in bytes; None is unlimited. Read again after `ttl` seconds:
+        every upload request asks, and two store reads each would be most of the proxy's work."""
+        now = time.monotonic()
+        hit = self._limits.get((tenant, project))
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        found = self._read_limits(tenant, project)
+        self._limits[(tenant, project)] = (now, found)
+        return found
+
+    def _read_limits(self, tenant: str, project: str) -> tuple[int | None, int | None]:
         try:
             p = self.store.get("Project", tenant, project)
         except NotFound:
