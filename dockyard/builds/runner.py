@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -104,16 +105,17 @@ class BuildRunner:
         self._thread.start()
 
     def stop(self) -> None:
-        """Cancel what runs (each build ends Cancelled... unless the process dies first: then the
+        """Cancel what runs (each build ends Cancelled, unless the process dies first: then the
         next leader marks it Failed) and wait a little for the builds to clean up."""
         self._stop.set()
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:
             job.cancel.set()
+        deadline = time.monotonic() + 5  # a push cannot be cut short; the next leader marks it Failed
         for job in jobs:
             if job.thread:
-                job.thread.join(timeout=10)
+                job.thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._thread:
             self._thread.join(timeout=5)
 
@@ -149,7 +151,10 @@ class BuildRunner:
         for b in self.store.list("Build")[0]:
             st = b.status or {}
             if st.get("phase") == "Running" and b.uid not in mine:
-                self._finish_status(b, {**st, "phase": "Failed",
+                ended = now()
+                began = datetime.fromisoformat(st["startedAt"]) if st.get("startedAt") else ended
+                self._finish_status(b, {**st, "phase": "Failed", "finishedAt": iso_time(ended),
+                                        "durationSeconds": round((ended - began).total_seconds(), 3),
                                         "message": "interrupted: the server stopped during the build"})
                 note = logfile.BuildLogWriter(logfile.log_path(self.data_dir, b.uid))
                 note("interrupted: the server stopped during the build")
@@ -283,9 +288,11 @@ class BuildRunner:
         build = ImageBuild(context=str(context), dockerfile=dockerfile, tags=tuple(f"{target}:{t}" for t in tags),
                            build_args=spec.build_args, memory=memory, cpu=cpu,
                            network=self.engine.ensure_project(tenant, project),
-                           labels={"dockyard.instance": self.engine.instance, "dockyard.tenant": tenant,
-                                   "dockyard.project": project, "dockyard.build": b.name,
-                                   "dockyard.build-uid": b.uid, "dockyard.commit": commit})
+                           # not dockyard.instance/tenant/project: containers of the image would inherit
+                           # those and look like this installation's own to the orphan collector
+                           labels={"dockyard.build.instance": self.engine.instance, "dockyard.build.project": b.scope,
+                                   "dockyard.build.name": b.name, "dockyard.build.uid": b.uid,
+                                   "dockyard.build.commit": commit})
         write(f"building {target} on {self.engine.url} (memory {memory // (1024 * 1024)} MiB, cpu {cpu:g})")
         try:
             for out in self.engine.build_image(build, job.cancel):

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dockyard.cli.client import Client, CliError
+from dockyard.cli.client import Client
 from dockyard.cli.output import TABLES, age, emit, table
 
 KIND_WORDS = {"build": "Build", "builds": "Build", "buildconfig": "BuildConfig", "buildconfigs": "BuildConfig",
@@ -20,11 +20,9 @@ OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or y
 
 
 def _call(fn: Any) -> Any:
-    try:
-        return fn()
-    except CliError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
+    from dockyard.cli.main import run  # errors end the command as everywhere else
+
+    return run(fn)
 
 
 def _base(project: str | None) -> str:
@@ -104,12 +102,11 @@ def get_build(name: Annotated[str, typer.Argument()], project: ProjectOpt = None
 
 
 def _follow(c: Client, base: str, name: str, follow: bool = True) -> None:
-    try:
+    def echo_all() -> None:
         for line in c.stream(f"{base}/builds/{name}/logs", params={"follow": "true" if follow else None}):
             typer.echo(line)
-    except CliError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
+
+    _call(echo_all)
 
 
 @build_app.command("logs")

@@ -241,18 +241,22 @@ def test_github_and_gitlab_formats_start_builds(server_factory, gitserver) -> No
 def test_cancel_failure_and_concurrency_limit(server_factory, gitserver, cleanup_images, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setenv("DOCKYARD_BUILD_CONCURRENCY", "1")
     s = server_factory()
-    cleanup_images.append(f"{s.registry}/acme/shop/slow")
+    cleanup_images.extend(f"{s.registry}/acme/shop/{n}" for n in ("q0", "q1", "q2"))
     with s.client() as c:
         prepare(s, c)
-        gitserver.commit("slow", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN sleep 4\n"})
+        # three repositories, so that the engine's layer cache cannot make a build instant
+        for n in ("q0", "q1", "q2"):
+            gitserver.commit(n, {"Dockerfile": f"FROM dockyard/demo:1.0\nRUN echo {n} {time.time_ns()} && sleep 2\n"})
+            c.post(f"{P}/buildconfigs", json=buildconfig(n, gitserver.url(n), image=n)).raise_for_status()
+        gitserver.commit("slow", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN sleep 120\n"})
         gitserver.commit("broken", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN echo about to fail && exit 3\n"})
         c.post(f"{P}/buildconfigs", json=buildconfig("slow", gitserver.url("slow"), image="slow")).raise_for_status()
         c.post(f"{P}/buildconfigs", json=buildconfig("broken", gitserver.url("broken"), image="broken"))\
             .raise_for_status()
 
         # three builds, limit 1: never two Running at once, the others queue in order
-        names = [c.post(f"{P}/buildconfigs/slow/start").json()["metadata"]["name"] for _ in range(3)]
-        assert names == ["slow-1", "slow-2", "slow-3"]
+        names = [c.post(f"{P}/buildconfigs/{n}/start").json()["metadata"]["name"] for n in ("q0", "q1", "q2")]
+        assert names == ["q0-1", "q1-1", "q2-1"]
         most = 0
         positions: set[int] = set()
         deadline = time.monotonic() + 180
@@ -272,9 +276,9 @@ def test_cancel_failure_and_concurrency_limit(server_factory, gitserver, cleanup
         assert [n for _, _, n in starts] == names
         for (_, end, _), (begin, _, _) in zip(starts, starts[1:], strict=False):
             assert begin >= end  # one after the other
+        assert all(i["status"]["durationSeconds"] >= 2 for i in items), items
 
         # cancel a build while its Dockerfile sleeps
-        gitserver.commit("slow", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN sleep 120\n"})
         name = c.post(f"{P}/buildconfigs/slow/start").json()["metadata"]["name"]
 
         def sleeping():  # noqa: ANN202
@@ -318,3 +322,31 @@ def test_git_url_egress_rules(server_factory, gitserver) -> None:  # noqa: ANN00
         assert r.json()["metadata"]["annotations"]["dockyard.io/egress-private"] == "true"
         r = mia.post(f"{P}/buildconfigs/local/start")
         assert r.status_code == 201 and r.json()["metadata"]["annotations"]["dockyard.io/egress-private"] == "true"
+
+
+def test_a_server_killed_mid_build_leaves_it_failed_and_nothing_behind(server_factory, gitserver,
+                                                                       docker_api) -> None:  # noqa: ANN001
+    s = server_factory()
+    with s.client() as c:
+        prepare(s, c)
+        gitserver.commit("slow", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN sleep 173\n"})
+        c.post(f"{P}/buildconfigs", json=buildconfig("slow", gitserver.url("slow"), image="slow")).raise_for_status()
+        name = c.post(f"{P}/buildconfigs/slow/start").json()["metadata"]["name"]
+        s.wait_for(lambda: "RUN sleep 173" in c.get(f"{P}/builds/{name}/logs").text, timeout=60,
+                   what="the build to reach its sleep")
+    assert list((s.data_dir / "builds" / "work").iterdir())
+    s.kill(signal.SIGKILL)
+
+    def build_containers() -> list[dict]:
+        return [x for x in docker_api.containers(all=True) if "sleep 173" in x.get("Command", "")]
+
+    # the engine ends the build when its client goes, and removes the step's container (forcerm)
+    s.wait_for(lambda: not build_containers(), timeout=30, what="the build's container to go")
+    s.start()
+    with s.client() as c:
+        b = wait_phase(s, c, name, {"Failed", "Cancelled", "Succeeded"}, timeout=60)
+        assert b["status"]["phase"] == "Failed" and "interrupted" in b["status"]["message"], b["status"]
+        assert b["status"]["finishedAt"]
+        assert "interrupted" in c.get(f"{P}/builds/{name}/logs").text
+    assert not list((s.data_dir / "builds" / "work").iterdir())
+    assert not build_containers()
