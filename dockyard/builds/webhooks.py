@@ -5,8 +5,8 @@ Authentication, by the header present:
 - Gitea / Gogs: `X-Gitea-Signature` / `X-Gogs-Signature` = hex HMAC-SHA256 of the body;
 - GitHub: `X-Hub-Signature-256` = `sha256=` + hex HMAC-SHA256 of the body;
 - GitLab: `X-Gitlab-Token` = the secret itself.
-Every comparison is constant-time. A push body must be a JSON object with `ref`, and `after`
-(Gitea, GitHub, GitLab all send it); a branch deletion has `after` = forty zeros."""
+Every comparison is constant-time. A push body must be a JSON object with `ref`, `after` and a
+`commits` list (Gitea, GitHub and GitLab all send them); a branch deletion has `after` = forty zeros."""
 
 from __future__ import annotations
 
@@ -81,4 +81,6 @@ def parse_push(source: str, body: bytes) -> Push:
         raise Malformed("'ref' is missing or not a git ref (refs/heads/BRANCH)")
     if not isinstance(after, str) or not SHA.match(after.lower()):
         raise Malformed("'after' is missing or not a commit SHA")
+    if not isinstance(data.get("commits"), list):
+        raise Malformed("'commits' is missing or not a list")
     return Push(source, ref, after.lower(), bool(ZERO.match(after)))

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -140,7 +141,8 @@ def test_gitea_webhook_builds_pushes_and_deploys(server_factory, gitserver, clea
         prepare(s, c)
         c.post(f"{P}/apps", json=app_manifest("web")).raise_for_status()
         s.wait_for(lambda: get_app(s, "web").get("status", {}).get("readyReplicas") == 1, what="web to run")
-        c.post(f"{P}/buildconfigs", json=buildconfig("site", gitserver.url("site"), deploy="web")).raise_for_status()
+        s.cli("apply", "-f", "-", input=json.dumps(buildconfig("site", gitserver.url("site"), deploy="web")))
+        assert "site" in s.cli("get", "buildconfigs", "-p", "acme/shop").stdout
         sha = gitserver.commit("site", {"Dockerfile": "FROM dockyard/demo:1.0\nCOPY hello.txt /www/hello.txt\n",
                                         "hello.txt": "hello from build one\n"})
         hook = f"{s.url}/hooks/builds/acme/shop/site"
@@ -154,7 +156,7 @@ def test_gitea_webhook_builds_pushes_and_deploys(server_factory, gitserver, clea
         bad = b"{not json"
         r = httpx.post(hook, content=bad, headers={"X-Gitea-Signature": sign(bad)})
         assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem+json"), r.text
-        no_after = json.dumps({"ref": "refs/heads/main"}).encode()
+        no_after = json.dumps({"ref": "refs/heads/main", "commits": []}).encode()
         r = httpx.post(hook, content=no_after, headers={"X-Gitea-Signature": sign(no_after)})
         assert r.status_code == 400 and "after" in r.json()["detail"], r.text
         other = gitea_push("refs/heads/feature", sha)
@@ -168,11 +170,14 @@ def test_gitea_webhook_builds_pushes_and_deploys(server_factory, gitserver, clea
 
         # the log streams while the build runs
         seen: list[str] = []
+        first_at: list[str] = []
 
         def follow() -> None:
             with httpx.stream("GET", f"{s.url}/api/v1{P}/builds/{name}/logs", params={"follow": "true"},
                               headers={"Authorization": f"Bearer {s.token}"}, timeout=120) as res:
                 for line in res.iter_lines():
+                    if not first_at:
+                        first_at.append(datetime.now(UTC).isoformat().replace("+00:00", "Z"))
                     seen.append(line)
 
         t = threading.Thread(target=follow)
@@ -184,6 +189,7 @@ def test_gitea_webhook_builds_pushes_and_deploys(server_factory, gitserver, clea
         assert st["phase"] == "Succeeded", st
         assert st["commit"] == sha and st["tags"] == [sha, "main"] and st["buildConfig"] == "site"
         assert st["imageDigest"].startswith("sha256:") and st["durationSeconds"] > 0
+        assert first_at and first_at[0] < st["finishedAt"], (first_at, st)  # lines came while it ran
         text = "\n".join(seen)
         assert "COPY hello.txt" in text and "pushed" in text and "build succeeded" in text, text
 

@@ -59,9 +59,10 @@ def test_signature_covers_the_exact_body() -> None:
 def test_push_parsing() -> None:
     p = webhooks.parse_push("gitea", BODY)
     assert p.branch == "main" and p.after == "4b825dc642cb6eb9a060e54bf8d69288fbee4904" and not p.deleted
-    gone = webhooks.parse_push("github", b'{"ref":"refs/heads/x","after":"' + b"0" * 40 + b'"}')
+    gone = webhooks.parse_push("github", b'{"ref":"refs/heads/x","commits":[],"after":"' + b"0" * 40 + b'"}')
     assert gone.deleted and gone.branch == "x"
-    assert webhooks.parse_push("gitlab", b'{"ref":"refs/tags/v1","after":"' + b"a" * 40 + b'"}').branch is None
+    tag = b'{"ref":"refs/tags/v1","commits":[],"after":"' + b"a" * 40 + b'"}'
+    assert webhooks.parse_push("gitlab", tag).branch is None
 
 
 @pytest.mark.parametrize(("body", "why"), [
@@ -71,6 +72,8 @@ def test_push_parsing() -> None:
     (b'{"ref":"main","after":"' + b"a" * 40 + b'"}', "'ref'"),
     (b'{"ref":"refs/heads/main"}', "'after'"),
     (b'{"ref":"refs/heads/main","after":"xyz"}', "'after'"),
+    (b'{"ref":"refs/heads/main","after":"' + b"a" * 40 + b'"}', "'commits'"),
+    (b'{"ref":"refs/heads/main","commits":{},"after":"' + b"a" * 40 + b'"}', "'commits'"),
 ])
 def test_malformed_pushes(body: bytes, why: str) -> None:
     with pytest.raises(webhooks.Malformed, match=why):
