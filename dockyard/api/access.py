@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal, get_args
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from pydantic import Field
 
 from dockyard.api import objects
@@ -241,8 +241,10 @@ def project_revoke(store: StoreDep, authz: AuthzDep, tenant: str, project: str, 
 
 @router.get("/projects/{tenant}/{project}/quota", operation_id="getProjectQuota", tags=["projects"],
             summary="Quota used and hard, for the project and its tenant")
-def project_quota(store: StoreDep, authz: AuthzDep, tenant: str, project: str) -> dict:
-    return objects.quota_report(store, authz, tenant, project)
+def project_quota(request: Request, store: StoreDep, authz: AuthzDep, tenant: str, project: str) -> dict:
+    registry = getattr(request.app.state, "registry", None)
+    usage = getattr(registry, "usage", None)
+    return objects.quota_report(store, authz, tenant, project, usage.project_bytes if usage is not None else None)
 
 
 @router.post("/admin/secret-key/rotate", operation_id="rotateSecretKey", tags=["secrets"],

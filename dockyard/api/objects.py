@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,7 +17,7 @@ from dockyard.api import change_events
 from dockyard.api.authz import Authorizer
 from dockyard.api.deps import bearer_token
 from dockyard.api.problems import Problem
-from dockyard.model.app import AppSpec
+from dockyard.model.app import AppSpec, keep_image_digest
 from dockyard.model.kinds import KINDS
 from dockyard.model.project import ProjectSpec
 from dockyard.model.quota import Defaults, Quota
@@ -273,7 +273,7 @@ def _replace_admitted(store: Store, authz: Authorizer, a: Admitted, *, dry_run: 
     a.annotations = requester.stamp(a.kind, a.annotations, authz.user.name)
     check = None
     if a.kind == "App":
-        a.spec = _admit_app(store, a)
+        a.spec = keep_image_digest(current.spec, _admit_app(store, a))
         check = _quota_check(store)
     elif a.kind == "Secret":
         a.spec = _seal_secret(store, a, current)
@@ -402,16 +402,21 @@ def list_page(store: Store, authz: Authorizer, kind: str, *, scope: str | None =
             "items": [i.manifest() for i in items]}
 
 
-def quota_report(store: Store, authz: Authorizer, tenant: str, project: str) -> dict:
-    """Used and hard amounts of a project and of its tenant."""
+def quota_report(store: Store, authz: Authorizer, tenant: str, project: str,
+                 storage: Callable[[str, str], int] | None = None) -> dict:
+    """Used and hard amounts of a project and of its tenant; `storage(tenant, project)` gives the
+    registry bytes a project holds (none without a registry of our own)."""
     authz.require("project.read", tenant=tenant, project=project)
     p = store.get("Project", tenant, project)
     t = store.get("Tenant", "", tenant)
     with store.read_engine.connect() as conn:
         p_used = _usage(conn, [f"{tenant}/{project}"], None)
-        scopes = [f"{tenant}/{n}" for n in conn.execute(select(resources.c.name).where(and_(
-            resources.c.kind == "Project", resources.c.scope == tenant))).scalars()]
-        t_used = _usage(conn, scopes, None)
+        names = list(conn.execute(select(resources.c.name).where(and_(
+            resources.c.kind == "Project", resources.c.scope == tenant))).scalars())
+        t_used = _usage(conn, [f"{tenant}/{n}" for n in names], None)
+    if storage is not None:
+        p_used.storage = storage(tenant, project)
+        t_used.storage = sum(storage(tenant, n) for n in names)
 
     def rows(q: Quota, used: quota_math.Usage) -> dict:
         out = {}
@@ -425,3 +430,4 @@ def quota_report(store: Store, authz: Authorizer, tenant: str, project: str) -> 
                         "resources": rows(Quota.model_validate(p.spec.get("quota") or {}), p_used)},
             "tenant": {"name": tenant, "resources": rows(Quota.model_validate(t.spec.get("quota") or {}), t_used)},
             "defaults": ProjectSpec.model_validate(p.spec).defaults.dump()}
+
