@@ -38,7 +38,8 @@ def _world(api) -> None:  # noqa: ANN001
 
 SAMPLE = {"tenant": "beta", "project": "shop", "name": "web", "user": "bob", "token_id": "1"}
 BODY = {"kind": "App", "metadata": {"name": "x"}, "spec": {"image": "a", "replicas": 1}}
-PUBLIC = {("post", "/api/v1/login"), ("get", "/healthz")}
+# the build webhook authenticates with the BuildConfig's secret (401 for strangers; tests/integration/test_builds.py)
+PUBLIC = {("post", "/api/v1/login"), ("get", "/healthz"), ("post", "/hooks/builds/{tenant}/{project}/{name}")}
 SELF_SERVICE = {"/api/v1/whoami", "/api/v1/logout", "/api/v1/tokens", "/api/v1/tokens/{token_id}", "/api/v1/info",
                 "/api/v1/compose/convert", "/api/v1/users/{name}/password", "/api/v1/preferences"}
 
