@@ -8,6 +8,7 @@ import typer
 
 from dockyard.cli.client import Client, CliError
 from dockyard.cli.output import age, emit, human_bytes, table
+from dockyard.registry.settings import split_repository_ref  # pure parsing, no I/O
 
 images_app = typer.Typer(help="Images in Dockyard's registry: `dockyard images -p T/P` lists the repositories.",
                          invoke_without_command=True)
@@ -31,17 +32,24 @@ def split_ref(ref: str, *, tag_required: bool) -> tuple[str, str, str | None]:
     first, _, rest = ref.partition("/")
     if rest and ("." in first or ":" in first or first == "localhost"):
         ref = rest
-    repo, tag = ref, None
-    head, sep, last = ref.rpartition(":")
-    if sep and "/" not in last:
-        repo, tag = head, last
-    parts = repo.split("/")
-    if len(parts) < 3 or not all(parts):
+    found = split_repository_ref(ref)
+    if found is None or "@" in ref:
         raise CliError(f"'{ref}' is not a repository of Dockyard's registry: write TENANT/PROJECT/NAME"
                        + (":TAG" if tag_required else "[:TAG]"))
+    tenant, project, name, tag = found
     if tag_required and not tag:
         raise CliError(f"'{ref}' names no tag: write TENANT/PROJECT/NAME:TAG")
-    return "/".join(parts[:2]), "/".join(parts[2:]), tag
+    return f"{tenant}/{project}", name, tag
+
+
+def _call(method: str, path: str, output: str, client: Any = None, **kw: Any) -> Any:
+    """The API's answer; printed as JSON or YAML (and None returned) unless the output is a table."""
+    c = client or _run(Client)
+    data = _run(lambda: c.request(method, path, **kw))
+    if output != "table":
+        emit(data, output)
+        return None
+    return data
 
 
 def _project(project: str | None) -> str:
@@ -57,11 +65,8 @@ def images(ctx: typer.Context,
     """List the project's repositories: tags, size, last push."""
     if ctx.invoked_subcommand is not None:
         return
-    scope = _project(project)
-    c = _run(Client)
-    data = _run(lambda: c.request("GET", f"/projects/{scope}/images"))
-    if output != "table":
-        emit(data, output)
+    data = _call("GET", f"/projects/{_project(project)}/images", output)
+    if data is None:
         return
     rows = [[r["name"], r["tagCount"], human_bytes(r["size"]), age(r.get("lastPush")) if r.get("lastPush") else "-",
              r["image"]] for r in data["items"]]
@@ -72,10 +77,8 @@ def images(ctx: typer.Context,
 def tags(repository: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME")], output: OutputOpt = "table") -> None:
     """The repository's tags with digest, size, pushed-at, pushed-by and the Apps using them."""
     scope, name, _ = _run(lambda: split_ref(repository, tag_required=False))
-    c = _run(Client)
-    data = _run(lambda: c.request("GET", f"/projects/{scope}/images/{name}/tags"))
-    if output != "table":
-        emit(data, output)
+    data = _call("GET", f"/projects/{scope}/images/{name}/tags", output)
+    if data is None:
         return
     rows = [[t["tag"], t["digest"][:19], human_bytes(t["size"]), age(t["pushedAt"]) if t.get("pushedAt") else "-",
              t.get("pushedBy") or "-", ",".join(t.get("apps") or []) or "-"] for t in data["items"]]
@@ -86,8 +89,7 @@ def tags(repository: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME")],
 def delete(ref: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME:TAG")]) -> None:
     """Delete a tag (its manifest; refused while another tag points to the same digest)."""
     scope, name, tag = _run(lambda: split_ref(ref, tag_required=True))
-    c = _run(Client)
-    res = _run(lambda: c.request("DELETE", f"/projects/{scope}/images/{name}/tags/{tag}"))
+    res = _call("DELETE", f"/projects/{scope}/images/{name}/tags/{tag}", "table")
     typer.echo(f"deleted {res['repository']}:{res['tag']} ({res['digest']})")
 
 
@@ -97,11 +99,9 @@ def preheat(ref: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME[:TAG]")
             = None, output: OutputOpt = "table") -> None:
     """Pull the image onto every node of the cluster now, before Apps need it."""
     scope, name, tag = _run(lambda: split_ref(ref, tag_required=False))
-    c = _run(Client)
-    res = _run(lambda: c.request("POST", f"/projects/{scope}/images/{name}/preheat",
-                                 json_body={"tag": tag or "latest", "cluster": cluster}))
-    if output != "table":
-        emit(res, output)
+    res = _call("POST", f"/projects/{scope}/images/{name}/preheat", output,
+                json_body={"tag": tag or "latest", "cluster": cluster})
+    if res is None:
         return
     for n in res["nodes"]:
         typer.echo(f"{n['engine']}: " + ("pulled " + res["image"] if n["pulled"] else f"FAILED: {n.get('error')}"))
@@ -114,12 +114,9 @@ def retention(project: Annotated[str | None, typer.Option("--project", "-p", hel
               dry_run: Annotated[bool, typer.Option("--dry-run", help="only show what would be deleted")] = False,
               output: OutputOpt = "table") -> None:
     """Apply the project's retention rules (spec.registry.retention) now."""
-    scope = _project(project)
-    c = _run(Client)
-    res = _run(lambda: c.request("POST", f"/projects/{scope}/registry/retention",
-                                 params={"dryRun": "1" if dry_run else None}))
-    if output != "table":
-        emit(res, output)
+    res = _call("POST", f"/projects/{_project(project)}/registry/retention", output,
+                params={"dryRun": "1" if dry_run else None})
+    if res is None:
         return
     gone = res.get("wouldDelete" if dry_run else "deleted") or []
     rows = [[v["repository"], v["tag"], v["digest"][:19], "would delete" if dry_run else "deleted", v["reason"]]
@@ -133,10 +130,8 @@ def retention(project: Annotated[str | None, typer.Option("--project", "-p", hel
 @images_app.command("gc")
 def gc(output: OutputOpt = "table") -> None:
     """Garbage-collect the registry's unreferenced blobs now (admin)."""
-    c = _run(lambda: Client(timeout=3600))
-    res = _run(lambda: c.request("POST", "/registry/gc"))
-    if output != "table":
-        emit(res, output)
+    res = _call("POST", "/registry/gc", output, client=_run(lambda: Client(timeout=3600)))
+    if res is None:
         return
     typer.echo(f"freed {human_bytes(res['freedBytes'])} ({res['blobsBefore']} → {res['blobsAfter']} blobs) "
                f"in {res['seconds']:.1f}s")
@@ -146,11 +141,8 @@ def gc(output: OutputOpt = "table") -> None:
 def usage(project: Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT")] = None,
           output: OutputOpt = "table") -> None:
     """Registry storage the project uses against its quota (spec.quota.storage), and its retention rules."""
-    scope = _project(project)
-    c = _run(Client)
-    res = _run(lambda: c.request("GET", f"/projects/{scope}/registry"))
-    if output != "table":
-        emit(res, output)
+    res = _call("GET", f"/projects/{_project(project)}/registry", output)
+    if res is None:
         return
     u = res["usage"]
     quota = human_bytes(u["quotaBytes"]) if u.get("quotaBytes") is not None else "unlimited"

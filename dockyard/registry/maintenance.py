@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TICK = 30.0
+FORGET_EVERY = 3600.0  # seconds between prunes of applied notification ids
 
 
 def interval_from_env(name: str, default: str) -> float | None:
@@ -82,14 +83,15 @@ class RegistryMaintenance:
             self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        started = time.monotonic()
-        last_retention = last_gc = started
-        tick = min(TICK, *(x for x in (self.retention_every, self.gc_every) if x)) if \
-            (self.retention_every or self.gc_every) else TICK
+        last_retention = last_gc = last_forget = time.monotonic()
+        tick = min([TICK, *(x for x in (self.retention_every, self.gc_every) if x)])
         while not self._stop.wait(tick):
             if not self.leading():
                 continue
             now = time.monotonic()
+            if now - last_forget >= FORGET_EVERY:
+                last_forget = now
+                self._forget_events()
             if self.retention_every and now - last_retention >= self.retention_every:
                 last_retention = now
                 self.retention_round()
@@ -101,6 +103,12 @@ class RegistryMaintenance:
                     pass
                 except Exception:  # noqa: BLE001 — the next round tries again
                     log.exception("scheduled registry garbage collection failed")
+
+    def _forget_events(self) -> None:
+        try:
+            ImageRecords(self.store).forget_events()
+        except Exception:  # noqa: BLE001 — a store hiccup; the next round tries again
+            log.exception("forgetting old registry notification ids failed")
 
     def retention_round(self) -> int:
         """Apply every project's retention rules; returns how many tags went."""

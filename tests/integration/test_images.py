@@ -291,3 +291,31 @@ def test_notifications_need_the_secret_and_are_applied_once(reg) -> None:  # noq
         events = c.get("/projects/acme/shop/events").json()["items"]
     pushed = [e for e in events if e["reason"] == "ImagePushed" and "carol pushed fake:t1" in e["message"]]
     assert len(pushed) == 1 and pushed[0].get("count", 1) == 1
+
+
+def test_retention_and_gc_run_on_their_schedule(server_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("DOCKYARD_REGISTRY_RETENTION_INTERVAL", "2s")
+    monkeypatch.setenv("DOCKYARD_REGISTRY_GC_INTERVAL", "3s")
+    s = server_factory()
+    setup_project(s)
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    docker_cli(env, "login", "-u", "admin", "--password-stdin", s.registry, input=PASSWORD)
+    try:
+        for i in (1, 2, 3):
+            build_variant(env, f"h4-sched:{i}", f"sched{i}-{s.port}")
+            push(s, env, f"h4-sched:{i}", "job", f"b{i}")
+            time.sleep(1.1)
+        s.wait_for(lambda: len(tags(s, "job")) == 3 and all(t["pushedBy"] for t in tags(s, "job").values()),
+                   what="three tags recorded")
+        with s.client() as c:
+            c.patch("/projects/acme/shop", json={"spec": {"registry": {"retention": [{"keepLast": 1}]}}},
+                    headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+        s.wait_for(lambda: set(tags(s, "job")) == {"b3"}, timeout=30, what="scheduled retention")
+        with s.client() as c:
+            events = c.get("/projects/acme/shop/events").json()["items"]
+        assert any(e["reason"] == "RetentionApplied" and "2 tag(s)" in e["message"] for e in events), events
+        s.wait_for(lambda: "garbage collection freed" in s.log.read_text(), timeout=30, what="scheduled GC")
+        assert docker_cli(env, "pull", f"{s.registry}/acme/shop/job:b3").returncode == 0
+    finally:
+        for i in (1, 2, 3):
+            docker_cli(env, "rmi", f"h4-sched:{i}", f"{s.registry}/acme/shop/job:b{i}", check=False)

@@ -1,0 +1,87 @@
+"""Image digests of Apps and the registry's notifications, without a registry: the digest the
+controller fills in is part of the revision being deployed (not a new one), an unchanged `apply`
+keeps it, a changed template drops it, and notification envelopes are read and applied once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dockyard.model.app import AppSpec, keep_image_digest, run_image
+from dockyard.registry.events import MalformedEnvelope, parse_envelope
+from dockyard.registry.images import ImageRecords, TagRecord
+from dockyard.store.repository import Store
+
+SCOPE = "acme/shop"
+IMAGE = "127.0.0.1:5000/acme/shop/web:stable"
+D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def spec(**extra: object) -> dict:
+    return {"image": IMAGE, "replicas": 1, **extra}
+
+
+def test_a_filled_in_digest_completes_the_revision_and_a_new_digest_is_a_new_one(store: Store) -> None:
+    store.create("App", SCOPE, "web", spec(), change_cause="created")
+    obj = store.get("App", SCOPE, "web")
+    store.replace("App", SCOPE, "web", {**obj.spec, "imageDigest": D1}, expected_rv=obj.resource_version)
+    revs = store.revisions(SCOPE, "web")
+    assert [(r.revision, r.template.get("imageDigest"), r.change_cause) for r in revs] == [(1, D1, "created")]
+    obj = store.get("App", SCOPE, "web")
+    store.replace("App", SCOPE, "web", {**obj.spec, "imageDigest": D2}, change_cause="push of stable by bob")
+    revs = store.revisions(SCOPE, "web")
+    assert [(r.revision, r.template.get("imageDigest"), r.change_cause) for r in revs] == [
+        (1, D1, "created"), (2, D2, "push of stable by bob")]
+
+
+def test_an_unchanged_apply_keeps_the_digest_and_a_changed_template_drops_it() -> None:
+    current = spec(imageDigest=D1, autoDeploy=True)
+    assert keep_image_digest(current, spec(autoDeploy=True))["imageDigest"] == D1
+    assert keep_image_digest(current, spec(replicas=3))["imageDigest"] == D1  # replicas are not the template
+    assert "imageDigest" not in keep_image_digest(current, spec(env=[{"name": "A", "value": "1"}]))
+    assert "imageDigest" not in keep_image_digest(current, {"image": IMAGE.replace("stable", "next")})
+    assert keep_image_digest(current, spec(imageDigest=D2))["imageDigest"] == D2  # a rollback's own digest
+
+
+def test_replicas_run_image_at_digest() -> None:
+    assert run_image(AppSpec.model_validate(spec(imageDigest=D1))) == f"{IMAGE}@{D1}"
+    assert run_image(AppSpec.model_validate(spec())) == IMAGE
+    pinned = f"{IMAGE}@{D2}"
+    assert run_image(AppSpec.model_validate({"image": pinned, "imageDigest": D1})) == pinned
+
+
+def test_envelopes_keep_manifest_pushes_and_deletes_only() -> None:
+    body = b"""{"events": [
+      {"id": "1", "timestamp": "2026-11-27T10:00:00.123456789Z", "action": "push",
+       "target": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "size": 527,
+                  "digest": "sha256:aa", "repository": "acme/shop/web", "tag": "1.0"}, "actor": {"name": "alice"}},
+      {"id": "2", "action": "push", "target": {"mediaType": "application/octet-stream", "digest": "sha256:bb",
+                                               "repository": "acme/shop/web"}},
+      {"id": "3", "action": "pull", "target": {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                                               "digest": "sha256:aa", "repository": "acme/shop/web"}},
+      {"id": "4", "action": "delete", "target": {"digest": "sha256:aa", "repository": "acme/shop/web"}}]}"""
+    notes = parse_envelope(body)
+    assert [(n.id, n.action, n.tag, n.actor) for n in notes] == [("1", "push", "1.0", "alice"), ("4", "delete", None, "")]
+    assert notes[0].at == datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=UTC)
+    for bad in (b"{", b"[]", b'{"events": 3}'):
+        with pytest.raises(MalformedEnvelope):
+            parse_envelope(bad)
+
+
+def test_records_apply_each_notification_once_and_ignore_an_older_push(store: Store) -> None:
+    at = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    new = TagRecord("acme/shop/web", "1.0", D2, 10, MANIFEST, at, "bob")
+    old = TagRecord("acme/shop/web", "1.0", D1, 10, MANIFEST, at.replace(hour=9), "alice")
+    records = ImageRecords(store)
+    with store.tx() as conn:
+        assert records.first_time(conn, "e1") and not records.first_time(conn, "e1")
+        assert records.record_push(conn, new)
+        assert not records.record_push(conn, old)  # a retried, older notification arriving late
+    assert [(t.digest, t.pushed_by) for t in records.tags("acme/shop/web")] == [(D2, "bob")]
+    with store.tx() as conn:
+        assert records.record_delete(conn, "acme/shop/web", D2, None) == ["1.0"]
+        assert records.record_delete(conn, "acme/shop/web", D2, None) == []
+    assert records.tags("acme/shop/web") == []
+    assert records.forget_events(older_than=timedelta(0)) == 1
