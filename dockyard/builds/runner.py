@@ -75,6 +75,7 @@ class Job:
     build: StoredObject
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    why: str = "cancelled"   # the message a cancelled build ends with
 
 
 class BuildRunner:
@@ -111,6 +112,7 @@ class BuildRunner:
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:
+            job.why = "cancelled: the server stopped"
             job.cancel.set()
         deadline = time.monotonic() + 5  # a push cannot be cut short; the next leader marks it Failed
         for job in jobs:
@@ -139,6 +141,7 @@ class BuildRunner:
     def _cancel_all(self) -> None:
         with self._lock:
             for job in self._jobs.values():
+                job.why = "cancelled: this server lost the lead to another"
                 job.cancel.set()
 
     # --- rounds ---------------------------------------------------------------------------
@@ -236,7 +239,7 @@ class BuildRunner:
         except Cancelled:
             timed_out = time.monotonic() - t0 >= self.build_timeout
             status.update(phase="Failed" if timed_out else "Cancelled",
-                          message=f"took longer than {self.build_timeout:.0f} s" if timed_out else "cancelled")
+                          message=f"took longer than {self.build_timeout:.0f} s" if timed_out else job.why)
             write(status["message"])
         except (SourceError, EngineError, DeployError, ValueError) as e:
             status.update(phase="Failed", message=str(e)[:2000])
