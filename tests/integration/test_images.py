@@ -293,13 +293,15 @@ def test_notifications_need_the_secret_and_are_applied_once(reg) -> None:  # noq
     assert len(pushed) == 1 and pushed[0].get("count", 1) == 1
 
 
-def test_retention_and_gc_run_on_their_schedule(server_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+@pytest.fixture
+def fast_schedules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retention every 2 s and GC every 3 s in the servers started after it."""
     monkeypatch.setenv("DOCKYARD_REGISTRY_RETENTION_INTERVAL", "2s")
     monkeypatch.setenv("DOCKYARD_REGISTRY_GC_INTERVAL", "3s")
-    s = server_factory()
-    setup_project(s)
-    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
-    docker_cli(env, "login", "-u", "admin", "--password-stdin", s.registry, input=PASSWORD)
+
+
+def test_retention_and_gc_run_on_their_schedule(fast_schedules: None, reg) -> None:  # noqa: ANN001
+    s, env = reg
     try:
         for i in (1, 2, 3):
             build_variant(env, f"h4-sched:{i}", f"sched{i}-{s.port}")
