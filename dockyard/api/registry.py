@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import time
 from typing import Annotated, Any, Literal
 
@@ -48,6 +49,20 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return (username, password) if sep and username else None
 
 
+def _throttle_keys(request: Request, username: str) -> list[str]:
+    """Failures count per user name, and per address unless it is loopback: the local dockerd
+    asks for every user of the machine from 127.0.0.1, so a lock on that address would lock all of
+    them out after one user's typos."""
+    keys = [f"user:{username}"]
+    addr = request.client.host if request.client else ""
+    try:
+        if addr and not ipaddress.ip_address(addr).is_loopback:
+            keys.append(f"addr:{addr}")
+    except ValueError:
+        keys.append(f"addr:{addr}")
+    return keys
+
+
 @token_router.get("/registry/token", operation_id="registryToken",
                   summary="The registry's token service (Docker registry token authentication)",
                   description="HTTP Basic auth with a user's password or API token, a robot "
@@ -68,7 +83,7 @@ def registry_token(request: Request,
         return _unauthorized("log in with your Dockyard user name and password (or an API token or robot secret)")
     username, password = creds
     throttle = request.app.state.login_throttle
-    keys = [f"user:{username}", f"addr:{request.client.host if request.client else ''}"]
+    keys = _throttle_keys(request, username)
     try:
         wait = throttle.before(keys)
     except Problem as p:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dockyard.cli.client import Client, CliError
+from dockyard.cli.client import Client
 from dockyard.cli.output import age, emit, table
 
 robots_app = typer.Typer(help="Robot accounts: registry logins for CI (`docker login -u 'robot$T+P+NAME'`). "
@@ -17,11 +17,9 @@ HEADERS = ["NAME", "ACCESS", "STATUS", "EXPIRES", "CREATED BY", "AGE", "LAST USE
 
 
 def _call(fn: Any) -> Any:
-    try:
-        return fn()
-    except CliError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
+    from dockyard.cli.main import run  # main registers this module; its run() prints CliErrors
+
+    return run(fn)
 
 
 def _path(project: str | None, name: str | None = None) -> str:
