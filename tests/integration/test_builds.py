@@ -330,21 +330,30 @@ def test_git_url_egress_rules(server_factory, gitserver) -> None:  # noqa: ANN00
         assert r.status_code == 201 and r.json()["metadata"]["annotations"]["dockyard.io/egress-private"] == "true"
 
 
-def test_a_server_killed_mid_build_leaves_it_failed_and_nothing_behind(server_factory, gitserver,
+def test_build_step_limits_and_a_server_killed_mid_build(server_factory, gitserver,
                                                                        docker_api) -> None:  # noqa: ANN001
     s = server_factory()
     with s.client() as c:
         prepare(s, c)
+        c.patch("/projects/acme/shop", json={"spec": {"defaults": {"memory": "96Mi", "cpu": "500m"}}})\
+            .raise_for_status()
         gitserver.commit("slow", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN sleep 173\n"})
         c.post(f"{P}/buildconfigs", json=buildconfig("slow", gitserver.url("slow"), image="slow")).raise_for_status()
         name = c.post(f"{P}/buildconfigs/slow/start").json()["metadata"]["name"]
         s.wait_for(lambda: "RUN sleep 173" in c.get(f"{P}/builds/{name}/logs").text, timeout=60,
                    what="the build to reach its sleep")
-    assert list((s.data_dir / "builds" / "work").iterdir())
-    s.kill(signal.SIGKILL)
 
     def build_containers() -> list[dict]:
         return [x for x in docker_api.containers(all=True) if "sleep 173" in x.get("Command", "")]
+
+    # the step runs with the project's default limits, on the project's network
+    step = s.wait_for(build_containers, timeout=30, what="the build step's container")[0]
+    host = docker_api.inspect_container(step["Id"])["HostConfig"]
+    assert host["Memory"] == 96 * 2**20 and host["MemorySwap"] == 96 * 2**20, host
+    assert host["CpuQuota"] == 50_000 and host["CpuPeriod"] == 100_000, host
+    assert host["NetworkMode"] == f"dy{s.instance}_acme_shop", host
+    assert list((s.data_dir / "builds" / "work").iterdir())
+    s.kill(signal.SIGKILL)
 
     # the engine ends the build when its client goes, and removes the step's container (forcerm)
     s.wait_for(lambda: not build_containers(), timeout=30, what="the build's container to go")
