@@ -330,8 +330,7 @@ def test_git_url_egress_rules(server_factory, gitserver) -> None:  # noqa: ANN00
         assert r.status_code == 201 and r.json()["metadata"]["annotations"]["dockyard.io/egress-private"] == "true"
 
 
-def test_build_step_limits_and_a_server_killed_mid_build(server_factory, gitserver,
-                                                                       docker_api) -> None:  # noqa: ANN001
+def test_build_step_limits_and_a_server_killed_mid_build(server_factory, gitserver, docker_api) -> None:  # noqa: ANN001
     s = server_factory()
     with s.client() as c:
         prepare(s, c)
