@@ -1,7 +1,9 @@
 """Garbage collection of the registry's unreferenced blobs, on demand (`POST /registry/gc`) and on
 a schedule, one run at a time.
 
-The registry's `garbage-collect` must not run while anything writes (a push in flight could lose
+Untagged manifests nothing needs are deleted first (registry/untagged.py: not those an App runs or
+its history names, which the registry's own `--delete-untagged` would take). The registry's
+`garbage-collect` must not run while anything writes (a push in flight could lose
 blobs it just uploaded), so it runs inside `RegistryService.readonly()`: a read-only twin serves
 pulls and refuses pushes while the writable instance is stopped. Freed bytes are measured as the
 blob store's size before and after.
@@ -16,6 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from dockyard.registry import untagged
+from dockyard.registry.client import RegistryClient, RegistryError
+from dockyard.store.repository import Store
 
 if TYPE_CHECKING:
     from dockyard.registry.service import RegistryService
@@ -32,12 +38,14 @@ class GcReport:
     freed_bytes: int
     blobs_before: int
     blobs_after: int
+    manifests_deleted: int  # untagged ones nothing needed (registry/untagged.py)
     seconds: float
     output_tail: str
 
     def public(self) -> dict:
         return {"freedBytes": self.freed_bytes, "blobsBefore": self.blobs_before, "blobsAfter": self.blobs_after,
-                "seconds": round(self.seconds, 3), "output": self.output_tail}
+                "untaggedManifestsDeleted": self.manifests_deleted, "seconds": round(self.seconds, 3),
+                "output": self.output_tail}
 
 
 def blob_bytes(storage: Path) -> tuple[int, int]:
@@ -55,8 +63,10 @@ def blob_bytes(storage: Path) -> tuple[int, int]:
 
 
 class GarbageCollector:
-    def __init__(self, service: RegistryService) -> None:
+    def __init__(self, service: RegistryService, store: Store, client: RegistryClient) -> None:
         self.service = service
+        self.store = store
+        self.client = client
         self._lock = threading.Lock()
         self.last: GcReport | None = None
 
@@ -68,15 +78,29 @@ class GarbageCollector:
             storage = self.service.settings.storage
             t0 = time.monotonic()
             before, n_before = blob_bytes(storage)
+            pruned = self._delete_unneeded_untagged(storage)
             with self.service.readonly():
-                output = self.service.garbage_collect()
+                output = self.service.garbage_collect(delete_untagged=False)
             after, n_after = blob_bytes(storage)
             if self.service.usage is not None:
                 self.service.usage.invalidate()
             tail = "\n".join(output.strip().splitlines()[-5:])
-            self.last = GcReport(max(before - after, 0), n_before, n_after, time.monotonic() - t0, tail)
+            self.last = GcReport(max(before - after, 0), n_before, n_after, pruned, time.monotonic() - t0, tail)
             log.info("registry garbage collection freed %d bytes (%d → %d blobs) in %.1fs",
                      self.last.freed_bytes, n_before, n_after, self.last.seconds)
             return self.last
         finally:
             self._lock.release()
+
+    def _delete_unneeded_untagged(self, storage: Path) -> int:
+        """Delete (through the registry, while it is writable) the untagged manifests no App and no
+        revision names; how many went."""
+        keep = untagged.pinned_digests(self.store)
+        deleted = 0
+        for repository, digest in untagged.unneeded(storage, keep):
+            if untagged.still_untagged(storage, repository, digest):
+                try:
+                    deleted += self.client.delete_manifest(repository, digest)
+                except RegistryError as e:
+                    log.warning("deleting untagged %s@%s failed: %s", repository, digest, e)
+        return deleted

@@ -259,10 +259,13 @@ def write_config(path: Path, cfg: dict) -> None:
     os.replace(tmp, path)
 
 
-def garbage_collect(binary: str, config: Path, timeout: float = 3600) -> str:
-    """`docker-registry garbage-collect --delete-untagged CONFIG`; its output. Only safe while no
-    writable instance serves the storage (RegistryService.readonly)."""
-    res = subprocess.run([binary, "garbage-collect", "--delete-untagged", str(config)], capture_output=True,
+def garbage_collect(binary: str, config: Path, timeout: float = 3600, *, delete_untagged: bool = True) -> str:
+    """`docker-registry garbage-collect [--delete-untagged] CONFIG`; its output. Only safe while no
+    writable instance serves the storage (RegistryService.readonly). Without `delete_untagged` only
+    the blobs of deleted manifests go (Dockyard's GC deletes the untagged manifests nothing needs
+    first, registry/untagged.py)."""
+    flags = ["--delete-untagged"] if delete_untagged else []
+    res = subprocess.run([binary, "garbage-collect", *flags, str(config)], capture_output=True,
                          text=True, timeout=timeout)
     out = res.stdout + res.stderr
     if res.returncode != 0 and "Path not found: /docker/registry/v2/repositories" in out:

@@ -136,11 +136,12 @@ class RegistryService:
                 proxy.set_upstream(rw.sock)
                 ro.halt()
 
-    def garbage_collect(self) -> str:
+    def garbage_collect(self, *, delete_untagged: bool = True) -> str:
         """Run the registry's garbage collector; its output. Only inside `readonly()`."""
         if not self._in_readonly or self.writable is None:
             raise RegistryError("garbage collection runs only inside RegistryService.readonly()")
-        return process.garbage_collect(self.binary or "docker-registry", self.writable.config)
+        return process.garbage_collect(self.binary or "docker-registry", self.writable.config,
+                                       delete_untagged=delete_untagged)
 
 
 def open_registry(data_dir: Path, store: Store, *, api_listen: str, listen: str | None,

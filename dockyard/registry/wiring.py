@@ -25,6 +25,6 @@ def open_images(service: RegistryService | None, store: Store, engine: EngineDri
     client = client_for(service)
     resolver = ImageResolver(service, client, [engine])
     manager.apps.images = resolver
-    gc = GarbageCollector(service)
+    gc = GarbageCollector(service, store, client)
     tools = RegistryTools(service, client, EventReceiver(store, service, client=client), gc, preheater=resolver)
     return tools, RegistryMaintenance(store, service, client, gc, manager.leading.is_set)

@@ -209,6 +209,18 @@ def test_gc_frees_the_blobs_of_a_deleted_tag_while_a_concurrent_pull_succeeds(re
     s.wait_for(lambda: {"gone", "kept"} <= set(tags(s, "big")), what="pushes recorded")
     s.cli("images", "delete", "acme/shop/big:gone")
     kept_ref = f"{s.registry}/acme/shop/big:kept"
+    # tags that moved on leave untagged manifests: one an App still runs (kept), one nobody needs (goes)
+    for label in ("x", "y", "z", "w"):
+        build_variant(env, f"h4-gc:{label}", f"{label}-{s.port}")
+    dx = push(s, env, "h4-gc:x", "big", "moving")
+    with s.client() as c:
+        c.post("/projects/acme/shop/apps", json=app_manifest("keeper", f"{s.registry}/acme/shop/big:moving",
+                                                             replicas=0)).raise_for_status()
+    s.wait_for(lambda: s.client().get("/projects/acme/shop/apps/keeper").json()["spec"].get("imageDigest") == dx,
+               what="keeper pinned to its digest")
+    push(s, env, "h4-gc:y", "big", "moving")
+    dz = push(s, env, "h4-gc:z", "big", "orphan")
+    push(s, env, "h4-gc:w", "big", "orphan")
 
     pulls: list[tuple[float, int, str]] = []
     done = threading.Event()
@@ -238,11 +250,14 @@ def test_gc_frees_the_blobs_of_a_deleted_tag_while_a_concurrent_pull_succeeds(re
     assert pulls and all(code == 0 for _, code, _ in pulls), pulls
     assert during, f"no pull overlapped the collection ({started:.1f}-{ended:.1f}): {pulls}"
     assert docker_cli(env, "pull", kept_ref).returncode == 0
+    assert report["untaggedManifestsDeleted"] == 1, report
+    assert docker_cli(env, "pull", f"{s.registry}/acme/shop/big@{dx}").returncode == 0  # the App's digest stays
+    assert docker_cli(env, "pull", f"{s.registry}/acme/shop/big@{dz}", check=False).returncode != 0
     # a push works again afterwards (the writable registry is back)
     assert push(s, env, "h4-gc:gone", "big", "again") == gone
     with s.client() as c:
         assert c.post("/registry/gc").status_code == 200
-    for ref in ("h4-gc:gone", "h4-gc:kept"):
+    for ref in ("h4-gc:gone", "h4-gc:kept", "h4-gc:x", "h4-gc:y", "h4-gc:z", "h4-gc:w"):
         docker_cli(env, "rmi", ref, check=False)
 
 

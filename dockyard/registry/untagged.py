@@ -1,0 +1,113 @@
+"""Untagged manifests that nothing needs any more, found in the registry's storage before garbage
+collection deletes them through the registry's API.
+
+A push that moves a tag leaves the old manifest behind, untagged. The registry's own
+`garbage-collect --delete-untagged` would delete every such manifest — also the digest an App
+runs (`spec.imageDigest`, which stays when its tag moves and autoDeploy is off) and the digests of
+its rollout history, which `rollback` restores exactly. So Dockyard collects without that flag and
+deletes the untagged manifests itself first, except those an App or a revision names and the
+platform manifests of an index that is kept.
+
+Storage layout (distribution 2.8, filesystem driver): `repositories/<name>/_manifests/revisions/
+sha256/<hex>/link` per manifest, `_manifests/tags/<tag>/current/link` per tag (the digest it
+points to), and the manifests' bytes under `blobs/sha256/<xx>/<hex>/data`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from dockyard.registry.client import INDEX_TYPES
+from dockyard.store.repository import Store
+
+_MAX_MANIFEST = 4 * 1024 * 1024
+
+
+def _v2(storage: Path) -> Path:
+    return storage / "docker" / "registry" / "v2"
+
+
+def _read_link(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def repositories(storage: Path) -> Iterator[tuple[str, Path]]:
+    """(name, directory) of every repository in the storage."""
+    root = _v2(storage) / "repositories"
+    for dirpath, dirs, _files in os.walk(root):
+        if "_manifests" in dirs:
+            yield os.path.relpath(dirpath, root), Path(dirpath)
+        dirs[:] = [d for d in dirs if not d.startswith("_")]
+
+
+def revisions(repo_dir: Path) -> set[str]:
+    base = repo_dir / "_manifests" / "revisions" / "sha256"
+    try:
+        return {f"sha256:{h}" for h in os.listdir(base) if (base / h / "link").exists()}
+    except OSError:
+        return set()
+
+
+def tagged(repo_dir: Path) -> set[str]:
+    base = repo_dir / "_manifests" / "tags"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return set()
+    return {d for t in names if (d := _read_link(base / t / "current" / "link"))}
+
+
+def children(storage: Path, digest: str) -> list[str]:
+    """The platform manifests an index names ([] for an image manifest or an unreadable blob)."""
+    hexd = digest.split(":", 1)[-1]
+    path = _v2(storage) / "blobs" / "sha256" / hexd[:2] / hexd / "data"
+    try:
+        if path.stat().st_size > _MAX_MANIFEST:
+            return []
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(doc, dict) or doc.get("mediaType") not in INDEX_TYPES:
+        return []
+    return [m["digest"] for m in doc.get("manifests") or [] if isinstance(m, dict) and m.get("digest")]
+
+
+def pinned_digests(store: Store) -> set[str]:
+    """Digests an App runs or its rollout history names (what a rollback restores)."""
+    out: set[str] = set()
+
+    def add(spec: dict) -> None:
+        if spec.get("imageDigest"):
+            out.add(spec["imageDigest"])
+        image = spec.get("image") or ""
+        if "@" in image:
+            out.add(image.rsplit("@", 1)[1])
+
+    for app in store.list("App")[0]:
+        add(app.spec)
+        for rev in store.revisions(app.scope, app.name):
+            add(rev.template)
+    return out
+
+
+def unneeded(storage: Path, keep: set[str]) -> list[tuple[str, str]]:
+    """(repository, digest) of the untagged manifests neither `keep` nor a kept index names."""
+    out = []
+    for name, repo_dir in repositories(storage):
+        present = revisions(repo_dir)
+        needed = tagged(repo_dir) | (keep & present)
+        for digest in list(needed):
+            needed.update(children(storage, digest))
+        out += [(name, d) for d in sorted(present - needed)]
+    return out
+
+
+def still_untagged(storage: Path, repository: str, digest: str) -> bool:
+    """Read the tags again just before a delete: a push that tagged the digest meanwhile keeps it."""
+    return digest not in tagged(_v2(storage) / "repositories" / repository)
