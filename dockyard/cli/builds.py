@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import typer
@@ -64,12 +65,33 @@ def by_time(items: list[dict]) -> list[dict]:
 
 
 @build_app.command("start")
-def start(config: Annotated[str, typer.Argument(help="the BuildConfig to build")], project: ProjectOpt = None,
-          follow: Annotated[bool, typer.Option("--follow", "-f", help="then follow its log")] = False) -> None:
-    """Start a Build from a BuildConfig and print its name."""
+def start(config: Annotated[str | None, typer.Argument(help="the BuildConfig to build")] = None,
+          project: ProjectOpt = None,
+          follow: Annotated[bool, typer.Option("--follow", "-f", help="then follow its log")] = False,
+          git: Annotated[str | None, typer.Option("--git", help="without a BuildConfig: the repository URL")] = None,
+          image: Annotated[str | None, typer.Option("--image", help="with --git: the repository name")] = None,
+          ref: Annotated[str, typer.Option("--ref", help="with --git: branch, tag or SHA")] = "main",
+          context_dir: Annotated[str, typer.Option("--context-dir")] = ".",
+          dockerfile: Annotated[str, typer.Option("--dockerfile")] = "Dockerfile",
+          build_arg: Annotated[list[str] | None, typer.Option("--build-arg", help="KEY=VALUE, repeatable")] = None,
+          deploy_to: Annotated[str | None, typer.Option("--deploy-to", help="with --git: the App to roll out")] = None,
+          ) -> None:
+    """Start a Build from a BuildConfig (or, with --git and --image, a one-off Build) and print its name."""
     base = _base(project)
     c = _call(Client)
-    b = _call(lambda: c.request("POST", f"{base}/buildconfigs/{config}/start"))
+    if config and git:
+        raise typer.BadParameter("give a BuildConfig or --git, not both")
+    if config:
+        b = _call(lambda: c.request("POST", f"{base}/buildconfigs/{config}/start"))
+    elif git and image:
+        args = dict(a.split("=", 1) for a in build_arg or [] if "=" in a)
+        spec = {"source": {"git": git, "ref": ref, "contextDir": context_dir}, "dockerfile": dockerfile,
+                "buildArgs": args, "image": image, **({"deployTo": deploy_to} if deploy_to else {})}
+        name = f"{image[:40].replace('.', '-').replace('_', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        b = _call(lambda: c.request("POST", f"{base}/builds", json_body={
+            "apiVersion": "dockyard/v1", "kind": "Build", "metadata": {"name": name}, "spec": spec}))
+    else:
+        raise typer.BadParameter("give a BuildConfig, or --git URL and --image NAME")
     typer.echo(b["metadata"]["name"])
     if follow:
         _follow(c, base, b["metadata"]["name"])

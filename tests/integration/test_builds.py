@@ -257,8 +257,6 @@ def test_cancel_failure_and_concurrency_limit(server_factory, gitserver, cleanup
         gitserver.commit("slow", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN sleep 120\n"})
         gitserver.commit("broken", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN echo about to fail && exit 3\n"})
         c.post(f"{P}/buildconfigs", json=buildconfig("slow", gitserver.url("slow"), image="slow")).raise_for_status()
-        c.post(f"{P}/buildconfigs", json=buildconfig("broken", gitserver.url("broken"), image="broken"))\
-            .raise_for_status()
 
         # three builds, limit 1: never two Running at once, the others queue in order
         names = [c.post(f"{P}/buildconfigs/{n}/start").json()["metadata"]["name"] for n in ("q0", "q1", "q2")]
@@ -299,8 +297,10 @@ def test_cancel_failure_and_concurrency_limit(server_factory, gitserver, cleanup
         assert c.post(f"{P}/builds/{name}/cancel").status_code == 409
         assert not list((s.data_dir / "builds" / "work").iterdir())
 
-        # a failing Dockerfile: Failed, with the builder's message
-        name = c.post(f"{P}/buildconfigs/broken/start").json()["metadata"]["name"]
+        # a failing Dockerfile (a one-off Build, without a BuildConfig): Failed, with the builder's message
+        name = s.cli("build", "start", "--git", gitserver.url("broken"), "--image", "broken", "--build-arg", "A=1",
+                     "-p", "acme/shop").stdout.strip()
+        assert name.startswith("broken-")
         b = wait_phase(s, c, name, {"Succeeded", "Failed"})
         assert b["status"]["phase"] == "Failed" and "returned a non-zero code: 3" in b["status"]["message"], b
         log = s.cli("build", "logs", name, "-p", "acme/shop").stdout
