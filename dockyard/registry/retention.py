@@ -6,8 +6,8 @@ rule and each repository, the tags matching both globs are ordered by push time;
 newest and those pushed within `keepDays` are kept. A tag goes only when at least one rule matches
 it and no rule keeps it. It never goes when
 
-- an App of the project names it (or runs the digest it points to): running workloads and their
-  next restart must find their image;
+- an App of the project names it, or an App runs the digest it points to or has it in its rollout
+  history: running workloads, their next restart and a rollback must find their image;
 - another tag that stays points to the same digest: the registry deletes manifests, not tags, so
   deleting it would take the kept tag along;
 - Dockyard has no push time for it (pushed while it was not listening): an unknown age is not old.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from dockyard.model.project import ProjectSpec, RetentionRule
-from dockyard.registry import autodeploy
+from dockyard.registry import autodeploy, untagged
 from dockyard.registry.client import RegistryClient, RegistryError
 from dockyard.registry.images import ImageRecords, TagRecord
 from dockyard.registry.settings import RegistrySettings
@@ -85,7 +85,7 @@ def select_deletions(rules: list[RetentionRule], tags: list[TagRecord], *, in_us
             continue
         t = record[key]
         if key in in_use or t.digest in digests_in_use:
-            protected.append(Verdict(t.repository, t.tag, t.digest, t.pushed_at, "in use by an App"))
+            protected.append(Verdict(t.repository, t.tag, t.digest, t.pushed_at, "in use by an App or its rollout history"))
         elif (t.repository, t.digest) in staying_digests:
             protected.append(Verdict(t.repository, t.tag, t.digest, t.pushed_at,
                                      "its digest is also the digest of a tag that stays"))
@@ -105,19 +105,15 @@ def _describe(rule: RetentionRule) -> str:
 
 def images_in_use(store: Store, settings: RegistrySettings | None, tenant: str, project: str
                   ) -> tuple[set[tuple[str, str]], set[str]]:
-    """(repository, tag) pairs the project's Apps name, and the digests they run or name."""
+    """(repository, tag) pairs the project's Apps name, and the digests Apps run or their rollout
+    history names (a rollback restores those exactly)."""
     scope = f"{tenant}/{project}"
-    tags, digests = set(), set()
+    tags = set()
     for app in store.list("App", scope=scope)[0]:
-        image = app.spec.get("image", "")
-        target = autodeploy.image_target(settings, scope, image)
+        target = autodeploy.image_target(settings, scope, app.spec.get("image", ""))
         if target is not None:
             tags.add((target.repository, target.tag))
-        if app.spec.get("imageDigest"):
-            digests.add(app.spec["imageDigest"])
-        if "@" in image:
-            digests.add(image.rsplit("@", 1)[1])
-    return tags, digests
+    return tags, untagged.pinned_digests(store)
 
 
 def plan_project(store: Store, settings: RegistrySettings | None, tenant: str, project: str,

@@ -189,7 +189,7 @@ def test_retention_keeps_the_last_n_matching_tags_and_tags_in_use(reg) -> None: 
         plan = c.post("/projects/acme/shop/registry/retention", params={"dryRun": "1"}).json()
         assert sorted(v["tag"] for v in plan["wouldDelete"]) == ["v3"]
         assert sorted((v["tag"], v["reason"]) for v in plan["protected"]) == [
-            ("v1", "its digest is also the digest of a tag that stays"), ("v2", "in use by an App")]
+            ("v1", "its digest is also the digest of a tag that stays"), ("v2", "in use by an App or its rollout history")]
         assert set(tags(s, "api")) == {"v1", "v2", "v3", "v4", "v5", "keep-me"}  # a dry run deletes nothing
     out = s.cli("images", "retention", "-p", "acme/shop").stdout
     assert "v3" in out and "deleted" in out
