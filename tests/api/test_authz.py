@@ -39,7 +39,9 @@ def _world(api) -> None:  # noqa: ANN001
 SAMPLE = {"tenant": "beta", "project": "shop", "name": "web", "user": "bob", "token_id": "1"}
 BODY = {"kind": "App", "metadata": {"name": "x"}, "spec": {"image": "a", "replicas": 1}}
 # the build webhook authenticates with the BuildConfig's secret (401 for strangers; tests/integration/test_builds.py)
-PUBLIC = {("post", "/api/v1/login"), ("get", "/healthz"), ("post", "/hooks/builds/{tenant}/{project}/{name}")}
+# the registry's token service authenticates with HTTP Basic (tests/api/test_registry_api.py)
+PUBLIC = {("post", "/api/v1/login"), ("get", "/healthz"), ("post", "/hooks/builds/{tenant}/{project}/{name}"),
+          ("get", "/registry/token")}
 SELF_SERVICE = {"/api/v1/whoami", "/api/v1/logout", "/api/v1/tokens", "/api/v1/tokens/{token_id}", "/api/v1/info",
                 "/api/v1/compose/convert", "/api/v1/users/{name}/password", "/api/v1/preferences"}
 
