@@ -131,6 +131,10 @@ def _hook(store: Store, tenant: str, project: str, name: str, headers: Any, body
         return JSONResponse({"ignored": f"{push.ref} was deleted"}, status_code=200)
     if push.branch != ref.removeprefix("refs/heads/"):
         return JSONResponse({"ignored": f"{push.ref} is not the branch this config builds ({ref})"}, status_code=200)
+    waiting = starts.queued_build(store, config)
+    if waiting is not None:
+        return JSONResponse({"build": waiting.name, "commit": push.after, "queued": "joined the waiting build"},
+                            status_code=202)
     build = starts.start_from_config(store, config, requester=None,
                                      cause=f"{source} push of {push.after[:12]} to {push.ref}")
     return JSONResponse({"build": build.name, "commit": push.after}, status_code=202)

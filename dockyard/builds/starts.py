@@ -29,7 +29,7 @@ def start_from_config(store: Store, config: StoredObject, *, requester: str | No
             annotations[key] = config.annotations[key]
     if requester:
         annotations[REQUESTER_ANNOTATION] = requester
-    siblings = store.list("Build", scope=config.scope, selector=None)[0]
+    siblings = store.list("Build", scope=config.scope)[0]
     n = max([build_number(b.name, config.name) for b in siblings if b.labels.get(CONFIG_LABEL) == config.name],
             default=0)
     for _attempt in range(20):
@@ -41,6 +41,16 @@ def start_from_config(store: Store, config: StoredObject, *, requester: str | No
         except AlreadyExists:
             continue  # a concurrent start took this number
     raise AlreadyExists(f"could not find a free build name for {config.scope}/{config.name}")
+
+
+def queued_build(store: Store, config: StoredObject) -> StoredObject | None:
+    """A Build of `config` that has not started yet. A webhook push while one waits adds nothing:
+    that build fetches the branch's head when it starts (so a replayed webhook queues one build
+    at most)."""
+    for b in store.list("Build", scope=config.scope)[0]:
+        if b.labels.get(CONFIG_LABEL) == config.name and (b.status or {}).get("phase", "Pending") == "Pending":
+            return b
+    return None
 
 
 def prune_history(store: Store, builds: list[StoredObject], configs: dict[tuple[str, str], int]) -> list[StoredObject]:

@@ -234,14 +234,14 @@ def test_github_and_gitlab_formats_start_builds(server_factory, gitserver) -> No
         r = httpx.post(hook, content=body, headers={"X-Gitlab-Token": "nope"})
         assert r.status_code == 401
         r = httpx.post(hook, content=body, headers={"X-Gitlab-Token": SECRET})
-        assert r.status_code == 202, r.text
+        assert r.status_code == 202, r.text  # a new build, or the first one if it still waits
         deleted = gitea_push("refs/heads/main", "0" * 40)
         r = httpx.post(hook, content=deleted, headers={"X-Gitlab-Token": SECRET})
         assert r.status_code == 200 and "ignored" in r.json()
         # unknown configs look like wrong secrets
         r = httpx.post(f"{s.url}/hooks/builds/acme/shop/nope", content=body, headers={"X-Gitlab-Token": SECRET})
         assert r.status_code == 401
-        assert len(c.get(f"{P}/builds").json()["items"]) == 2
+        assert 1 <= len(c.get(f"{P}/builds").json()["items"]) <= 2
 
 
 def test_cancel_failure_and_concurrency_limit(server_factory, gitserver, cleanup_images, monkeypatch) -> None:  # noqa: ANN001
@@ -261,6 +261,10 @@ def test_cancel_failure_and_concurrency_limit(server_factory, gitserver, cleanup
         # three builds, limit 1: never two Running at once, the others queue in order
         names = [c.post(f"{P}/buildconfigs/{n}/start").json()["metadata"]["name"] for n in ("q0", "q1", "q2")]
         assert names == ["q0-1", "q1-1", "q2-1"]
+        # a push (or a replayed webhook) while q2's build waits joins it instead of queueing another
+        push = gitea_push("refs/heads/main", "b" * 40)
+        r = httpx.post(f"{s.url}/hooks/builds/acme/shop/q2", content=push, headers={"X-Gitea-Signature": sign(push)})
+        assert r.status_code == 202 and r.json()["build"] == "q2-1", r.text
         most = 0
         positions: set[int] = set()
         deadline = time.monotonic() + 180
