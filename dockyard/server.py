@@ -31,6 +31,7 @@ from dockyard.metrics.service import MetricsService
 from dockyard.metrics.tsdb import MetricsStore
 from dockyard.registry.service import RegistryService, open_registry
 from dockyard.registry.settings import DEFAULT_LISTEN as DEFAULT_REGISTRY_LISTEN
+from dockyard.registry.wiring import open_images
 from dockyard.store.keyring import KeyRing
 from dockyard.store.repository import Store
 from dockyard.store.users import create_user, user_count
@@ -183,6 +184,8 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     app.state.exec_sessions = exec_sessions
     app.state.registry = open_registry(config.data_dir, store, api_listen=config.listen,
                                        listen=config.registry_listen, external_url=config.registry_url)
+    # image routes, push events, autoDeploy/digests/preheat in the controllers, retention and GC
+    app.state.images, app.state.registry_maintenance = open_images(app.state.registry, store, engine, manager)
     app.state.metrics_collector = collector
     app.state.log_collector = log_collector
     # log drains forward what the collector stores; their cursors live in the same logs.db
@@ -223,6 +226,8 @@ def run(config: ServerConfig) -> None:
         app.state.log_collector.start()
         app.state.log_drains.start()
     app.state.alerts.start()
+    if app.state.registry_maintenance is not None:
+        app.state.registry_maintenance.start()
     app.state.builds.start()
     log.info("Dockyard listening on http://%s:%s (engine %s, store %s)", host, port, config.engine_url,
              config.store_url.split("@")[-1])
@@ -235,6 +240,8 @@ def run(config: ServerConfig) -> None:
         if registry is not None:
             registry.stop()  # in-flight registry requests drain (http.draintimeout)
         app.state.builds.stop()  # running builds end Cancelled, their work directories removed
+        if app.state.registry_maintenance is not None:
+            app.state.registry_maintenance.stop()
         app.state.alerts.stop()
         if collector is not None:
             collector.stop()  # flushes the heads: a clean stop loses no samples

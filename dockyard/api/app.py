@@ -19,6 +19,7 @@ from dockyard.api import (
     builds,
     dashboard,
     events,
+    images,
     logsearch,
     metrics,
     nodes,
@@ -62,6 +63,7 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
     app.state.metrics = metrics_provider
     app.state.log_search = log_search
     app.state.registry = None  # the server sets its RegistryService here
+    app.state.images = None  # and the image routes' RegistryTools (api/images.py)
     app.state.limiter = RequestLimiter()
     app.state.login_throttle = LoginThrottle()
     problems.install(app)
@@ -79,10 +81,12 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
 
     for r in (system.router, resources.router, apps.router, dashboard.router, access.router, audit.router,
               rights.router, metrics.router, alerts.router, events.router, nodes.router, logsearch.router, builds.router,
-              registry.router):
+              registry.router, images.router):
         app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
     # the registry's token service: docker authenticates there with Basic auth, outside /api/v1
     app.include_router(registry.token_router)
+    # and its push/delete notifications, authenticated by the shared notification secret
+    app.include_router(images.events_router)
     # git servers' push webhooks authenticate with the BuildConfig's secret, outside /api/v1
     app.include_router(builds.hooks)
     # the terminal authenticates its first message itself: a WebSocket carries no bearer header

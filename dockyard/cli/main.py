@@ -16,6 +16,7 @@ import yaml
 from dockyard.cli import alerts as alerts_cli
 from dockyard.cli import builds as builds_cli
 from dockyard.cli import events as events_cli
+from dockyard.cli import images as images_cli
 from dockyard.cli import logs as logs_cli
 from dockyard.cli import robots as robots_cli
 from dockyard.cli.client import Client, CliError, load_config, paths_for, save_config
@@ -38,8 +39,9 @@ KINDS = {"app": "App", "apps": "App", "project": "Project", "projects": "Project
          "tenants": "Tenant", "secret": "Secret", "secrets": "Secret", "config": "Config", "configs": "Config",
          "logdrain": "LogDrain", "logdrains": "LogDrain"}
 alerts_cli.register(app, KINDS)
-builds_cli.register(app, KINDS)
 robots_cli.register(app)
+builds_cli.register(app, KINDS)
+images_cli.register(app)
 # things `get` and `delete` know besides the declarative kinds
 EXTRA_GET = ("users", "user", "tokens", "token", "members", "quota")
 

@@ -59,6 +59,9 @@ class DesiredApp:
     # set by the controller: stop the rollout where it is (deadline passed) / create nothing yet
     rollout_stalled: bool = False
     hold_reason: str | None = None
+    # (username, password) for pulling the image from Dockyard's registry: an ephemeral, project-
+    # scoped pull credential the controller mints per reconcile; None for any other image
+    pull_auth: tuple[str, str] | None = None
 
 
 @dataclass
@@ -308,6 +311,11 @@ class EngineDriver(ABC):
         """Push the image `ref` (REGISTRY/REPO:TAG) and return the manifest digest the registry
         reported. EngineError reason "PushFailed" when the registry refuses."""
         raise EngineError("this engine driver cannot push images", permanent=True, reason="PushUnsupported")
+
+    def pull_image(self, image: str, auth: tuple[str, str] | None = None) -> str:
+        """Pull `image` (with a registry credential when given) onto the engine and return the
+        image id. EngineError reason "ImagePullFailed" (permanent) when the registry refuses it."""
+        raise EngineError("this engine driver cannot pull images", permanent=True, reason="PullUnsupported")
 
     def summary(self) -> dict[WorkloadKey, list[tuple[str, str]]] | None:
         """(container name, state) of every app's containers in one cheap call, for resyncs;

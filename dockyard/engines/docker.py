@@ -50,7 +50,7 @@ from dockyard.engines.base import (
 from dockyard.engines.hostfw import HostFirewall
 from dockyard.engines.logframes import ChunkedBody, decode_frames
 from dockyard.engines.rollout import Action, Target, plan_step
-from dockyard.model.app import AppSpec
+from dockyard.model.app import AppSpec, run_image
 from dockyard.model.image import parse_image
 from dockyard.model.quantity import parse_duration
 
@@ -291,7 +291,7 @@ class DockerDriver(EngineDriver):
         if plan.actions:
             net = self.ensure_project(desired.key.tenant, desired.key.project)
             if any(a.verb in ("create", "recreate") for a in plan.actions):
-                self._ensure_image(spec.image)
+                self._ensure_image(run_image(spec), desired.pull_auth)
                 for vm in spec.volumes:
                     self._ensure_volume(desired.key, vm.name)
             by_name = {c.name: c for c in observed}
@@ -473,7 +473,7 @@ class DockerDriver(EngineDriver):
                        L_GENERATION: str(desired.generation), L_HASH: desired.template_hash,
                        L_REVISION: str(desired.revision), L_SLOT: str(slot)})
         config: dict[str, Any] = {
-            "image": spec.image, "name": name, "detach": True, "labels": labels,
+            "image": run_image(spec), "name": name, "detach": True, "labels": labels,
             "hostname": None if sc.host_network else f"{key.app}-{slot}"[:63],
             "environment": [f"{e.name}={e.value}" for e in spec.env],
             "ports": [(p.container_port, p.protocol) for p in spec.ports] or None,
@@ -494,29 +494,38 @@ class DockerDriver(EngineDriver):
             config["healthcheck"] = _healthcheck(spec)
         return config
 
-    def _ensure_image(self, image: str) -> None:
+    def _ensure_image(self, image: str, auth: tuple[str, str] | None = None) -> None:
         if time.monotonic() - self._image_ok.get(image, -1e9) < 30:
             return
         try:
             self._call(self.api.inspect_image, image)
         except docker_errors.NotFound:
-            ref = parse_image(image)
-            if not ref.explicit_registry:
+            if not parse_image(image).explicit_registry:
                 raise EngineError(
                     f"image {image} is not on the engine, and Dockyard does not pull from Docker Hub "
                     "implicitly: load or build it on the engine, or name a registry in the reference "
                     "(for example 127.0.0.1:5000/acme/shop/web:1)", permanent=True, reason="ImageNotFound") from None
-            repo = image.split("@", 1)[0]
-            tag = ref.digest or ref.tag or "latest"
-            if ref.tag and not ref.digest:
-                repo = repo.rsplit(":", 1)[0]
-            try:
-                self._call(self.api.pull, repo, tag=tag)
-                self._call(self.api.inspect_image, image)
-            except (EngineError, docker_errors.NotFound) as e:
-                raise EngineError(f"image {image} could not be pulled: {e}", permanent=True,
-                                  reason="ImagePullFailed") from None
+            self.pull_image(image, auth)
         self._image_ok[image] = time.monotonic()
+
+    def pull_image(self, image: str, auth: tuple[str, str] | None = None) -> str:
+        ref = parse_image(image)
+        repo = image.split("@", 1)[0]
+        if ref.tag:
+            repo = repo.rsplit(":", 1)[0]
+        # by digest when the reference names one: exactly that manifest, whatever the tag says now
+        tag = ref.digest or ref.tag or "latest"
+        auth_config = {"username": auth[0], "password": auth[1]} if auth else None
+        try:
+            self._call(self.api.pull, repo, tag=tag, auth_config=auth_config)
+            found = self._call(self.api.inspect_image, image)
+        except (EngineError, docker_errors.NotFound) as e:
+            if isinstance(e, EngineUnavailable):
+                raise
+            raise EngineError(f"image {image} could not be pulled: {e}", permanent=True,
+                              reason="ImagePullFailed") from None
+        self._image_ok[image] = time.monotonic()
+        return found["Id"]
 
     def _ensure_volume(self, key: WorkloadKey, volume: str) -> None:
         name = self.volume_name(key.tenant, key.project, volume)

@@ -52,6 +52,7 @@ RULES: tuple[Rule, ...] = (
     Rule("audit.read", "tenant", "owner", "read the tenant's audit log (admins: all of it)"),
     Rule("users.manage", "admin", "", "create, list and delete users"),
     Rule("clusters.manage", "admin", "", "manage clusters and engines"),
+    Rule("registry.gc", "admin", "", "run the registry's garbage collection on demand"),
 )
 BY_ACTION = {r.action: r for r in RULES}
 
