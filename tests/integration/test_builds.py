@@ -215,9 +215,11 @@ def test_gitea_webhook_builds_pushes_and_deploys(server_factory, gitserver, clea
         revs = c.get(f"{P}/apps/web/revisions").json()["items"]
         assert revs[-1]["changeCause"] == f"build {name}"
 
-        # the CLI lists it with its duration
+        # the CLI lists it with its duration, and prints its log (-f ends with the build)
         out = s.cli("build", "list", "-p", "acme/shop").stdout
         assert name in out and "Succeeded" in out, out
+        out = s.cli("build", "logs", name, "-f", "-p", "acme/shop", timeout=30).stdout
+        assert "COPY hello.txt" in out and out.rstrip().endswith("build succeeded"), out
 
 
 def test_github_and_gitlab_formats_start_builds(server_factory, gitserver) -> None:  # noqa: ANN001
