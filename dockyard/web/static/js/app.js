@@ -9,6 +9,7 @@ import { loginPage } from "./pages/login.js";
 import { overviewPage } from "./pages/overview.js";
 import { projectPage } from "./pages/project.js";
 import { appPage } from "./pages/app.js";
+import { buildPage } from "./pages/builds.js";
 import { deployPage } from "./pages/deploy.js";
 import { adminPage } from "./pages/admin.js";
 
@@ -20,6 +21,7 @@ const routes = [
   [/^#\/deploy(?:\?.*)?$/, () => deployPage],
   [/^#\/projects\/([^/]+)\/([^/]+)\/deploy(?:\?.*)?$/, () => deployPage],
   [/^#\/projects\/([^/]+)\/([^/]+)\/apps\/([^/]+)(?:\/([a-z]+))?(?:\?.*)?$/, () => appPage],
+  [/^#\/projects\/([^/]+)\/([^/]+)\/builds\/([^/]+)(?:\?.*)?$/, () => buildPage],
   [/^#\/projects\/([^/]+)\/([^/]+)(?:\/([a-z]+))?(?:\?.*)?$/, () => projectPage],
   [/^#\/admin(?:\/([a-z]+))?(?:\?.*)?$/, () => adminPage],
 ];

@@ -148,3 +148,25 @@ export function createForm(id, fields, submitLabel, onSubmit, title) {
   } }, fields, h("button", { type: "submit", class: "primary" }, submitLabel));
   return h("section", { class: "card" }, title && h("h2", {}, title), form, message);
 }
+
+// A button that puts `text` on the clipboard and says so on itself for a moment. The Clipboard
+// API needs a secure context (https, or the loopback address a local server has); where it is
+// missing the button says it could not, and the text stays selectable beside it.
+export function copyButton(text, label) {
+  const button = h("button", { type: "button", class: "small copy", "aria-label": label, title: label, "data-copy": text,
+    onclick: async () => {
+      let done = false;
+      try {
+        await navigator.clipboard.writeText(text);
+        done = true;
+      } catch { /* no clipboard here: said on the button */ }
+      button.textContent = t(done ? "copy.done" : "copy.failed");
+      setTimeout(() => { button.textContent = t("copy.button"); }, 2000);
+    } }, t("copy.button"));
+  return button;
+}
+
+// a command or address to copy: the text in a <code> and its copy button
+export function copyLine(text, label, id) {
+  return h("div", { class: "copy-line", id }, h("code", { class: "mono" }, text), copyButton(text, label));
+}

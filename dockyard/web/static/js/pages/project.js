@@ -10,6 +10,8 @@ import { projectUsageTab } from "./metrics.js";
 import { projectLogsTab } from "./logs.js";
 import { projectEventsTab } from "./events.js";
 import { projectAlertsTab } from "./alerts.js";
+import { projectImagesTab } from "./images.js";
+import { projectBuildsTab } from "./builds.js";
 
 const PAGE_SIZE = 50;
 
@@ -35,6 +37,8 @@ export async function projectPage(main, [tenant, project, tab = "apps"], signal)
     rights.allowed["app.logs"] && ["logs", t("project.logs"), `${base}/logs`],
     rights.allowed["alerts.read"] && ["events", t("project.events"), `${base}/events`],
     rights.allowed["alerts.read"] && ["alerts", t("project.alerts"), `${base}/alerts`],
+    rights.allowed["images.pull"] && ["images", t("project.images"), `${base}/images`],
+    rights.allowed["builds.read"] && ["builds", t("project.builds"), `${base}/builds`],
     ["quota", t("project.quota"), `${base}/quota`],
     ["members", t("project.members"), `${base}/members`], ["secrets", t("project.secrets"), `${base}/secrets`]].filter(Boolean), tab));
   const body = h("div", { class: "tab-body" });
@@ -44,6 +48,8 @@ export async function projectPage(main, [tenant, project, tab = "apps"], signal)
   else if (tab === "logs") await projectLogsTab(ctx);
   else if (tab === "events") await projectEventsTab(ctx);
   else if (tab === "alerts") await projectAlertsTab(ctx);
+  else if (tab === "images") await projectImagesTab(ctx);
+  else if (tab === "builds") await projectBuildsTab(ctx);
   else if (tab === "quota") await quotaTab(ctx);
   else if (tab === "members") await membersTab(ctx);
   else if (tab === "secrets") await secretsTab(ctx);

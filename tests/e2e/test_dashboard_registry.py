@@ -1,0 +1,201 @@
+"""The dashboard's registry and builds pages in Debian's Chromium against a real server, its
+registry and the real engine: an image pushed with `docker` shows in the Images tab with its
+digest and who pushed it, a maintainer deletes a tag, a robot's secret is shown once (and docker
+logs in with it); a build started from the page streams its log while it runs and ends
+Succeeded, a sleeping build is cancelled from its page; a viewer is offered none of the buttons.
+Screenshots go to tests/e2e/artifacts/."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dockyard_harness import PASSWORD, Server, setup_project
+from playwright.sync_api import expect
+from test_builds import SECRET, buildconfig, gitserver  # noqa: F401 — gitserver is a fixture these tests use
+from test_dashboard_observe import PW, _axe
+from test_images import docker_cli, push, recorded
+
+pytestmark = pytest.mark.engine
+
+P = "/projects/acme/shop"
+LONG = 120_000  # ms: a build on a busy 2-core machine
+
+
+def _users(server: Server) -> None:
+    """acme/shop with olivia (maintainer) and vera (viewer)."""
+    setup_project(server)
+    with server.client() as c:
+        for user, role in (("olivia", "maintainer"), ("vera", "viewer")):
+            c.post("/users", json={"name": user, "password": PW}).raise_for_status()
+            c.post(f"{P}/members", json={"user": user, "role": role}).raise_for_status()
+
+
+@pytest.fixture
+def docker_env(server: Server, tmp_path: Path) -> Iterator[dict]:
+    """The docker CLI's environment with a throwaway DOCKER_CONFIG; afterwards the images tagged
+    for this server's registry (pushed or built) leave the engine."""
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    yield env
+    out = docker_cli(env, "images", "--format", "{{.Repository}} {{.Tag}} {{.ID}}", check=False).stdout.splitlines()
+    for repo, tag, image_id in (line.split() for line in out if line.strip()):
+        if repo.startswith(server.registry + "/"):
+            # by reference, never by id with -f: a pushed image shares its id with dockyard/demo
+            docker_cli(env, "rmi", f"{repo}:{tag}" if tag != "<none>" else image_id, check=False)
+
+
+def test_images_tab_shows_pushes_deletes_a_tag_and_makes_robots(server, browsing, browser, docker_env) -> None:  # noqa: ANN001
+    _users(server)
+    docker_cli(docker_env, "login", "-u", "admin", "--password-stdin", server.registry, input=PASSWORD)
+    d1 = push(server, docker_env, "dockyard/demo:1.0", "web", "1.0")
+    d2 = push(server, docker_env, "dockyard/demo:2.0", "web", "2.0")
+    server.wait_for(lambda: recorded(server, "web", "1.0", d1) and recorded(server, "web", "2.0", d2),
+                    what="both pushes recorded")
+
+    b = browsing(server.url)
+    b.login("olivia", PW)
+    page = b.page
+    b.go(f"#{P}/images")
+    repo = page.locator("#repositories tr[data-repo='web']")
+    expect(repo.locator("td").nth(1)).to_have_text("2")
+    expect(page.locator("#cmd-push")).to_contain_text(f"docker push {server.registry}/acme/shop/NAME:TAG")
+    expect(page.locator("#cmd-login [data-copy]")).to_have_attribute("data-copy", f"docker login {server.registry}")
+    expect(page.locator("#registry-usage [role=progressbar]")).to_have_count(1)
+    repo.locator("a").click()
+    row = page.locator("#tags tr[data-tag='1.0']")
+    expect(row).to_contain_text(d1[:19])
+    expect(row.locator(".pushed-by")).to_have_text("admin")
+    expect(row.locator("[data-copy]")).to_have_attribute("data-copy", d1)
+    expect(page.locator("#repo-pull")).to_contain_text(f"docker pull {server.registry}/acme/shop/web:")
+    b.shot("project-images")
+
+    # a maintainer deletes a tag, after confirming; the other stays, the registry no longer has it
+    page.once("dialog", lambda d: d.accept())
+    row.locator("[data-delete-tag='1.0']").click()
+    expect(row).to_have_count(0)
+    expect(page.locator("#tags tr[data-tag='2.0']")).to_contain_text(d2[:19])
+    with server.client() as c:
+        assert [t["tag"] for t in c.get(f"{P}/images/web/tags").json()["items"]] == ["2.0"]
+
+    # a robot: its secret shown once with the docker login line, and it is the secret docker accepts
+    page.fill("#robot-name", "ci")
+    page.select_option("#robot-access", "push")
+    page.click("#robot-form button[type=submit]")
+    secret = page.locator("#robot-secret-value code")
+    expect(secret).to_have_count(1)
+    value = secret.inner_text()
+    assert len(value) >= 20, value
+    expect(page.locator("#robot-login code")).to_have_text(
+        f"docker login -u 'robot$acme+shop+ci' --password-stdin {server.registry}")
+    expect(page.locator("#robots tr[data-robot='ci']")).to_contain_text("push and pull")
+    b.shot("project-robot-secret")
+    res = docker_cli(docker_env, "login", "-u", "robot$acme+shop+ci", "--password-stdin", server.registry, input=value)
+    assert "login succeeded" in res.stdout.lower(), res.stdout
+    page.reload()
+    expect(page.locator("#robots tr[data-robot='ci']")).to_have_count(1)
+    expect(page.locator("#robot-secret-value")).to_have_count(0)
+    assert value not in page.content()
+
+    # the API's reason for a bad name is shown by the field
+    page.fill("#robot-name", "-bad-")
+    page.click("#robot-form button[type=submit]")
+    expect(page.locator("#robot-form .field-error, #robots-card ~ section .error").first).to_contain_text("name")
+
+    # disable, enable, and the page's axe check while the robot is listed
+    page.click("[data-toggle-robot='ci']")
+    expect(page.locator("#robots tr[data-robot='ci'] .badge")).to_have_text("disabled")
+    page.click("[data-toggle-robot='ci']")
+    expect(page.locator("#robots tr[data-robot='ci'] .badge")).to_have_text("active")
+    found = _axe(browser, server.url, {f"#{P}/images?repo=web": "#tags[data-loaded='true']"})
+    assert not found, "\n".join(found)
+    page.once("dialog", lambda d: d.accept())
+    page.click("[data-delete-robot='ci']")
+    expect(page.locator("#robots tr[data-robot='ci']")).to_have_count(0)
+    with server.client() as c:
+        assert c.get("/tenants/acme/projects/shop/robots").json()["items"] == []
+
+    # a viewer sees the tags and no delete, no robots
+    v = browsing(server.url)
+    v.login("vera", PW)
+    v.go(f"#{P}/images?repo=web")
+    expect(v.page.locator("#tags tr[data-tag='2.0']")).to_have_count(1)
+    expect(v.page.locator("[data-delete-tag]")).to_have_count(0)
+    expect(v.page.locator("#robots-card")).to_have_count(0)
+    expect(v.page.locator("#robot-form")).to_have_count(0)
+
+
+def test_a_build_from_the_page_streams_its_log_live_and_a_sleeping_one_is_cancelled(
+        server, browsing, browser, gitserver, docker_env) -> None:  # noqa: ANN001, F811
+    _users(server)
+    sha = gitserver.commit("site", {"Dockerfile": "FROM dockyard/demo:1.0\n"
+                                                  "RUN o=out && echo first-step-$o && sleep 4 && echo second-step-$o\n"})
+    gitserver.commit("slow", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN sleep 120\n"})
+    with server.client() as c:  # the admin makes them: a loopback git server needs the admin's egress mark
+        c.post(f"{P}/secrets", json={"kind": "Secret", "metadata": {"name": "hook", "project": "acme/shop"},
+                                     "spec": {"value": SECRET}}).raise_for_status()
+        c.post(f"{P}/buildconfigs", json=buildconfig("site", gitserver.url("site"))).raise_for_status()
+        c.post(f"{P}/buildconfigs", json=buildconfig("slow", gitserver.url("slow"), image="slow",
+                                                     webhook=False)).raise_for_status()
+
+    b = browsing(server.url)
+    b.login("olivia", PW)
+    page = b.page
+    b.go(f"#{P}/builds")
+    site = page.locator("#buildconfigs tr[data-config='site']")
+    expect(site).to_contain_text(gitserver.url("site"))
+    expect(site.locator("[data-copy]")).to_have_attribute("data-copy", f"{server.url}/hooks/builds/acme/shop/site")
+    expect(page.locator("#buildconfigs tr[data-config='slow']")).to_contain_text(f"{server.registry}/acme/shop/slow")
+    page.evaluate("window.__sameDocument = 'yes'")
+    site.locator("[data-start='site']").click()
+
+    # the build page: the log grows while the build runs, and stops when it has succeeded
+    expect(page.locator("h1")).to_have_text("site-1")
+    log = page.locator("#build-log")
+    expect(log).to_contain_text("first-step-out", timeout=LONG)
+    expect(page.locator(".page-head [data-phase]")).to_have_attribute("data-phase", "Running")
+    assert "second-step-out" not in log.inner_text(), "the first line came before the build wrote the second"
+    expect(page.locator("#cancel-build")).to_be_visible()
+    expect(log).to_contain_text("second-step-out", timeout=LONG)
+    expect(page.locator(".page-head [data-phase]")).to_have_attribute("data-phase", "Succeeded", timeout=LONG)
+    expect(page.locator("#build-log[data-ended='true']")).to_have_count(1, timeout=LONG)
+    expect(log).to_contain_text("build succeeded")
+    expect(page.locator("#build-commit")).to_have_text(sha)
+    expect(page.locator("#build-digest code")).to_contain_text("sha256:")
+    expect(page.locator("#cancel-build")).to_have_count(0)
+    assert page.evaluate("window.__sameDocument") == "yes", "the page was reloaded"
+    b.shot("build-succeeded")
+
+    # a sleeping build, cancelled from its page
+    b.go(f"#{P}/builds")
+    page.click("[data-start='slow']")
+    expect(page.locator("h1")).to_have_text("slow-1")
+    expect(log).to_contain_text("sleep 120", timeout=LONG)
+    page.click("#cancel-build")
+    expect(page.locator(".page-head [data-phase]")).to_have_attribute("data-phase", "Cancelled", timeout=30_000)
+    expect(page.locator("#build-log[data-ended='true']")).to_have_count(1, timeout=30_000)
+    expect(page.locator("#cancel-build")).to_have_count(0)
+
+    # the history: newest first, phases in words, the commit
+    b.go(f"#{P}/builds")
+    rows = page.locator("#builds tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_have_attribute("data-build", "slow-1")
+    expect(rows.nth(0)).to_contain_text("cancelled")
+    expect(rows.nth(1)).to_contain_text("succeeded")
+    expect(rows.nth(1)).to_contain_text(sha[:12])
+    b.shot("project-builds")
+
+    found = _axe(browser, server.url, {f"#{P}/builds": "#builds[data-loaded='true']",
+                                       f"#{P}/builds/site-1": "#build-log[data-ended='true']"})
+    assert not found, "\n".join(found)
+
+    # a viewer reads builds and their logs, and is offered no start or cancel
+    v = browsing(server.url)
+    v.login("vera", PW)
+    v.go(f"#{P}/builds")
+    expect(v.page.locator("#builds tbody tr")).to_have_count(2)
+    expect(v.page.locator("[data-start]")).to_have_count(0)
+    v.go(f"#{P}/builds/site-1")
+    expect(v.page.locator("#build-log")).to_contain_text("second-step-out")
