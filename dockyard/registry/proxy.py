@@ -234,7 +234,15 @@ class RegistryProxy:
             cwriter.write(r.response)
             await _linger(creader, cwriter)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            pass  # a client or registry that went away mid-request, or a request we cannot frame
+            # the client or the registry stopped in the middle of a request (or it cannot be framed). The
+            # registry may have answered already, before reading the whole body (an early 401 to a push
+            # without the right token, say): that answer must still reach the client, so the registry's
+            # side is closed for writing and its last answer is awaited, not cut off
+            with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+                if uwriter.can_write_eof():
+                    uwriter.write_eof()
+            with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+                await asyncio.wait_for(asyncio.shield(back), timeout=LINGER)
         finally:
             # the client has gone (or was refused): nobody reads what the registry would still send
             uwriter.transport.abort()

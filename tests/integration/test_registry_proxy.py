@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,5 +127,39 @@ def test_tls_probe_gets_a_plain_http_answer_at_once(registry: tuple[Path, Path])
             s.sendall(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03")
             assert s.recv(64).startswith(b"HTTP/1.1 400")
         assert httpx.get(f"http://127.0.0.1:{port}/v2/").status_code == 200
+    finally:
+        proxy.stop()
+
+
+def test_an_early_answer_of_the_registry_reaches_the_client(registry: tuple[Path, Path]) -> None:
+    """The registry may answer before it has read a request's body (a bad upload state here; an early
+    401 in real life) and close the connection; the client must get that answer, not a cut-off."""
+    sock, _ = registry
+    port = _free_port()
+    proxy = RegistryProxy(f"127.0.0.1:{port}", sock, None)
+    proxy.start()
+    body = os.urandom(8 * 1024 * 1024)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"PUT /v2/acme/shop/web/blobs/uploads/0000?_state=bogus&digest=sha256:" + b"0" * 64
+                      + f" HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+            received = bytearray()
+
+            def send() -> None:
+                try:
+                    s.sendall(body)
+                except OSError:
+                    pass  # the registry stopped reading: expected
+
+            t = threading.Thread(target=send)
+            t.start()
+            while not received.endswith(b"}\n") and len(received) < 65536:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+            t.join(timeout=10)
+        assert received.startswith(b"HTTP/1.1 4"), received[:200]
+        assert b"BLOB_UPLOAD" in received or b"errors" in received
     finally:
         proxy.stop()
