@@ -87,17 +87,17 @@ def gitserver(tmp_path: Path):  # noqa: ANN201
 
 
 @pytest.fixture
-def cleanup_images(docker_api):  # noqa: ANN001, ANN201
-    """Remove the images the builds tagged on the engine (the test's registry goes with its data dir)."""
-    made: list[str] = []
-    yield made
-    for prefix in made:
-        for img in docker_api.images(name=prefix):
-            for tag in img.get("RepoTags") or []:
-                try:
-                    docker_api.remove_image(tag, force=True)
-                except Exception:  # noqa: BLE001
-                    pass
+def built_images(docker_api):  # noqa: ANN001, ANN201
+    """Remove the images the servers' builds made (found by their build label) once the servers
+    and their containers are gone: list this fixture before server_factory, so it ends after it."""
+    servers: list[Server] = []
+    yield servers
+    for s in servers:
+        for img in docker_api.images(all=True, filters={"label": f"dockyard.build.instance={s.instance}"}):
+            try:
+                docker_api.remove_image(img["Id"], force=True)
+            except Exception:  # noqa: BLE001 — removed with a parent already
+                pass
 
 
 def buildconfig(name: str, git: str, *, image: str = "web", deploy: str | None = None, ref: str = "main",
@@ -134,9 +134,9 @@ def prepare(s: Server, c: httpx.Client) -> None:
                                  "spec": {"value": SECRET}}).raise_for_status()
 
 
-def test_gitea_webhook_builds_pushes_and_deploys(server_factory, gitserver, cleanup_images) -> None:  # noqa: ANN001
+def test_gitea_webhook_builds_pushes_and_deploys(built_images, server_factory, gitserver) -> None:  # noqa: ANN001
     s = server_factory()
-    cleanup_images.append(f"{s.registry}/acme/shop/web")
+    built_images.append(s)
     with s.client() as c:
         prepare(s, c)
         c.post(f"{P}/apps", json=app_manifest("web")).raise_for_status()
@@ -246,10 +246,10 @@ def test_github_and_gitlab_formats_start_builds(server_factory, gitserver) -> No
         assert 1 <= len(c.get(f"{P}/builds").json()["items"]) <= 2
 
 
-def test_cancel_failure_and_concurrency_limit(server_factory, gitserver, cleanup_images, monkeypatch) -> None:  # noqa: ANN001
+def test_cancel_failure_and_concurrency_limit(built_images, server_factory, gitserver, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setenv("DOCKYARD_BUILD_CONCURRENCY", "1")
     s = server_factory()
-    cleanup_images.extend(f"{s.registry}/acme/shop/{n}" for n in ("q0", "q1", "q2"))
+    built_images.append(s)
     with s.client() as c:
         prepare(s, c)
         # three repositories, so that the engine's layer cache cannot make a build instant
