@@ -2,8 +2,9 @@
 
 The URL is a user's, so git runs hemmed in:
 - the destination is checked again now, with names resolved (`admission.egress.allowed_at_send`),
-  and for http(s) git is told to connect to exactly the checked address (`http.curloptResolve`),
-  so a DNS answer that changed since admission cannot lead it elsewhere; redirects are not followed;
+  and git connects to exactly the checked address (http(s): `http.curloptResolve`; git://: the
+  address in the URL), so a DNS answer that changed since admission cannot lead it elsewhere;
+  redirects are not followed;
 - only the http, https and git transports are allowed (`protocol.allow=never`: no file://, ssh, ext::);
 - no system or user git configuration, no credential helpers, no prompts, no hooks, no submodules;
 - a time limit and a size limit on what lands on disk; `stop` ends it at once.
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from dockyard.admission.egress import allowed_at_send
 from dockyard.model.build import GIT_SCHEMES
@@ -53,6 +55,17 @@ def _pin(dest: Destination) -> list[str]:
     addr = dest.addresses[0]
     addr = f"[{addr}]" if ":" in addr else addr
     return ["-c", f"http.curloptResolve={dest.host}:{dest.port}:{addr}"]
+
+
+def _pinned_url(url: str, dest: Destination) -> str:
+    """For git://, the URL with the checked address in place of the host name (git's own protocol
+    has no way to be told the address; it names the host only as a virtual-host hint)."""
+    if dest.scheme != "git" or not dest.addresses:
+        return url
+    parts = urlsplit(url)
+    addr = dest.addresses[0]
+    host = f"[{addr}]" if ":" in addr else addr
+    return urlunsplit(parts._replace(netloc=f"{host}:{dest.port}"))
 
 
 def _tree_bytes(path: Path) -> int:
@@ -135,7 +148,7 @@ def fetch(url: str, ref: str, into: Path, *, annotations: dict[str, str], limits
 
     log(f"fetching {ref} from {url} ({dest.addresses[0] if dest.addresses else dest.host})")
     git("init", "-q", ".")
-    git("fetch", "--depth", "1", "--no-tags", "--no-recurse-submodules", "--", url, ref)
+    git("fetch", "--depth", "1", "--no-tags", "--no-recurse-submodules", "--", _pinned_url(url, dest), ref)
     git("checkout", "-q", "--detach", "FETCH_HEAD")
     commit = git("rev-parse", "HEAD")
     log(f"checked out commit {commit}")

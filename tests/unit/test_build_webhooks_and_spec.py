@@ -152,3 +152,18 @@ def test_history_keeps_the_newest_finished_builds() -> None:
     gone = starts.prune_history(store, builds, {("acme/shop", "site"): 2})  # type: ignore[arg-type]
     assert store.deleted == ["site-1", "site-2", "site-3"] and len(gone) == 3
     assert starts.build_number("site-12", "site") == 12 and starts.build_number("other-1", "site") == 0
+
+
+def test_git_connects_to_the_checked_address() -> None:
+    from dockyard.builds.source import _pin, _pinned_url
+    from dockyard.policy.egress import Destination
+
+    git = Destination("git", "git.example", 9418, ("10.0.0.5",), True)
+    assert _pinned_url("git://git.example/a/b.git", git) == "git://10.0.0.5:9418/a/b.git"
+    v6 = Destination("git", "git.example", 9999, ("fd00::1",), True)
+    assert _pinned_url("git://git.example:9999/a/b.git", v6) == "git://[fd00::1]:9999/a/b.git"
+    https = Destination("https", "git.example", 443, ("192.0.2.7",), False)
+    assert _pinned_url("https://git.example/a.git", https) == "https://git.example/a.git"
+    # curl keeps the host name (Host header, TLS name) and connects to the address
+    assert _pin(https) == ["-c", "http.curloptResolve=git.example:443:192.0.2.7"]
+    assert _pin(git) == []
