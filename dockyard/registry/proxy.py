@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -215,7 +216,7 @@ class RegistryProxy:
         assert task is not None
         self._conns.add(task)
         try:
-            ureader, uwriter = await asyncio.open_unix_connection(str(self.upstream), limit=PIPE_CHUNK)
+            up = await _Upstream.connect(self.upstream)
         except OSError as e:
             log.warning("registry proxy: the registry does not answer at %s: %s", self.upstream, e)
             cwriter.write(_denied("the registry is not available right now; try again shortly", 503,
@@ -223,14 +224,14 @@ class RegistryProxy:
             await _close(cwriter)
             self._conns.discard(task)
             return
-        back = asyncio.create_task(_pipe(ureader, cwriter))
+        back = asyncio.create_task(_pipe(up, cwriter))
         try:
-            await self._requests(creader, uwriter, back)
+            await self._requests(creader, up, back)
         except _Refused as r:
             back.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await back
-            uwriter.transport.abort()
+            up.close()
             cwriter.write(r.response)
             await _linger(creader, cwriter)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
@@ -238,22 +239,19 @@ class RegistryProxy:
             # registry may have answered already, before reading the whole body (an early 401 to a push
             # without the right token, say): that answer must still reach the client, so the registry's
             # side is closed for writing and its last answer is awaited, not cut off
-            with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-                if uwriter.can_write_eof():
-                    uwriter.write_eof()
+            up.shutdown_write()
             with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
                 await asyncio.wait_for(asyncio.shield(back), timeout=LINGER)
         finally:
             # the client has gone (or was refused): nobody reads what the registry would still send
-            uwriter.transport.abort()
             back.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await back
+            up.close()
             await _close(cwriter)
             self._conns.discard(task)
 
-    async def _requests(self, creader: asyncio.StreamReader, uwriter: asyncio.StreamWriter,
-                        back: asyncio.Task) -> None:
+    async def _requests(self, creader: asyncio.StreamReader, uwriter: _Upstream, back: asyncio.Task) -> None:
         while not back.done():
             try:
                 first = await creader.readexactly(1)
@@ -298,7 +296,7 @@ class RegistryProxy:
             return None
         return parts[0], parts[1], key, commits
 
-    async def _forward_upload(self, creader: asyncio.StreamReader, uwriter: asyncio.StreamWriter, method: str,
+    async def _forward_upload(self, creader: asyncio.StreamReader, uwriter: _Upstream, method: str,
                               headers: dict[str, str], upload: tuple[str, str, str, bool]) -> None:
         tenant, project, key, commits = upload
         if self.quota is None:
@@ -370,7 +368,7 @@ def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
     return parts[0], parts[1], headers
 
 
-async def _forward_body(creader: asyncio.StreamReader, uwriter: asyncio.StreamWriter, headers: dict[str, str],
+async def _forward_body(creader: asyncio.StreamReader, uwriter: _Upstream, headers: dict[str, str],
                         counter: _Allowance | None) -> None:
     if "chunked" in headers.get("transfer-encoding", ""):
         while True:
@@ -392,7 +390,7 @@ async def _forward_body(creader: asyncio.StreamReader, uwriter: asyncio.StreamWr
         await _copy(creader, uwriter, length, counter)
 
 
-async def _copy(creader: asyncio.StreamReader, uwriter: asyncio.StreamWriter, n: int,
+async def _copy(creader: asyncio.StreamReader, uwriter: _Upstream, n: int,
                 counter: _Allowance | None) -> None:
     while n > 0:
         data = await creader.read(min(n, PIPE_CHUNK))
@@ -402,31 +400,77 @@ async def _copy(creader: asyncio.StreamReader, uwriter: asyncio.StreamWriter, n:
         if counter is not None:
             await counter.count(len(data))
         _send(uwriter, counter, data)
-        if not uwriter.is_closing() and uwriter.transport.get_write_buffer_size() > 4 * PIPE_CHUNK:
+        if uwriter.size > 4 * PIPE_CHUNK:
             await uwriter.drain()
 
 
-def _send(uwriter: asyncio.StreamWriter, counter: _Allowance | None, data: bytes) -> None:
+def _send(uwriter: _Upstream, counter: _Allowance | None, data: bytes) -> None:
     """Forward to the registry, unless the upload was refused: then the rest of the body is read and
     dropped (the registry's half-received upload is cut off when the refusal is sent)."""
     if counter is None or counter.refusal is None:
         uwriter.write(data)
 
 
-async def _pipe(ureader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+async def _pipe(up: _Upstream, cwriter: asyncio.StreamWriter) -> None:
     """Registry → client, as raw bytes. When the registry closes, so does the client's connection
     (not when the task is cancelled: a refusal is being written to the client then)."""
     try:
         while True:
-            data = await ureader.read(PIPE_CHUNK)
+            data = await up.recv(PIPE_CHUNK)
             if not data:
                 break
             cwriter.write(data)
             await cwriter.drain()
-    except ConnectionError:
+    except (ConnectionError, OSError):
         pass
     if not cwriter.is_closing():
         cwriter.transport.close()
+
+
+class _Upstream:
+    """The connection to the registry, on a plain non-blocking socket rather than an asyncio stream:
+    when the registry answers early (a 401 before it read a push's body) and closes, sending the rest
+    of the body fails, and an asyncio transport would then drop its read side too, with the answer in
+    it — the client saw a bare EOF. Here a failed send fails only that send; the answer is still read."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        self.pending: list[bytes] = []
+        self.size = 0
+
+    @classmethod
+    async def connect(cls, path: Path) -> _Upstream:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, str(path))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock)
+
+    def write(self, data: bytes) -> None:
+        self.pending.append(data)
+        self.size += len(data)
+
+    async def drain(self) -> None:
+        if not self.pending:
+            return
+        data = self.pending[0] if len(self.pending) == 1 else b"".join(self.pending)
+        self.pending.clear()
+        self.size = 0
+        await self.loop.sock_sendall(self.sock, data)
+
+    async def recv(self, n: int) -> bytes:
+        return await self.loop.sock_recv(self.sock, n)
+
+    def shutdown_write(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 async def _linger(creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
