@@ -55,7 +55,7 @@ class RegistryTools:
 def _tools(request: Request) -> RegistryTools:
     tools = getattr(request.app.state, "images", None)
     if tools is None:
-        raise Problem(503, "this server runs no image registry (--registry-listen off and no --registry-url)")
+        raise Problem(404, "this server runs no image registry (--registry-listen off and no --registry-url)")
     return tools
 
 
@@ -197,7 +197,7 @@ def preheat(request: Request, authz: AuthzDep, tenant: str, project: str, name: 
     tools = _tools(request)
     body = body or PreheatRequest()
     if tools.preheater is None:
-        raise Problem(503, "this server does not run the controllers' engine access needed to preheat")
+        raise Problem(404, "this server cannot preheat: it has no engine access for images")
     try:
         return tools.preheater.preheat_tag(f"{tenant}/{project}/{name}", body.tag, body.cluster)
     except LookupError as e:
