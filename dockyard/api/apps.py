@@ -49,6 +49,7 @@ def revisions(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name:
     app = store.get("App", scope, name)
     current = app.status.get("revision")
     items = [{"revision": r.revision, "templateHash": r.template_hash, "image": r.template.get("image"),
+              "imageDigest": r.template.get("imageDigest"),
               "changeCause": r.change_cause, "createdAt": r.created_at.isoformat(),
               "current": r.revision == current, "template": r.template}
              for r in store.revisions(scope, name)]

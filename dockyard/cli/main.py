@@ -529,7 +529,9 @@ def rollout_history(kind: Annotated[str, typer.Argument()], name: Annotated[str,
         emit(res, output)
         return
     typer.echo(table(["REVISION", "IMAGE", "CREATED", "CHANGE-CAUSE"],
-                     [[f"{r['revision']}{' *' if r['current'] else ''}", r.get("image", ""), age(r["createdAt"]),
+                     [[f"{r['revision']}{' *' if r['current'] else ''}",
+                       r.get("image", "") + (f"@{r['imageDigest'][:19]}" if r.get("imageDigest") else ""),
+                       age(r["createdAt"]),
                        r.get("changeCause") or ""] for r in res["items"]]))
 
 

@@ -145,10 +145,12 @@ def test_push_to_an_autodeploy_tag_rolls_out_the_exact_digest_and_rollback_resto
                and len(app_containers(docker_api, s.instance, "auto")) == 2, timeout=90, what="auto on d2")
     with s.client() as c:
         revs = c.get("/projects/acme/shop/apps/auto/revisions").json()["items"]
-        assert [r["template"].get("imageDigest") for r in revs] == [d1, d2]
+        assert [r["imageDigest"] for r in revs] == [r["template"]["imageDigest"] for r in revs] == [d1, d2]
         assert revs[1]["changeCause"] == "push of stable by admin" and revs[1]["current"]
         events = c.get("/projects/acme/shop/apps/auto/events").json()["items"]
         assert any(e["reason"] == "Deployed" and "autoDeploy" in e["message"] and d2 in e["message"] for e in events)
+    history = s.cli("rollout", "history", "app", "auto", "-p", "acme/shop").stdout
+    assert d1[:19] in history and d2[:19] in history and "push of stable by admin" in history
     # without autoDeploy the push changed nothing (its digest stays, its containers run image one)
     time.sleep(3)
     assert settled(s, "pinned", d1) and running_image_ids(docker_api, s, "pinned") == {one}
