@@ -86,6 +86,11 @@ def test_browse_shows_digest_size_pushed_by_and_delete_removes_the_tag(reg) -> N
     out = s.cli("images", "tags", "acme/shop/web").stdout
     assert d1[:19] in out and "admin" in out
 
+    # 2.0 and latest share a digest: the registry deletes manifests, so deleting one is refused, naming the other
+    push(s, env, "dockyard/demo:2.0", "web", "latest")
+    res = s.cli("images", "delete", "acme/shop/web:2.0", check=False)
+    assert res.returncode != 0 and "latest" in res.stderr + res.stdout and "2.0" in tags(s, "web")
+
     s.cli("images", "delete", "acme/shop/web:1.0")
     assert "1.0" not in tags(s, "web")
     docker_cli(env, "rmi", f"{s.registry}/acme/shop/web:1.0")
@@ -280,6 +285,21 @@ def test_preheat_pulls_the_image_before_any_container_starts(reg, docker_api: do
     created = [e["timeNano"] for e in evs if e.get("Type") == "container" and e.get("Action") == "create"
                and (e.get("Actor", {}).get("Attributes", {}).get("dockyard.app") == "pre")]
     assert pulled and created and max(pulled) < min(created), (pulled, created)
+
+    # a tag that is not there: the App says so, and nothing is created
+    with s.client() as c:
+        c.post("/projects/acme/shop/apps", json=app_manifest("nope", f"{s.registry}/acme/shop/pre:nope")
+               ).raise_for_status()
+
+    def refused() -> dict | None:
+        with s.client() as c:
+            st = c.get("/projects/acme/shop/apps/nope").json().get("status") or {}
+        return next((x for x in st.get("conditions") or [] if x["type"] == "Ready" and x["reason"] == "ImageNotFound"),
+                    None)
+
+    cond = s.wait_for(refused, what="ImageNotFound condition")
+    assert "has no tag nope; push it first" in cond["message"], cond
+    assert app_containers(docker_api, s.instance, "nope") == []
 
     # on demand, with the CLI; an unknown cluster is named in the error
     docker_cli(env, "rmi", "-f", f"{ref}@{digest}", check=False)
