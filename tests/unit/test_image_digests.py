@@ -1,16 +1,20 @@
 """Image digests of Apps and the registry's notifications, without a registry: the digest the
 controller fills in is part of the revision being deployed (not a new one), an unchanged `apply`
-keeps it, a changed template drops it, and notification envelopes are read and applied once."""
+keeps it, a changed template drops it, notification envelopes are read and applied once, and the
+controllers' tag check deploys a push whose notification was lost."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from dockyard.controllers.images import ImageResolver
 from dockyard.model.app import AppSpec, keep_image_digest, run_image
 from dockyard.registry.events import MalformedEnvelope, parse_envelope
 from dockyard.registry.images import ImageRecords, TagRecord
+from dockyard.registry.settings import RegistrySettings
 from dockyard.store.repository import Store
 
 SCOPE = "acme/shop"
@@ -85,3 +89,39 @@ def test_records_apply_each_notification_once_and_ignore_an_older_push(store: St
         assert records.record_delete(conn, "acme/shop/web", D2, None) == []
     assert records.tags("acme/shop/web") == []
     assert records.forget_events(older_than=timedelta(0)) == 1
+
+
+class FakeClient:
+    """The registry's answer to HEAD of a tag."""
+
+    def __init__(self, digests: dict[tuple[str, str], str]) -> None:
+        self.digests = digests
+        self.asked = 0
+
+    def digest(self, repository: str, tag: str) -> str | None:
+        self.asked += 1
+        return self.digests.get((repository, tag))
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.settings = RegistrySettings(listen="127.0.0.1:5000", root=Path("/nonexistent"), api_url="http://x")
+
+
+def test_the_tag_check_rolls_out_a_push_whose_notification_was_lost(store: Store) -> None:
+    store.create("Tenant", "", "acme", {})
+    store.create("Project", "acme", "shop", {})
+    store.create("App", SCOPE, "auto", spec(imageDigest=D1, autoDeploy=True), change_cause="created")
+    store.create("App", SCOPE, "pinned", spec(imageDigest=D1), change_cause="created")
+    with store.tx() as conn:  # the push itself was recorded; its auto-deploy never ran
+        ImageRecords.record_push(conn, TagRecord("acme/shop/web", "stable", D2, 1, MANIFEST, datetime.now(UTC), "bob"))
+    client = FakeClient({("acme/shop/web", "stable"): D2})
+    resolver = ImageResolver(FakeRegistry(), client, [])  # type: ignore[arg-type]
+    assert resolver.check_tags(store, interval=60) == 1
+    assert store.get("App", SCOPE, "auto").spec["imageDigest"] == D2
+    assert store.get("App", SCOPE, "pinned").spec["imageDigest"] == D1  # no autoDeploy: untouched
+    assert store.revisions(SCOPE, "auto")[-1].change_cause == "push of stable by bob"
+    assert client.asked == 1
+    assert resolver.check_tags(store, interval=60) == 0 and client.asked == 1  # not again within the interval
+    assert resolver.check_tags(store, interval=0) == 0  # nothing new: no write, no revision
+    assert len(store.revisions(SCOPE, "auto")) == 2
