@@ -187,6 +187,15 @@ def test_a_build_from_the_page_streams_its_log_live_and_a_sleeping_one_is_cancel
     expect(rows.nth(1)).to_contain_text(sha[:12])
     b.shot("project-builds")
 
+    # a maintainer makes a BuildConfig through the deploy page's manifest mode; the tab lists it
+    b.go(f"#{P}/deploy?mode=manifest")
+    page.fill("#manifest-input", "kind: BuildConfig\nmetadata: {name: docs}\n"
+                                 "spec: {source: {git: 'https://git.example.test/docs.git', ref: release}, image: docs}\n")
+    page.click("#manifest-apply")
+    expect(page.locator("#deploy-results")).to_contain_text("buildconfig/docs created")
+    b.go(f"#{P}/builds")
+    expect(page.locator("#buildconfigs tr[data-config='docs']")).to_contain_text("release")
+
     found = _axe(browser, server.url, {f"#{P}/builds": "#builds[data-loaded='true']",
                                        f"#{P}/builds/site-1": "#build-log[data-ended='true']"})
     assert not found, "\n".join(found)

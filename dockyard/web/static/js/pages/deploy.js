@@ -88,7 +88,7 @@ function imageForm(body, picker) {
 }
 
 // the kinds a manifest may hold inside a project, by their collection's name
-const PROJECT_KINDS = ["apps", "secrets", "configs", "alertrules", "notifiers", "silences"];
+const PROJECT_KINDS = ["apps", "secrets", "configs", "alertrules", "notifiers", "silences", "buildconfigs"];
 
 // [collection, item] API paths of a manifest. Path parts must be names: "../x" would change
 // which path a request goes to. An invalid object name gives no item path: the manifest is then
