@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import httpx
 import pytest
-from dockyard_harness import PASSWORD, Server, app_containers, app_manifest, setup_project
+from dockyard_harness import PASSWORD, Server, app_containers, app_manifest, remove_instance_objects, setup_project
 
 pytestmark = pytest.mark.engine
 
@@ -27,11 +27,17 @@ def reg(server_factory, tmp_path: Path) -> Iterator[tuple[Server, dict]]:  # noq
     env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
     docker_cli(env, "login", "-u", "admin", "--password-stdin", s.registry, input=PASSWORD)
     yield s, env
-    # the tags these tests pushed, off the engine (the registry goes with the server's data dir)
-    out = docker_cli(env, "images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
-    for ref in out:
-        if ref.startswith(s.registry + "/"):
-            docker_cli(env, "rmi", "-f", ref, check=False)
+    s.stop()  # its containers go first, so that nothing holds the images below
+    remove_instance_objects(docker.APIClient(base_url=s.engine, version="1.41"), s.instance)
+    # the references to this server's registry, off the engine: tags, and images pulled by digest
+    # (by reference, never by id: an id may be the local demo image's too)
+    out = docker_cli(env, "images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}",
+                     check=False).stdout.splitlines()
+    for line in out:
+        repo, tag, digest = line.split()
+        if repo.startswith(s.registry + "/"):
+            refs = ([f"{repo}:{tag}"] if tag != "<none>" else []) + ([f"{repo}@{digest}"] if digest != "<none>" else [])
+            docker_cli(env, "rmi", *refs, check=False)
 
 
 def docker_cli(env: dict, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
