@@ -53,6 +53,10 @@ def test_images_tab_shows_pushes_deletes_a_tag_and_makes_robots(server, browsing
     d2 = push(server, docker_env, "dockyard/demo:2.0", "web", "2.0")
     server.wait_for(lambda: recorded(server, "web", "1.0", d1) and recorded(server, "web", "2.0", d2),
                     what="both pushes recorded")
+    with server.client() as c:  # a storage quota and a retention rule, shown beside the usage
+        c.patch(P, json={"spec": {"quota": {"storage": "1Gi"}, "registry": {"retention": [
+            {"repositories": "web", "tags": "v*", "keepLast": 5}]}}},
+            headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
 
     b = browsing(server.url)
     b.login("olivia", PW)
@@ -63,6 +67,8 @@ def test_images_tab_shows_pushes_deletes_a_tag_and_makes_robots(server, browsing
     expect(page.locator("#cmd-push")).to_contain_text(f"docker push {server.registry}/acme/shop/NAME:TAG")
     expect(page.locator("#cmd-login [data-copy]")).to_have_attribute("data-copy", f"docker login {server.registry}")
     expect(page.locator("#registry-usage [role=progressbar]")).to_have_count(1)
+    expect(page.locator("#registry-usage .usage-label")).to_contain_text(" of 1.0 GiB")
+    expect(page.locator("#retention-rules li")).to_have_text("images web · tags v* · keep the last 5")
     repo.locator("a").click()
     row = page.locator("#tags tr[data-tag='1.0']")
     expect(row).to_contain_text(d1[:19])
