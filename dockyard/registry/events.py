@@ -113,7 +113,11 @@ class EventReceiver:
     def _apply(self, n: Notification) -> list[str] | None:
         """Record a notification; the tags it concerns, or None when there is nothing new."""
         size, media = n.size, n.media_type
-        if n.action == "push" and self.client is not None:
+        usage = self.service.usage
+        local = usage.image_size(n.digest) if n.action == "push" and usage is not None else None
+        if local is not None:
+            size = local  # read from the registry's storage: no request, no token (pushes/s count)
+        elif n.action == "push" and self.client is not None:
             try:
                 m = self.client.manifest(n.repository, n.digest)
                 if m is not None:

@@ -87,6 +87,29 @@ class StorageUsage:
                     digests.add(digest)
         return sum(self._blob_size(d) for d in digests)
 
+    def image_size(self, digest: str) -> int | None:
+        """Bytes of the image a manifest describes (config and layers; an index: the sum of its
+        platform images), read from storage without asking the registry; None when the manifest is
+        not in storage (yet) or not readable."""
+        doc = self._manifest_doc(digest.removeprefix("sha256:"))
+        if doc is None:
+            return None
+        if isinstance(doc.get("manifests"), list):
+            sizes = [self.image_size(str(m.get("digest", ""))) for m in doc["manifests"] if isinstance(m, dict)]
+            return sum(x or 0 for x in sizes)
+        parts = [doc.get("config") or {}, *(doc.get("layers") or [])]
+        return sum(int(p.get("size") or 0) for p in parts if isinstance(p, dict))
+
+    def _manifest_doc(self, hexdigest: str) -> dict | None:
+        try:
+            path = self._blob_path(hexdigest)
+            if path.stat().st_size > _MAX_MANIFEST:
+                return None
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
     def _blob_path(self, hexdigest: str) -> Path:
         return self.root / "blobs" / "sha256" / hexdigest[:2] / hexdigest / "data"
 
@@ -103,15 +126,11 @@ class StorageUsage:
         if cached is not None:
             return cached
         named: tuple[str, ...] = ()
-        try:
-            path = self._blob_path(hexdigest)
-            if path.stat().st_size <= _MAX_MANIFEST:
-                doc = json.loads(path.read_bytes())
-                refs = [doc.get("config") or {}, *(doc.get("layers") or [])]
-                named = tuple(r["digest"].split(":", 1)[1] for r in refs
-                              if isinstance(r, dict) and str(r.get("digest", "")).startswith("sha256:"))
-        except (OSError, ValueError, KeyError, AttributeError):
-            named = ()
+        doc = self._manifest_doc(hexdigest)
+        if doc is not None:
+            refs = [doc.get("config") or {}, *(doc.get("layers") or [])]
+            named = tuple(r["digest"].split(":", 1)[1] for r in refs
+                          if isinstance(r, dict) and str(r.get("digest", "")).startswith("sha256:"))
         self._manifests[hexdigest] = named
         return named
 

@@ -103,3 +103,16 @@ def test_the_upload_ledger_forgets_committed_uploads_once_storage_shows_them(tmp
     ledger.cancel("acme", "shop", "u2")
     assert ledger.project("acme", "shop") == 0
     assert ledger.project("acme", "other") == 100
+
+
+def test_image_size_from_storage_for_an_image_and_an_index(tmp_path: Path) -> None:
+    usage = StorageUsage(tmp_path)
+    a, a_total = _image(tmp_path, "acme/shop/web", os.urandom(1000))
+    b, b_total = _image(tmp_path, "acme/shop/web", os.urandom(2000))
+    manifest_a = (tmp_path / f"docker/registry/v2/blobs/sha256/{a[:2]}/{a}/data").stat().st_size
+    manifest_b = (tmp_path / f"docker/registry/v2/blobs/sha256/{b[:2]}/{b}/data").stat().st_size
+    assert usage.image_size(f"sha256:{a}") == a_total - manifest_a  # config + layers
+    index = _blob(tmp_path, json.dumps({"schemaVersion": 2, "manifests": [
+        {"digest": f"sha256:{a}"}, {"digest": f"sha256:{b}"}]}).encode())
+    assert usage.image_size(f"sha256:{index}") == a_total - manifest_a + b_total - manifest_b
+    assert usage.image_size("sha256:" + "0" * 64) is None
