@@ -82,6 +82,7 @@ def test_images_tab_shows_pushes_deletes_a_tag_and_makes_robots(server, browsing
     row.locator("[data-delete-tag='1.0']").click()
     expect(row).to_have_count(0)
     expect(page.locator("#tags tr[data-tag='2.0']")).to_contain_text(d2[:19])
+    expect(repo.locator("td").nth(1)).to_have_text("1")
     with server.client() as c:
         assert [t["tag"] for t in c.get(f"{P}/images/web/tags").json()["items"]] == ["2.0"]
 

@@ -11,6 +11,7 @@ from typing import Literal, get_args, get_origin
 from dockyard.model.alerts import METRICS as ALERT_METRICS
 from dockyard.model.alerts import AlertRuleSpec, NotifierSpec
 from dockyard.model.app import app_state
+from dockyard.model.build import PHASES as BUILD_PHASES
 from dockyard.policy.permissions import ROLES
 from dockyard.policy.quota import RESOURCES
 from dockyard.web import STATIC, VENDOR
@@ -62,6 +63,11 @@ def test_keys_built_at_run_time_exist() -> None:
         assert f"health.{health}" in en
     for r in ("15m", "1h", "6h", "24h", "7d"):  # pages/metrics.js RANGES
         assert f"metrics.last.{r}" in en
+    for phase in BUILD_PHASES:  # pages/builds.js phaseBadge
+        assert f"builds.phase.{phase}" in en
+    for key in ("access.pull", "access.push", "state.active", "state.disabled", "state.expired",
+                "expiry.1d", "expiry.7d", "expiry.30d", "expiry.90d", "expiry.365d", "expiry.never"):  # pages/images.js
+        assert f"robots.{key}" in en
 
 
 def test_front_end_libraries_are_pinned_and_served_from_the_lock() -> None:

@@ -6,7 +6,7 @@
 import { api, seg } from "../api.js";
 import { h, clear } from "../dom.js";
 import { language, t } from "../i18n.js";
-import { toast } from "../app.js";
+import { navigate, toast } from "../app.js";
 import { formatValue } from "../chart.js";
 import { choice, confirmAction, copyButton, copyLine, createForm, emptyRow, errorBox, usageBar, when } from "../widgets.js";
 
@@ -122,7 +122,7 @@ async function tagsCard({ tenant, project, rights, signal }, repo) {
     try {
       await api("DELETE", `${seg`/projects/${tenant}/${project}`}/images/${repo}/tags/${tag}`);
       toast(t("images.tagDeleted", { ref: `${repo}:${tag}` }));
-      await load();
+      navigate(location.hash); // the whole tab again: the repository's tag count and size changed too
     } catch (e) { message.append(errorBox(e)); }
   }
   const table = h("table", { class: "data", id: "tags" },
