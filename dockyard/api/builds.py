@@ -4,6 +4,7 @@ the BuildConfig's webhook secret instead of a bearer token)."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -99,19 +100,20 @@ UNKNOWN = "no build config with a webhook answers at this address, or the signat
 
 
 def _webhook_secret(store: Store, scope: str, name: str) -> tuple[Any, bytes]:
-    """The BuildConfig and its webhook secret; 401 (never 404: the caller is not authenticated yet,
-    and must not learn which projects and configs exist) when there is none."""
+    """The BuildConfig and its webhook secret; (None, a random secret) when there is none, so that
+    the caller, not authenticated yet, is answered exactly as for a wrong signature and cannot
+    learn which projects and configs exist."""
     try:
         config = store.get("BuildConfig", scope, name)
         trigger = BuildConfigSpec.model_validate(config.spec).triggers.webhook
         if trigger is None or store.keyring is None:
-            raise Problem(401, UNKNOWN)
+            raise NotFound(name)
         secret = store.get("Secret", scope, trigger.secret)
         value = store.keyring.decrypt(secret.spec["ciphertext"])
     except (NotFound, KeyError, ValueError):
-        raise Problem(401, UNKNOWN) from None
+        value = b""
     if not value:
-        raise Problem(401, UNKNOWN)
+        return None, secrets.token_bytes(32)
     return config, value
 
 
@@ -122,6 +124,8 @@ def _hook(store: Store, tenant: str, project: str, name: str, headers: Any, body
         source = webhooks.authenticate(headers, body, secret)
     except webhooks.Unauthenticated as e:
         raise Problem(401, f"{UNKNOWN} ({e})") from None
+    if config is None:  # a random secret cannot be matched; never go on without a config
+        raise Problem(401, UNKNOWN)
     try:
         push = webhooks.parse_push(source, body)
     except webhooks.Malformed as e:
