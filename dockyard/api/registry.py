@@ -78,6 +78,9 @@ def registry_token(request: Request,
     if service and service != registry.settings.service:
         return _registry_error(400, "DENIED", f"this token service serves '{registry.settings.service}', "
                                               f"not '{service}'")
+    scopes = parse_scopes(scope)
+    if len(scopes) > MAX_SCOPES:  # several may share one parameter, space-separated
+        raise Problem(400, f"query parameter scope: at most {MAX_SCOPES} scopes in all, not {len(scopes)}")
     creds = _basic_credentials(request)
     if creds is None:
         return _unauthorized("log in with your Dockyard user name and password (or an API token or robot secret)")
@@ -95,7 +98,7 @@ def registry_token(request: Request,
         throttle.failed(keys)
         return _unauthorized("wrong user name or password (or the token or robot is expired, revoked or disabled)")
     throttle.succeeded(keys[0])
-    issued = registry.issuer.issue_for(grantee, parse_scopes(scope), TOKEN_TTL)
+    issued = registry.issuer.issue_for(grantee, scopes, TOKEN_TTL)
     at = issued.issued_at.isoformat().replace("+00:00", "Z")
     return {"token": issued.token, "access_token": issued.token, "expires_in": issued.expires_in, "issued_at": at}
 

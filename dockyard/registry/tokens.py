@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -88,6 +89,11 @@ def _b64url(data: bytes) -> str:
 
 # --- scopes and grants ------------------------------------------------------------------------
 
+# distribution's repository name grammar, at least TENANT/PROJECT/NAME, and its length limit
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+REPOSITORY = re.compile(rf"^{_COMPONENT}/{_COMPONENT}(?:/{_COMPONENT})+$")
+MAX_NAME = 255
+
 @dataclass(frozen=True)
 class Scope:
     type: str                    # "repository" or "registry" (anything else grants nothing)
@@ -131,11 +137,9 @@ def granted(scope: Scope, grantee: Grantee) -> frozenset[str]:
     """The actions of `scope` that `grantee` gets: the intersection of asked and allowed."""
     if scope.type == "registry":
         return frozenset(scope.actions) & {"*"} if scope.name == "catalog" and grantee.catalog else frozenset()
-    if scope.type != "repository":
-        return frozenset()
+    if scope.type != "repository" or len(scope.name) > MAX_NAME or not REPOSITORY.match(scope.name):
+        return frozenset()  # not a name the registry could serve ('..', upper case, ':'): nothing to grant
     parts = scope.name.split("/")
-    if len(parts) < 3 or not all(parts):
-        return frozenset()
     allowed = grantee.actions(parts[0], parts[1], "/".join(parts[2:]))
     if "*" in scope.actions:
         return allowed

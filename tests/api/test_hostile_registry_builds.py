@@ -4,7 +4,15 @@ unauthenticated webhook caller cannot tell which build configs exist."""
 
 from __future__ import annotations
 
+import base64
+import json
+from pathlib import Path
+
+import pytest
 from api_checks import viewer_and_stranger
+
+from dockyard.registry.service import RegistryService
+from dockyard.registry.settings import RegistrySettings
 
 PW = "some-password-1"
 P = "/api/v1/projects/acme/shop"
@@ -25,3 +33,45 @@ def test_webhook_does_not_tell_strangers_which_build_configs_exist(api) -> None:
             assert r.status_code == 401, r.text
             answers.add(r.json()["detail"])
         assert len(answers) == 1, (headers, answers)
+
+
+@pytest.fixture
+def registry(api, store, tmp_path: Path) -> RegistryService:  # noqa: ANN001
+    """A token service for an external registry (no child process), attached to the API."""
+    settings = RegistrySettings(listen=None, root=tmp_path / "registry", api_url="http://testserver",
+                                external_url="https://registry.example")
+    service = RegistryService(settings, store)
+    api.app.state.registry = service
+    api.app.state.login_throttle.delay = 0.0
+    return service
+
+
+def token(api, *scopes: str, user: str = "stranger"):  # noqa: ANN001, ANN201
+    return api.get("/registry/token", params={"service": "dockyard-registry", "scope": list(scopes)},
+                   auth=(user, PW), headers={"Authorization": ""})
+
+
+def grants(api, *scopes: str) -> list[list[str]]:  # noqa: ANN001
+    r = token(api, *scopes)
+    assert r.status_code == 200, r.text
+    claims = r.json()["token"].split(".")[1]
+    return [a["actions"] for a in json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["access"]]
+
+
+def test_scope_names_the_registry_could_not_serve_get_nothing(api, registry) -> None:  # noqa: ANN001
+    """stranger owns other/shop: a name that starts there but is not a valid repository name
+    ('..' back into acme/shop, a ':' smuggled in) must not carry their rights."""
+    viewer_and_stranger(api, PW)
+    assert grants(api, "repository:other/shop/web:pull,push") == [["pull", "push"]]
+    tricks = ["repository:other/shop/../../acme/shop/web:pull,push", "repository:other/shop/./web:pull",
+              "repository:other/shop/web:latest:push", "repository:other/shop/Web:pull",
+              "repository:other/shop/web/:pull", "repository:other/shop/" + "a" * 250 + ":pull",
+              "repository:acme/shop/../../other/shop/web:pull"]
+    assert grants(api, *tricks) == [[]] * len(tricks)
+
+
+def test_many_scopes_in_one_parameter_are_refused(api, registry) -> None:  # noqa: ANN001
+    viewer_and_stranger(api, PW)
+    r = token(api, " ".join(f"repository:other/shop/x{i}:pull" for i in range(33)))
+    assert r.status_code == 400 and "at most 32 scopes" in r.json()["detail"], r.text
+    assert grants(api, " ".join(f"repository:other/shop/x{i}:pull" for i in range(32))) == [["pull"]] * 32
