@@ -27,6 +27,7 @@ from dockyard.registry.images import ImageRecords, TagRecord
 from dockyard.registry.maintenance import apply_retention
 from dockyard.registry.quota import StoreQuotaPolicy
 from dockyard.registry.service import RegistryService
+from dockyard.registry.tokens import MAX_NAME, REPOSITORY
 from dockyard.store.repository import Store
 
 router = APIRouter(tags=["images"])
@@ -89,6 +90,17 @@ def _check(authz: Any, action: str, tenant: str, project: str) -> None:
     authz.require(action, tenant=tenant, project=project, missing=f"project '{tenant}/{project}' not found")
 
 
+def _repository(authz: Any, action: str, tenant: str, project: str, name: str) -> str:
+    """`TENANT/PROJECT/NAME` once the caller may take `action` and the name is in distribution's
+    grammar: the registry client would send a '..' that HTTP folds into another project's path."""
+    _check(authz, action, tenant, project)
+    repo = f"{tenant}/{project}/{name}"
+    if len(repo) > MAX_NAME or not REPOSITORY.match(repo):
+        raise Problem(400, f"path parameter name: '{name[:200]}' is not a repository name (lower-case letters and "
+                           "digits separated by '.', '_', '-' or '/')")
+    return repo
+
+
 def _tag_rows(tools: RegistryTools, repository: str, tags: list[str], known: dict[str, TagRecord]) -> list[dict]:
     """Tags with digest, size, pushed-at/-by; a tag pushed while Dockyard did not listen is read
     from the registry (no pushed-at/-by then)."""
@@ -146,9 +158,8 @@ def list_images(request: Request, store: StoreDep, authz: AuthzDep, tenant: str,
 @router.get("/projects/{tenant}/{project}/images/{name:path}/tags", operation_id="listImageTags",
             summary="Tags of a repository: digest, size, pushed-at, pushed-by, the Apps that use it")
 def list_tags(request: Request, store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: str) -> dict:
-    _check(authz, "images.pull", tenant, project)
+    repo = _repository(authz, "images.pull", tenant, project, name)
     tools = _tools(request)
-    repo = f"{tenant}/{project}/{name}"
     tags = _registry_call(tools.client.tags, repo)
     if not tags:
         raise Problem(404, f"repository {repo} has no tags (or does not exist)")
@@ -167,9 +178,8 @@ def delete_tag(request: Request, store: StoreDep, authz: AuthzDep, tenant: str, 
                tag: Annotated[str, Path(pattern=_TAG)]) -> dict:
     """The registry deletes manifests, not tags (distribution 2.8 has no tag deletion): deleting a
     manifest that other tags share would delete those too, so that is refused, naming them."""
-    _check(authz, "images.delete", tenant, project)
+    repo = _repository(authz, "images.delete", tenant, project, name)
     tools = _tools(request)
-    repo = f"{tenant}/{project}/{name}"
     digest = _registry_call(tools.client.digest, repo, tag)
     if digest is None:
         raise Problem(404, f"{repo}:{tag} not found")
@@ -193,13 +203,13 @@ class PreheatRequest(Schema):
              summary="Pull the image onto every node of the cluster now (before Apps need it)")
 def preheat(request: Request, authz: AuthzDep, tenant: str, project: str, name: str,
             body: PreheatRequest | None = None) -> dict:
-    _check(authz, "images.push", tenant, project)
+    repo = _repository(authz, "images.push", tenant, project, name)
     tools = _tools(request)
     body = body or PreheatRequest()
     if tools.preheater is None:
         raise Problem(404, "this server cannot preheat: it has no engine access for images")
     try:
-        return tools.preheater.preheat_tag(f"{tenant}/{project}/{name}", body.tag, body.cluster)
+        return tools.preheater.preheat_tag(repo, body.tag, body.cluster)
     except LookupError as e:
         raise Problem(404, str(e.args[0] if e.args else e)) from None
     except RegistryError as e:

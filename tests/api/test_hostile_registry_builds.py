@@ -75,3 +75,18 @@ def test_many_scopes_in_one_parameter_are_refused(api, registry) -> None:  # noq
     r = token(api, " ".join(f"repository:other/shop/x{i}:pull" for i in range(33)))
     assert r.status_code == 400 and "at most 32 scopes" in r.json()["detail"], r.text
     assert grants(api, " ".join(f"repository:other/shop/x{i}:pull" for i in range(32))) == [["pull"]] * 32
+
+
+@pytest.mark.parametrize(("method", "path"), [("get", "tags"), ("delete", "tags/latest"), ("post", "preheat")])
+def test_image_routes_refuse_names_that_leave_the_project(api, method: str, path: str) -> None:  # noqa: ANN001
+    """'..' in the name would reach the registry client, whose HTTP library folds
+    /v2/acme/shop/../../other/shop/web into other/shop's repository."""
+    viewer_and_stranger(api, PW)
+    for name in ("%2e%2e/%2e%2e/other/shop/web", "..%2F..%2Fother%2Fshop%2Fweb", "Web", "web%3Alatest"):
+        r = api.request(method, f"/api/v1/projects/acme/shop/images/{name}/{path}")
+        assert r.status_code == 400 and "not a repository name" in r.json()["detail"], (name, r.text)
+    # a stranger learns nothing about acme/shop from it
+    token = api.post("/api/v1/login", json={"username": "stranger", "password": PW}).json()["token"]
+    r = api.request(method, f"/api/v1/projects/acme/shop/images/%2e%2e/x/{path}",
+                    headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 404, r.text
