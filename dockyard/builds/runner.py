@@ -344,4 +344,9 @@ def _context_of(checkout: Path, context_dir: str, dockerfile: str) -> tuple[Path
         raise ValueError(f"spec.dockerfile '{dockerfile}' leads out of the build context")
     if not df.is_file():
         raise ValueError(f"spec.dockerfile: there is no file '{dockerfile}' in '{context_dir}'")
+    # the engine driver reads .dockerignore on this server: a link to the data dir (or to a huge
+    # blob of the registry's storage) must not be followed out of the context
+    ignore = context / ".dockerignore"
+    if ignore.is_symlink() and not ignore.resolve().is_relative_to(context):
+        raise ValueError(f"'.dockerignore' in '{context_dir}' is a symbolic link that leads out of the build context")
     return context, str(df.relative_to(context))
