@@ -27,6 +27,7 @@ from dockyard.policy import security
 from dockyard.store.bindings import revoke_all
 from dockyard.store.errors import Conflict, NotFound
 from dockyard.store.repository import Store, StoredObject
+from dockyard.store.robots import delete_project_robots
 from dockyard.store.selectors import parse_selector
 from dockyard.store.tables import resources
 
@@ -339,6 +340,7 @@ def delete(store: Store, authz: Authorizer, kind: str, *, scope: str, name: str,
     obj = store.delete(kind, scope, name, dry_run=dry_run, cascade=cascade, check=check)
     if not dry_run and kind == "Project":
         revoke_all(store, tenant=scope, project=name)
+        delete_project_robots(store, scope, name)
     elif not dry_run and kind == "Tenant":
         revoke_all(store, tenant=name)
     return obj.manifest()

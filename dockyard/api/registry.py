@@ -139,7 +139,7 @@ def _show(r: robot_store.Robot) -> dict:
 @router.get(ROBOTS, operation_id="listRobots", tags=["robots"], summary="The project's robot accounts (no secrets)")
 def robots_list(store: StoreDep, authz: AuthzDep, tenant: str, project: str) -> dict:
     authz.require("robots.manage", tenant=tenant, project=project)
-    store.get("Project", tenant, project)
+    robot_store.delete_project_robots(store, tenant, project, keep_uid=store.get("Project", tenant, project).uid)
     return {"items": [_show(r) for r in robot_store.list_robots(store, tenant, project)]}
 
 
@@ -151,6 +151,7 @@ def robots_create(request: Request, store: StoreDep, authz: AuthzDep, tenant: st
     authz.require("robots.manage", tenant=tenant, project=project)
     uid = store.get("Project", tenant, project).uid
     ttl = expiry_ttl(body.expires)
+    robot_store.delete_project_robots(store, tenant, project, keep_uid=uid)  # an earlier incarnation's
     robot, secret = robot_store.create_robot(store, tenant, project, uid, body.name, body.access,
                                              created_by=authz.user.name, ttl=ttl)
     request.state.audit_detail = f"robot {robot.username}, access {robot.access}, expires {body.expires or 'never'}"

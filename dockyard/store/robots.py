@@ -140,11 +140,15 @@ def set_robot_disabled(store: Store, tenant: str, project: str, name: str, disab
     return get_robot(store, tenant, project, name)
 
 
-def delete_project_robots(store: Store, tenant: str, project: str | None = None) -> int:
-    """Remove the robots of a project (None: of every project of the tenant)."""
+def delete_project_robots(store: Store, tenant: str, project: str | None = None, *,
+                          keep_uid: str | None = None) -> int:
+    """Remove the robots of a project (None: of every project of the tenant); with `keep_uid`, only
+    those of its earlier incarnations (left by a crash between a project's deletion and this)."""
     q = delete(robots).where(robots.c.tenant == tenant)
     if project is not None:
         q = q.where(robots.c.project == project)
+    if keep_uid is not None:
+        q = q.where(robots.c.project_uid != keep_uid)
     with store.tx() as conn:
         return conn.execute(q).rowcount
 

@@ -13,6 +13,7 @@ from api_checks import viewer_and_stranger
 
 from dockyard.registry.service import RegistryService
 from dockyard.registry.settings import RegistrySettings
+from dockyard.store import robots as robot_store
 
 PW = "some-password-1"
 P = "/api/v1/projects/acme/shop"
@@ -46,13 +47,13 @@ def registry(api, store, tmp_path: Path) -> RegistryService:  # noqa: ANN001
     return service
 
 
-def token(api, *scopes: str, user: str = "stranger"):  # noqa: ANN001, ANN201
+def token(api, *scopes: str, user: str = "stranger", password: str = PW):  # noqa: ANN001, ANN201
     return api.get("/registry/token", params={"service": "dockyard-registry", "scope": list(scopes)},
-                   auth=(user, PW), headers={"Authorization": ""})
+                   auth=(user, password), headers={"Authorization": ""})
 
 
-def grants(api, *scopes: str) -> list[list[str]]:  # noqa: ANN001
-    r = token(api, *scopes)
+def grants(api, *scopes: str, user: str = "stranger", password: str = PW) -> list[list[str]]:  # noqa: ANN001
+    r = token(api, *scopes, user=user, password=password)
     assert r.status_code == 200, r.text
     claims = r.json()["token"].split(".")[1]
     return [a["actions"] for a in json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["access"]]
@@ -90,3 +91,27 @@ def test_image_routes_refuse_names_that_leave_the_project(api, method: str, path
     r = api.request(method, f"/api/v1/projects/acme/shop/images/%2e%2e/x/{path}",
                     headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 404, r.text
+
+
+def test_a_deleted_projects_robots_go_with_it(api, registry, store) -> None:  # noqa: ANN001
+    """A project made again under the same name (by another owner, say) must not list, or
+    collide with, the robots of the one that was deleted."""
+    viewer_and_stranger(api, PW)
+    robots = "/api/v1/tenants/acme/projects/shop/robots"
+    old = api.post(robots, json={"name": "ci", "access": "push"}).json()
+    assert api.delete(P).status_code == 200
+    assert api.post("/api/v1/projects", json={"kind": "Project", "metadata": {"name": "shop", "tenant": "acme"}}
+                    ).status_code == 201
+    assert api.get(robots).json()["items"] == []
+    r = api.post(robots, json={"name": "ci", "access": "pull"})
+    assert r.status_code == 201, r.text
+    assert token(api, "repository:acme/shop/web:pull,push", user=old["username"], password=old["secret"]
+                 ).status_code == 401
+    assert len(robot_store.list_robots(store, "acme", "shop")) == 1
+
+    # a crash between a project's deletion and its robots' leaves rows of the old incarnation:
+    # the new project's robot routes forget them
+    robot_store.create_robot(store, "acme", "shop", "uid-of-a-deleted-incarnation", "stale", "push",
+                             created_by="someone", ttl=None)
+    assert [r["name"] for r in api.get(robots).json()["items"]] == ["ci"]
+    assert len(robot_store.list_robots(store, "acme", "shop")) == 1

@@ -78,11 +78,12 @@ def test_robots_and_ephemeral_credentials(api, registry) -> None:  # noqa: ANN00
     listed = api.get("/api/v1/tenants/acme/projects/shop/robots").json()["items"]
     assert "secret" not in listed[0] and listed[0]["lastUsedAt"] and listed[0]["createdBy"] == "admin"
 
-    # a project deleted and made again does not inherit the old project's robots
+    # a project deleted and made again does not inherit the old project's robots: they went with it
     assert api.delete("/api/v1/projects/acme/shop").status_code in (200, 202)
     assert api.post("/api/v1/projects", json={"kind": "Project", "metadata": {"name": "shop", "tenant": "acme"}}
                     ).status_code == 201
-    assert actions(api, robot["username"], robot["secret"], PUSH) == []
+    assert api.get("/registry/token", params={"scope": PUSH}, auth=(robot["username"], robot["secret"]),
+                   headers={"Authorization": ""}).status_code == 401
 
     user, password = registry.credential("acme", "shop", ("pull", "push"), ttl=60, repository="acme/shop/web")
     assert actions(api, user, password, PUSH) == ["pull", "push"]
