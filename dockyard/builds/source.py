@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 from dockyard.admission.egress import allowed_at_send
 from dockyard.model.build import GIT_SCHEMES
 from dockyard.policy.egress import Destination, EgressRefused
+from dockyard.registry.process import die_with_parent
 
 GIT_CONFIG = ("protocol.allow=never", "protocol.http.allow=always", "protocol.https.allow=always",
               "protocol.git.allow=always", "credential.helper=", "core.askPass=", "http.followRedirects=false",
@@ -82,8 +83,10 @@ def _tree_bytes(path: Path) -> int:
 def _run(argv: list[str], what: str, *, cwd: Path, env: dict[str, str], deadline: float, limits: Limits, watch: Path,
          stop: threading.Event, log: Callable[[str], None]) -> str:
     """Run one git command under the limits; return its stdout, log its stderr."""
+    # its own session (so the whole group can be killed), and asked to die with this thread: a
+    # killed server must not leave a git behind that nobody watches for time or size any more
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True, preexec_fn=die_with_parent)
     out: list[bytes] = []
     reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else b""), daemon=True)
     errors = threading.Thread(target=_relay, args=(proc, log), daemon=True)

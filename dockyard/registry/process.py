@@ -83,7 +83,7 @@ def answers(sock: Path, timeout: float = 2.0) -> bool:
         return False
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
@@ -210,7 +210,7 @@ class RegistryInstance:
             self.log_path.replace(self.log_path.with_suffix(".log.1"))
         with open(self.log_path, "ab") as out:
             proc = subprocess.Popen([self.binary, "serve", str(self.config)], stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, close_fds=True)
+                                    stderr=subprocess.STDOUT, preexec_fn=die_with_parent, close_fds=True)
         self.pidfile.write_text(f"{proc.pid}\n")
         with self._cond:
             self._proc = proc
