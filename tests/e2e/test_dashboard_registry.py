@@ -55,7 +55,7 @@ def test_images_tab_shows_pushes_deletes_a_tag_and_makes_robots(server, browsing
                     what="both pushes recorded")
     with server.client() as c:  # a storage quota and a retention rule, shown beside the usage
         c.patch(P, json={"spec": {"quota": {"storage": "1Gi"}, "registry": {"retention": [
-            {"repositories": "web", "tags": "v*", "keepLast": 5}]}}},
+            {"repositories": "web", "tags": "1.*", "keepLast": 0}]}}},
             headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
 
     b = browsing(server.url)
@@ -68,7 +68,10 @@ def test_images_tab_shows_pushes_deletes_a_tag_and_makes_robots(server, browsing
     expect(page.locator("#cmd-login [data-copy]")).to_have_attribute("data-copy", f"docker login {server.registry}")
     expect(page.locator("#registry-usage [role=progressbar]")).to_have_count(1)
     expect(page.locator("#registry-usage .usage-label")).to_contain_text(" of 1.0 GiB")
-    expect(page.locator("#retention-rules li")).to_have_text("images web · tags v* · keep the last 5")
+    expect(page.locator("#retention-rules li")).to_have_text("images web · tags 1.* · keep the last 0")
+    page.click("#retention-dry-run")  # the rules' dry run: 1.0 would go, 2.0 matches no rule; nothing is deleted
+    expect(page.locator("#retention-preview [data-would-delete]")).to_have_count(1)
+    expect(page.locator("#retention-preview [data-would-delete='web:1.0']")).to_have_count(1)
     repo.locator("a").click()
     row = page.locator("#tags tr[data-tag='1.0']")
     expect(row).to_contain_text(d1[:19])

@@ -39,21 +39,35 @@ export async function projectImagesTab(ctx) {
     api("GET", `${base}/registry`, undefined, { signal }),
     api("GET", `${base}/images`, undefined, { signal }),
   ]);
-  body.append(h("div", { class: "grid2" }, storageCard(registry), commandsCard(info.host, registry.prefix, repo)));
+  body.append(h("div", { class: "grid2" }, storageCard(registry, base, signal), commandsCard(info.host, registry.prefix, repo)));
   body.append(repositoriesCard(ctx, images.items, repo));
   if (wanted && !repo) body.append(errorBox(new Error(t("images.badRepo", { name: wanted.slice(0, 80) }))));
   if (repo) body.append(await tagsCard(ctx, repo));
   if (ctx.rights.allowed["robots.manage"]) body.append(...await robotsCards(ctx, info.host));
 }
 
-function storageCard(registry) {
+function storageCard(registry, base, signal) {
   const u = registry.usage || {};
   const rules = registry.retention || [];
+  const preview = h("div", { id: "retention-preview", role: "status" });
+  // what the rules would delete now (a dry run: anyone who may pull may ask; nothing is deleted)
+  async function dryRun() {
+    try {
+      const r = await api("POST", `${base}/registry/retention`, undefined, { signal, query: { dryRun: "1" } });
+      const ref = (v) => `${v.repository.split("/").slice(2).join("/")}:${v.tag}`;
+      clear(preview, r.wouldDelete.length
+        ? h("ul", { class: "problems" }, r.wouldDelete.map((v) => h("li", { class: "warn", "data-would-delete": ref(v) },
+          t("images.wouldDelete", { ref: ref(v), reason: v.reason }))))
+        : h("p", { class: "muted" }, t("images.nothingToDelete")),
+      r.protected.length > 0 && h("p", { class: "muted" }, t("images.protected", { refs: r.protected.map(ref).join(", ") })));
+    } catch (e) { clear(preview, errorBox(e)); }
+  }
   return h("section", { class: "card", id: "registry-usage" }, h("h2", {}, t("images.storage")),
     u.bytes === null || u.bytes === undefined ? h("p", { class: "muted" }, t("images.usageUnknown"))
       : usageBar(t("images.storageUsed"), u.bytes, u.quotaBytes ?? null, bytes),
     h("h3", {}, t("images.retention")),
-    rules.length ? h("ul", { id: "retention-rules" }, rules.map((r) => h("li", { class: "mono" }, retentionText(r))))
+    rules.length ? [h("ul", { id: "retention-rules" }, rules.map((r) => h("li", { class: "mono" }, retentionText(r)))),
+      h("button", { type: "button", class: "small", id: "retention-dry-run", onclick: dryRun }, t("images.retentionDryRun")), preview]
       : h("p", { class: "muted", id: "retention-rules" }, t("images.noRetention")));
 }
 
