@@ -77,6 +77,11 @@ class AppReconciler:
         spec = AppSpec.model_validate(app.spec)
         status = dict(app.status)
         pull_auth = None
+        if self.images is not None and (owner := self.images.foreign_project(scope, spec)):
+            self._fail(app, status, EngineError(
+                f"image {spec.image} is in the repository of project {owner}: an App runs images of its own "
+                f"project's repository ({scope}) only", permanent=True, reason="ImageNotAllowed"))
+            return Outcome(requeue=30.0)
         target = self.images.target(scope, spec) if self.images is not None else None
         if target is not None:
             prepared = self._prepare_image(app, spec, status, target)

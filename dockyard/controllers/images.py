@@ -50,6 +50,14 @@ class ImageResolver:
     def target(self, scope: str, spec: AppSpec) -> ImageTarget | None:
         return autodeploy.image_target(self.registry.settings, scope, spec.image)
 
+    def foreign_project(self, scope: str, spec: AppSpec) -> str | None:
+        """The project whose repository the App's image names, when that is not the App's own: the
+        App has no pull right there, and the engine, shared by every tenant, would otherwise start
+        that project's image from its cache by name."""
+        found = self.registry.settings.image_project(spec.image)
+        owner = f"{found[0]}/{found[1]}" if found else None
+        return owner if owner != scope else None
+
     def digest(self, target: ImageTarget) -> str | None:
         """The digest the tag points to now; EngineError (temporary) when the registry does not answer."""
         try:

@@ -1,0 +1,36 @@
+"""Tenants share one engine: an image of acme/shop's repository that is on the engine (its App
+pulled it, or a build made it) must not run in another project's App, which has no pull right on
+that repository. The engine would happily start a local image by name, so Dockyard refuses it."""
+
+from __future__ import annotations
+
+import time
+
+from dockyard_harness import app_manifest, get_app, setup_project
+
+
+def test_an_app_cannot_run_another_projects_image_from_the_engines_cache(server_factory, docker_api) -> None:  # noqa: ANN001
+    s = server_factory()
+    setup_project(s)
+    setup_project(s, "other", "shop")
+    secret_image = f"{s.registry}/acme/shop/private"
+    docker_api.tag("dockyard/demo:1.0", secret_image, "1")  # as acme/shop's own App's pull leaves it
+    try:
+        with s.client() as c:
+            r = c.post("/projects/other/shop/apps", json=app_manifest("thief", f"{secret_image}:1",
+                                                                       project="other/shop", health=False))
+            assert r.status_code == 201, r.text
+
+        def settled():  # noqa: ANN202
+            st = get_app(s, "thief", "other/shop").get("status") or {}
+            return st if st.get("phase") in ("Failed", "Ready") else None
+
+        st = s.wait_for(settled, timeout=30, what="the App to settle")
+        assert st["phase"] == "Failed", st
+        assert "acme/shop" in str(st), st
+        time.sleep(1)
+        running = [x for x in docker_api.containers(all=True, filters={"label": f"dockyard.instance={s.instance}"})
+                   if x["Image"].startswith(secret_image)]
+        assert running == [], running
+    finally:
+        docker_api.remove_image(f"{secret_image}:1")
