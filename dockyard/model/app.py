@@ -349,9 +349,14 @@ def without_restart(template: dict) -> dict:
 
 def run_image(spec: AppSpec) -> str:
     """The reference replicas are created from: `image@imageDigest` once a digest is known (a
-    reference that already names a digest is used as it is)."""
+    reference that already names a digest is used as it is). A bare name gets its implied
+    `:latest` spelled out: the engine looks a bare name it does not have up as a prefix of image
+    IDs, and `image: 3bfc76` would run whichever image on the shared engine has that ID."""
     if spec.image_digest and "@" not in spec.image:
         return f"{spec.image}@{spec.image_digest}"
+    ref = parse_image(spec.image)
+    if ref.tag is None and ref.digest is None:
+        return f"{spec.image}:latest"
     return spec.image
 
 

@@ -34,3 +34,22 @@ def test_an_app_cannot_run_another_projects_image_from_the_engines_cache(server_
         assert running == [], running
     finally:
         docker_api.remove_image(f"{secret_image}:1")
+
+
+def test_an_image_id_prefix_does_not_name_another_tenants_image(server_factory, docker_api) -> None:  # noqa: ANN001
+    """`image: 3bfc76` is a valid repository name, and the engine, finding no such name, falls back
+    to image IDs starting with it: any image on the shared engine could be run by guessing hex."""
+    s = server_factory()
+    setup_project(s, "other", "shop")
+    prefix = docker_api.inspect_image("dockyard/demo:1.0")["Id"].removeprefix("sha256:")[:12]
+    with s.client() as c:
+        r = c.post("/projects/other/shop/apps", json=app_manifest("guess", prefix, project="other/shop", health=False))
+        assert r.status_code == 201, r.text
+
+    def settled():  # noqa: ANN202
+        st = get_app(s, "guess", "other/shop").get("status") or {}
+        return st if st.get("phase") in ("Failed", "Ready") else None
+
+    st = s.wait_for(settled, timeout=30, what="the App to settle")
+    assert st["phase"] == "Failed", st
+    assert not docker_api.containers(all=True, filters={"label": f"dockyard.instance={s.instance}"})

@@ -52,6 +52,8 @@ def test_an_unchanged_apply_keeps_the_digest_and_a_changed_template_drops_it() -
 def test_replicas_run_image_at_digest() -> None:
     assert run_image(AppSpec.model_validate(spec(imageDigest=D1))) == f"{IMAGE}@{D1}"
     assert run_image(AppSpec.model_validate(spec())) == IMAGE
+    # a bare name is spelled with its tag: the engine would take it for an image ID prefix otherwise
+    assert run_image(AppSpec.model_validate({"image": "3bfc76"})) == "3bfc76:latest"
     pinned = f"{IMAGE}@{D2}"
     assert run_image(AppSpec.model_validate({"image": pinned, "imageDigest": D1})) == pinned
 
