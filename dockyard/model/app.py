@@ -19,7 +19,10 @@ RUNTIME_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
 def _check_image(v: str) -> str:
-    parse_image(v)
+    ref = parse_image(v)
+    if ref.domain is None and ref.path == "sha256":
+        # the engine reads `sha256:HEX` as an image ID (or a prefix of one), whoever's image it is
+        raise ValueError(f"'{v}' names an image by its ID: name it by repository and tag or digest")
     return v
 
 

@@ -45,6 +45,8 @@ def test_an_image_id_prefix_does_not_name_another_tenants_image(server_factory, 
     with s.client() as c:
         r = c.post("/projects/other/shop/apps", json=app_manifest("guess", prefix, project="other/shop", health=False))
         assert r.status_code == 201, r.text
+        r = c.post("/projects/other/shop/apps", json=app_manifest("byid", f"sha256:{prefix}", project="other/shop"))
+        assert r.status_code == 422 and "by its ID" in r.text, r.text
 
     def settled():  # noqa: ANN202
         st = get_app(s, "guess", "other/shop").get("status") or {}
