@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from dockyard.admission.requester import REQUESTER_ANNOTATION
 from dockyard.builds import logfile, starts
 from dockyard.builds.deploy import DeployError, deploy
+from dockyard.builds.dockerfile import check as check_dockerfile
 from dockyard.builds.source import Limits, SourceError, fetch
 from dockyard.engines.base import EngineDriver, EngineError, ImageBuild
 from dockyard.model.build import BUILD_FIELDS, CANCEL_ANNOTATION, FINISHED, BuildConfigSpec, BuildSpec, ref_tag
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 PUSH_CREDENTIAL_TTL = 900.0   # seconds: a push outlasting it fails (the token is asked for once per blob)
 DEFAULT_MEMORY, DEFAULT_CPU = "512Mi", "1"  # what api.objects.PLATFORM_DEFAULTS gives containers
 PRUNE_EVERY = 60.0
+MAX_DOCKERFILE = 1024 * 1024
 
 
 class PushRegistry(Protocol):
@@ -286,6 +288,7 @@ class BuildRunner:
         status["commit"] = commit
         self._check(job)
         context, dockerfile = _context_of(work, spec.source.context_dir, spec.dockerfile)
+        _check_base_images(context / dockerfile, spec.build_args, b.scope, registry.settings)
         tags = list(dict.fromkeys([commit, ref_tag(spec.source.ref)]))
         memory, cpu = self._limits_of(tenant, project)
         build = ImageBuild(context=str(context), dockerfile=dockerfile, tags=tuple(f"{target}:{t}" for t in tags),
@@ -328,6 +331,19 @@ class BuildRunner:
         except NotFound:
             raise ValueError(f"project {tenant}/{project} is gone") from None
         return parse_memory(defaults.memory or DEFAULT_MEMORY), parse_cpu(defaults.cpu or DEFAULT_CPU)
+
+
+def _check_base_images(path: Path, build_args: dict[str, str], scope: str, settings: Any) -> None:
+    """Refuse a Dockerfile that builds from, or copies from, an image the project may not use
+    (`builds.dockerfile`): the shared engine would take it from its cache unchecked."""
+    if path.stat().st_size > MAX_DOCKERFILE:
+        raise ValueError(f"spec.dockerfile: larger than {MAX_DOCKERFILE // 1024} KiB")
+
+    def owner_of(ref: str) -> str | None:
+        found = settings.image_project(ref)
+        return f"{found[0]}/{found[1]}" if found else None
+
+    check_dockerfile(path.read_text(errors="replace"), build_args, scope, owner_of)
 
 
 def _context_of(checkout: Path, context_dir: str, dockerfile: str) -> tuple[Path, str]:

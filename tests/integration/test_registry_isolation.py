@@ -55,3 +55,39 @@ def test_an_image_id_prefix_does_not_name_another_tenants_image(server_factory, 
     st = s.wait_for(settled, timeout=30, what="the App to settle")
     assert st["phase"] == "Failed", st
     assert not docker_api.containers(all=True, filters={"label": f"dockyard.instance={s.instance}"})
+
+
+def test_a_build_cannot_start_from_another_projects_cached_image(server_factory, docker_api, tmp_path) -> None:  # noqa: ANN001
+    """Builds run with pull=0 on the shared engine: `FROM` another project's image would be taken
+    from the engine's cache without asking the registry (and `FROM <id prefix>` from anyone's)."""
+    from test_builds import GitServer  # the git daemon of the build tests
+
+    git = GitServer(tmp_path / "git")
+    git.start()
+    s = server_factory()
+    setup_project(s, "other", "shop")
+    secret_image = f"{s.registry}/acme/shop/private"
+    docker_api.tag("dockyard/demo:1.0", secret_image, "1")
+    try:
+        git.commit("steal", {"Dockerfile": f"FROM {secret_image}:1\nRUN true\n"})
+        prefix = docker_api.inspect_image("dockyard/demo:1.0")["Id"].removeprefix("sha256:")[:12]
+        git.commit("guess", {"Dockerfile": "ARG BASE\nFROM dockyard/demo:1.0\nCOPY --from=$BASE /bin/sh /x\n"})
+        with s.client() as c:
+            for name, repo, args in (("steal", "steal", {}), ("guess", "guess", {"BASE": prefix})):
+                spec = {"source": {"git": git.url(repo)}, "image": name, "buildArgs": args}
+                r = c.post("/projects/other/shop/builds",
+                           json={"kind": "Build", "metadata": {"name": name, "project": "other/shop"}, "spec": spec})
+                assert r.status_code == 201, r.text
+            for name, says in (("steal", "acme/shop"), ("guess", "by its ID")):
+                b = s.wait_for(lambda n=name: (c.get(f"/projects/other/shop/builds/{n}").json().get("status") or {})
+                               .get("phase") in ("Failed", "Succeeded") and c.get(f"/projects/other/shop/builds/{n}").json(),
+                               timeout=90, what=f"build {name} to end")
+                assert b["status"]["phase"] == "Failed" and says in b["status"]["message"], b["status"]
+    finally:
+        git.stop()
+        docker_api.remove_image(f"{secret_image}:1")
+        for img in docker_api.images(all=True, filters={"label": "dockyard.build.project=other/shop"}):
+            try:
+                docker_api.remove_image(img["Id"], force=True)
+            except Exception:  # noqa: BLE001 — removed with a parent already
+                pass
