@@ -64,6 +64,9 @@ def image_references(text: str, build_args: dict[str, str]) -> list[str]:
     seen_from = False
     out: list[str] = []
     for word, rest in _instructions(text):
+        if word == "ONBUILD":  # runs in a later build FROM this image: its --from is checked now
+            word, _, rest = rest.partition(" ")
+            word, rest = word.upper(), rest.strip()
         if word == "ARG" and not seen_from:
             for item in rest.split():
                 name, eq, default = item.partition("=")

@@ -33,6 +33,8 @@ def test_references_follow_args_stages_continuations_and_the_escape_directive() 
     "ARG B\nFROM $B\n",                       # the build argument below names acme/shop's image
     "FROM 3bfc76\n", "FROM sha256:3bfc76\n",  # an image ID prefix: whatever the engine holds
     "FROM ${B:+x}\n",                         # a form left unexpanded: cannot be judged
+    # an ONBUILD trigger would copy from it in a later build that starts from this image
+    f"FROM dockyard/demo:1.0\nONBUILD COPY --from={REG}/acme/shop/private:1 /secret /\n",
 ])
 def test_what_other_projects_or_ids_name_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
