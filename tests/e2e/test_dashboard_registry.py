@@ -8,6 +8,7 @@ Screenshots go to tests/e2e/artifacts/."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,6 +168,7 @@ def test_a_build_from_the_page_streams_its_log_live_and_a_sleeping_one_is_cancel
     expect(page.locator(".page-head [data-phase]")).to_have_attribute("data-phase", "Running")
     assert "second-step-out" not in log.inner_text(), "the first line came before the build wrote the second"
     expect(page.locator("#cancel-build")).to_be_visible()
+    expect(page.locator("#build-duration")).to_have_text(re.compile(r"^\d+s$"))  # the time so far, ticking
     expect(log).to_contain_text("second-step-out", timeout=LONG)
     expect(page.locator(".page-head [data-phase]")).to_have_attribute("data-phase", "Succeeded", timeout=LONG)
     expect(page.locator("#build-log[data-ended='true']")).to_have_count(1, timeout=LONG)

@@ -131,7 +131,7 @@ export async function buildPage(main, [tenant, project, name], signal) {
       fact(t("builds.deployTo"), build.spec.deployTo),
       fact(t("builds.startedAt"), st.startedAt && when(st.startedAt, language())),
       fact(t("builds.finishedAt"), st.finishedAt && when(st.finishedAt, language())),
-      fact(t("builds.duration"), duration(build)),
+      fact(t("builds.duration"), h("span", { id: "build-duration" }, duration(build))),
       fact(t("builds.queuePosition"), st.queuePosition && String(st.queuePosition)),
       fact(t("col.message"), st.message && h("span", { id: "build-message" }, st.message)));
     clear(actions, rights.allowed["builds.write"] && !FINISHED.has(phase) && h("button", { type: "button", class: "danger", id: "cancel-build",
@@ -145,6 +145,12 @@ export async function buildPage(main, [tenant, project, name], signal) {
       } }, t("builds.cancel")));
   }
   draw();
+  // a running build's time so far, once a second (only that text: the buttons stay where they are)
+  const ticker = setInterval(() => {
+    const el = document.getElementById("build-duration");
+    if (el && phaseOf(build) === "Running") el.textContent = duration(build);
+  }, 1000);
+  signal.addEventListener("abort", () => clearInterval(ticker));
   watch(`${base}/builds`, { resourceVersion: first.metadata.resourceVersion, signal, onEvent: (ev) => {
     const obj = ev.object;
     if (obj && obj.metadata?.name === name && obj.metadata.uid === first.metadata.uid) { build = obj; draw(); }
