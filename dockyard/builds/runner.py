@@ -32,6 +32,7 @@ from dockyard.admission.requester import REQUESTER_ANNOTATION
 from dockyard.builds import logfile, starts
 from dockyard.builds.deploy import DeployError, deploy
 from dockyard.builds.dockerfile import check as check_dockerfile
+from dockyard.builds.dockerfile import image_references
 from dockyard.builds.source import Limits, SourceError, fetch
 from dockyard.engines.base import EngineDriver, EngineError, ImageBuild
 from dockyard.model.build import BUILD_FIELDS, CANCEL_ANNOTATION, FINISHED, BuildConfigSpec, BuildSpec, ref_tag
@@ -288,7 +289,9 @@ class BuildRunner:
         status["commit"] = commit
         self._check(job)
         context, dockerfile = _context_of(work, spec.source.context_dir, spec.dockerfile)
-        _check_base_images(context / dockerfile, spec.build_args, b.scope, registry.settings)
+        bases = _check_base_images(context / dockerfile, spec.build_args, b.scope, registry.settings)
+        self._ensure_base_images(bases, registry, tenant, project, write)
+        self._check(job)
         tags = list(dict.fromkeys([commit, ref_tag(spec.source.ref)]))
         memory, cpu = self._limits_of(tenant, project)
         build = ImageBuild(context=str(context), dockerfile=dockerfile, tags=tuple(f"{target}:{t}" for t in tags),
@@ -324,6 +327,22 @@ class BuildRunner:
                          requester=requester)
             write(f"deployed to app {spec.deploy_to} (generation {gen})")
 
+    def _ensure_base_images(self, images: list[str], registry: PushRegistry, tenant: str, project: str,
+                            write: Callable[[str], None]) -> None:
+        """Every image the Dockerfile builds or copies from must be on the engine before the build:
+        with `pull=0` the classic builder still pulls a missing FROM image (from Docker Hub for a
+        bare name). Images of the project's repository in Dockyard's registry are pulled here, with
+        an ephemeral pull credential; anything else missing is refused."""
+        for image in dict.fromkeys(images):
+            if image.lower() == "scratch" or self.engine.has_image(image):
+                continue
+            if registry.settings.image_project(image) is not None:  # the project's own (checked before)
+                write(f"pulling {image} from Dockyard's registry")
+                self.engine.pull_image(image, registry.credential(tenant, project, ("pull",), ttl=PUSH_CREDENTIAL_TTL))
+                continue
+            raise ValueError(f"base image {image} is not on the engine; builds never pull (load or build it, "
+                             "or push it to Dockyard's registry and name it with the registry host)")
+
     def _limits_of(self, tenant: str, project: str) -> tuple[int, float]:
         """The project's default container limits (the platform's when it sets none)."""
         try:
@@ -333,9 +352,10 @@ class BuildRunner:
         return parse_memory(defaults.memory or DEFAULT_MEMORY), parse_cpu(defaults.cpu or DEFAULT_CPU)
 
 
-def _check_base_images(path: Path, build_args: dict[str, str], scope: str, settings: Any) -> None:
+def _check_base_images(path: Path, build_args: dict[str, str], scope: str, settings: Any) -> list[str]:
     """Refuse a Dockerfile that builds from, or copies from, an image the project may not use
-    (`builds.dockerfile`): the shared engine would take it from its cache unchecked."""
+    (`builds.dockerfile`): the shared engine would take it from its cache unchecked. Returns the
+    images it names (FROM and COPY/ADD --from, stages left out)."""
     if path.stat().st_size > MAX_DOCKERFILE:
         raise ValueError(f"spec.dockerfile: larger than {MAX_DOCKERFILE // 1024} KiB")
 
@@ -343,7 +363,9 @@ def _check_base_images(path: Path, build_args: dict[str, str], scope: str, setti
         found = settings.image_project(ref)
         return f"{found[0]}/{found[1]}" if found else None
 
-    check_dockerfile(path.read_text(errors="replace"), build_args, scope, owner_of)
+    text = path.read_text(errors="replace")
+    check_dockerfile(text, build_args, scope, owner_of)
+    return image_references(text, build_args)
 
 
 def _context_of(checkout: Path, context_dir: str, dockerfile: str) -> tuple[Path, str]:

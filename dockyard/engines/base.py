@@ -317,6 +317,10 @@ class EngineDriver(ABC):
         image id. EngineError reason "ImagePullFailed" (permanent) when the registry refuses it."""
         raise EngineError("this engine driver cannot pull images", permanent=True, reason="PullUnsupported")
 
+    def has_image(self, image: str) -> bool:
+        """Whether the engine holds `image` (by reference; nothing is pulled)."""
+        raise EngineError("this engine driver cannot look images up", permanent=True, reason="ImagesUnsupported")
+
     def summary(self) -> dict[WorkloadKey, list[tuple[str, str]]] | None:
         """(container name, state) of every app's containers in one cheap call, for resyncs;
         None when the driver cannot tell (then every app is reconciled)."""

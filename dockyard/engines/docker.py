@@ -746,6 +746,13 @@ class DockerDriver(EngineDriver):
 
     # --- builds ---------------------------------------------------------------------------
 
+    def has_image(self, image: str) -> bool:
+        try:
+            self._call(self.api.inspect_image, image)
+        except docker_errors.NotFound:
+            return False
+        return True
+
     def build_image(self, build: ImageBuild, stop: threading.Event) -> Iterator[BuildOutput]:
         return docker_build.run_build(self.api, self._call, _abort_stream, build, stop)
 

@@ -370,3 +370,33 @@ def test_build_step_limits_and_a_server_killed_mid_build(server_factory, gitserv
         assert "interrupted" in c.get(f"{P}/builds/{name}/logs").text
     assert not list((s.data_dir / "builds" / "work").iterdir())
     assert not build_containers()
+
+
+def test_a_base_image_missing_from_the_engine_is_refused_without_a_pull(server_factory, gitserver,  # noqa: ANN001
+                                                                         docker_api) -> None:  # noqa: ANN001
+    """`pull=0` does not stop the classic builder from pulling a FROM image it lacks (from Docker
+    Hub for a bare name): the runner reads the FROM lines (global ARGs, --platform, stage names)
+    and refuses before the engine sees the build."""
+    missing = f"dockyard/absent-base:{time.time_ns()}"
+    s = server_factory()
+    with s.client() as c:
+        prepare(s, c)
+        gitserver.commit("absent", {"Dockerfile": f"ARG BASE={missing}\n"
+                                                  "FROM --platform=linux/amd64 dockyard/demo:1.0 AS first\n"
+                                                  "FROM first AS second\nFROM ${BASE}\nCOPY --from=second /bin/sh /sh\n"})
+        c.post(f"{P}/buildconfigs", json=buildconfig("absent", gitserver.url("absent"), image="absent"))\
+            .raise_for_status()
+        since = int(time.time()) - 1
+        name = c.post(f"{P}/buildconfigs/absent/start").json()["metadata"]["name"]
+        b = wait_phase(s, c, name, {"Succeeded", "Failed"})
+        until = int(time.time()) + 1
+    assert b["status"]["phase"] == "Failed", b["status"]
+    assert b["status"]["message"] == (
+        f"base image {missing} is not on the engine; builds never pull (load or build it, or push it to "
+        "Dockyard's registry and name it with the registry host)"), b["status"]
+    pulls = [e for e in docker_api.events(since=since, until=until, decode=True, filters={"type": "image"})
+             if e.get("Action") == "pull" or "absent-base" in json.dumps(e)]
+    assert pulls == [], pulls
+    log = (s.data_dir / "builds" / "logs").glob("*.log")
+    text = "\n".join(p.read_text() for p in log)
+    assert "Step 1/" not in text and "not on the engine" in text, text
