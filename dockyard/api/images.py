@@ -189,8 +189,8 @@ def delete_tag(request: Request, store: StoreDep, authz: AuthzDep, tenant: str, 
         raise Problem(409, f"{repo}:{tag} has the digest {digest} of tag(s) {', '.join(sorted(others))} too, and the "
                            "registry deletes manifests, not tags: delete those tags as well, or push another "
                            f"image to {tag} instead")
-    _registry_call(tools.client.delete_manifest, repo, digest)
-    tools.receiver.deleted_by_user(repo, digest, [tag], authz.user.name)
+    _registry_call(tools.client.delete_manifest, repo, digest, authz.user.name)
+    tools.receiver.deleted_by_user(repo, digest, authz.user.name)
     return {"repository": repo, "tag": tag, "digest": digest, "deleted": True}
 
 

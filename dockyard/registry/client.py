@@ -4,7 +4,8 @@ registry by URL), speaking the distribution API v2 with a short-lived token per 
 Dockyard asks the registry directly (not through the proxy): the proxy is for docker clients and
 counts their uploads; what the platform itself reads or deletes must not depend on it. Each call
 gets its own token for exactly the repository (and actions) it needs, minted by Dockyard's token
-service for the subject `dockyard`; with no token service (a bare registry) requests go without.
+service for the subject `dockyard` (a delete: for whoever asked for it, whom the registry's
+notification of it then names); with no token service (a bare registry) requests go without.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)
 ACCEPT = ", ".join(MANIFEST_TYPES)
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
-# access → bearer token (None: send no Authorization header)
-Authorize = Callable[[list[dict]], str | None]
+# (access, subject) → bearer token (None: send no Authorization header)
+Authorize = Callable[[list[dict], str], str | None]
+SUBJECT = "dockyard"
 
 
 class RegistryError(Exception):
@@ -99,9 +101,10 @@ class RegistryClient:
     # --- wire ---------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, access: list[dict], *, headers: dict | None = None,
-                 ok: tuple[int, ...] = (200,), missing_ok: bool = False) -> httpx.Response | None:
+                 ok: tuple[int, ...] = (200,), missing_ok: bool = False, subject: str = SUBJECT
+                 ) -> httpx.Response | None:
         h = dict(headers or {})
-        token = self._authorize(access) if self._authorize else None
+        token = self._authorize(access, subject) if self._authorize else None
         if token:
             h["Authorization"] = f"Bearer {token}"
         try:
@@ -166,11 +169,12 @@ class RegistryClient:
 
     # --- writes -------------------------------------------------------------------------
 
-    def delete_manifest(self, repository: str, digest: str) -> bool:
-        """Delete a manifest by digest (every tag pointing to it goes with it); False when it was
-        already gone."""
+    def delete_manifest(self, repository: str, digest: str, actor: str = SUBJECT) -> bool:
+        """Delete a manifest by digest (every tag pointing to it goes with it) for `actor`, the
+        name the registry's notification of the delete carries; False when it was already gone."""
         r = self._request("DELETE", f"/v2/{repository}/manifests/{digest}",
-                          repository_access(repository, ("pull", "delete")), ok=(202, 200), missing_ok=True)
+                          repository_access(repository, ("pull", "delete")), ok=(202, 200), missing_ok=True,
+                          subject=actor or SUBJECT)
         return r is not None
 
 
@@ -184,11 +188,11 @@ def _error_text(r: httpx.Response) -> str:
 
 def client_for(service: RegistryService) -> RegistryClient:
     """The client for a RegistryService: its own registry's sockets (writable, then read-only) or
-    the external URL, with tokens from its issuer for the subject `dockyard`."""
+    the external URL, with tokens from its issuer (subject `dockyard`, or who asked for a delete)."""
     settings, issuer = service.settings, service.issuer
 
-    def authorize(access: list[dict]) -> str:
-        return issuer.issue("dockyard", access, ttl=60)
+    def authorize(access: list[dict], subject: str) -> str:
+        return issuer.issue(subject, access, ttl=60)
 
     if settings.external_url:
         return RegistryClient(url=settings.external_url, authorize=authorize)

@@ -147,21 +147,37 @@ class EventReceiver:
                 cause = autodeploy.push_cause(n.tag or "", n.actor)
                 for app in autodeploy.apps_following(self.store, self.service.settings, n.repository, n.tag or ""):
                     autodeploy.roll_out_digest(self.store, app, n.digest, cause)
-            elif tags:  # [] when a user's delete through the API already recorded it
+            elif tags:  # [] when the API's or retention's own record of the delete came first
                 self._deleted_event(n.repository, n.digest, tags, n.actor or "unknown")
         except Exception:  # noqa: BLE001 — the event is recorded; the resync catches a missed deploy
             log.exception("after the registry's %s of %s", n.action, n.repository)
 
-    def deleted_by_user(self, repository: str, digest: str, tags: list[str], user: str) -> None:
-        """Record a delete Dockyard made for `user`, so the timeline names them (the registry's
-        notification of it names only Dockyard's own token subject, and then finds nothing new)."""
-        with self.store.tx() as conn:
-            ImageRecords.record_delete(conn, repository, digest, None)
-        tenant, project = repository.split("/")[:2]
-        self._invalidate(tenant, project)
-        self._deleted_event(repository, digest, tags, user)
+    def deleted_by_user(self, repository: str, digest: str, user: str) -> None:
+        """Record a delete Dockyard made for `user` (see `record_deleted`)."""
+        record_deleted(self.store, self.service, repository, digest, user)
 
     def _deleted_event(self, repository: str, digest: str, tags: list[str], actor: str) -> None:
-        tenant, project, name = repository.split("/", 2)
-        self.store.record_event(Event(f"{tenant}/{project}", "Image", name[:63], "Normal", "ImageDeleted",
-                                      f"{actor} deleted {name}:{', '.join(tags)} ({digest})"))
+        deleted_events(self.store, repository, digest, tags, actor)
+
+
+def record_deleted(store: Store, service: RegistryService | None, repository: str, digest: str, actor: str) -> list[str]:
+    """Record a manifest delete Dockyard made for `actor` (a user, or the retention policy): its
+    tags are marked deleted and the timeline gets one ImageDeleted per tag. The registry's
+    notification of the same delete races with this; whichever marks the rows first writes the
+    events, the other finds nothing (ImageRecords.record_delete), and both name `actor`, the
+    subject of the delete's token. Returns the tags this call recorded."""
+    with store.tx() as conn:
+        tags = ImageRecords.record_delete(conn, repository, digest, None)
+    if service is not None and service.usage is not None:
+        tenant, project = repository.split("/")[:2]
+        service.usage.invalidate(tenant, project)
+    deleted_events(store, repository, digest, tags, actor)
+    return tags
+
+
+def deleted_events(store: Store, repository: str, digest: str, tags: list[str], actor: str) -> None:
+    """One ImageDeleted per tag (one manifest delete takes every tag pointing to it)."""
+    tenant, project, name = repository.split("/", 2)
+    for tag in tags:
+        store.record_event(Event(f"{tenant}/{project}", "Image", name[:63], "Normal", "ImageDeleted",
+                                 f"{actor} deleted {name}:{tag} ({digest})"))

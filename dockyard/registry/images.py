@@ -86,13 +86,13 @@ class ImageRecords:
 
     @staticmethod
     def record_delete(conn: Connection, repository: str, digest: str, tag: str | None) -> list[str]:
-        """The manifest `digest` (or only `tag`) was deleted; returns the tags that went with it."""
+        """The manifest `digest` (or only `tag`) was deleted; returns the tags that went with it.
+        One statement (UPDATE … RETURNING): of the API's or retention's own record of a delete and
+        the registry's notification of it, racing in two threads, exactly one gets the tags (and
+        writes the timeline event), the other [] (PostgreSQL re-checks `deleted` after the lock)."""
         cond = and_(images.c.repository == repository, images.c.deleted.is_(False),
                     images.c.tag == tag if tag else images.c.digest == digest)
-        tags = list(conn.execute(select(images.c.tag).where(cond)).scalars())
-        if tags:
-            conn.execute(update(images).where(cond).values(deleted=True))
-        return sorted(tags)
+        return sorted(conn.execute(update(images).where(cond).values(deleted=True).returning(images.c.tag)).scalars())
 
     def forget_events(self, older_than: timedelta = EVENT_MEMORY) -> int:
         with self.store.tx() as conn:

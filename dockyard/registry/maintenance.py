@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from dockyard.model.quantity import parse_duration
 from dockyard.registry import retention
 from dockyard.registry.client import RegistryClient
+from dockyard.registry.events import record_deleted
 from dockyard.registry.gc import GarbageCollector, GcBusy
 from dockyard.registry.images import ImageRecords
 from dockyard.store.repository import Event, Store
@@ -44,14 +45,11 @@ def apply_retention(store: Store, service: RegistryService, client: RegistryClie
     delete, protected = retention.plan_project(store, service.settings, tenant, project)
     failed: list[str] = []
     if delete and not dry_run:
-        failed = retention.apply(client, delete)
+        failed = retention.apply(client, delete, actor)
         gone = [v for v in delete if not any(f.startswith(f"{v.repository}:{v.tag}:") for f in failed)]
-        with store.tx() as conn:
-            for v in gone:
-                ImageRecords.record_delete(conn, v.repository, v.digest, None)
+        for v in gone:  # each deleted tag's ImageDeleted, once, whether or not the notification came first
+            record_deleted(store, service, v.repository, v.digest, actor)
         if gone:
-            if service.usage is not None:
-                service.usage.invalidate(tenant, project)
             names = ", ".join(f"{v.repository.split('/', 2)[2]}:{v.tag}" for v in gone[:20])
             more = f" and {len(gone) - 20} more" if len(gone) > 20 else ""
             store.record_event(Event(f"{tenant}/{project}", "Project", project, "Normal", "RetentionApplied",

@@ -364,3 +364,35 @@ def test_retention_and_gc_run_on_their_schedule(fast_schedules: None, reg) -> No
     finally:
         for i in (1, 2, 3):
             docker_cli(env, "rmi", f"h4-sched:{i}", f"{s.registry}/acme/shop/job:b{i}", check=False)
+
+
+def image_deleted(s: Server) -> list[str]:
+    """The messages of the project's ImageDeleted events, each repeat counted."""
+    with s.client() as c:
+        events = c.get("/projects/acme/shop/events").json()["items"]
+    return sorted(e["message"].split(" (")[0] for e in events if e["reason"] == "ImageDeleted"
+                  for _ in range(e.get("count", 1)))
+
+
+def test_every_deleted_tag_gets_exactly_one_image_deleted_event_naming_who_asked(reg) -> None:  # noqa: ANN001
+    s, env = reg
+    push(s, env, "dockyard/demo:1.0", "solo", "1")
+    build_variant(env, f"h4-events:c-{s.port}", f"events-{s.port}")
+    try:
+        for tag, source in (("a", "dockyard/demo:1.0"), ("b", "dockyard/demo:2.0"), ("c", f"h4-events:c-{s.port}")):
+            push(s, env, source, "web", tag)
+            time.sleep(1.1)  # distinct push times
+        s.wait_for(lambda: len(tags(s, "web")) == 3 and all(t["pushedBy"] for t in tags(s, "web").values())
+                   and tags(s, "solo"), what="pushes recorded")
+        # the API's delete and the registry's notification of it: one event, naming the user
+        s.cli("images", "delete", "acme/shop/solo:1")
+        with s.client() as c:
+            c.patch("/projects/acme/shop", json={"spec": {"registry": {"retention": [
+                {"repositories": "web", "keepLast": 1}]}}},
+                headers={"Content-Type": "application/merge-patch+json"}).raise_for_status()
+        s.cli("images", "retention", "-p", "acme/shop")
+        assert set(tags(s, "web")) == {"c"}
+        time.sleep(3)  # the registry's notifications of the three deletes arrive meanwhile
+        assert image_deleted(s) == ["admin deleted solo:1", "admin deleted web:a", "admin deleted web:b"]
+    finally:
+        docker_cli(env, "rmi", f"h4-events:c-{s.port}", check=False)
