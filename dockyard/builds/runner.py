@@ -323,8 +323,8 @@ class BuildRunner:
         self.store.update_status("Build", b.scope, b.name, status, uid=b.uid)
         if spec.deploy_to:
             requester = b.annotations.get(REQUESTER_ANNOTATION, "")
-            gen = deploy(self.store, scope=b.scope, app=spec.deploy_to, image=f"{target}@{digest}", build=b.name,
-                         requester=requester)
+            gen = deploy(self.store, scope=b.scope, app=spec.deploy_to, target=target, tags=tags, digest=digest,
+                         build=b.name, requester=requester)
             write(f"deployed to app {spec.deploy_to} (generation {gen})")
 
     def _ensure_base_images(self, images: list[str], registry: PushRegistry, tenant: str, project: str,

@@ -201,19 +201,38 @@ def test_gitea_webhook_builds_pushes_and_deploys(built_images, server_factory, g
             assert out.returncode == 0, out.stderr
             assert json.loads(out.stdout)["Digest"] == st["imageDigest"]
 
-        # the App rolls to the digest and serves the new content
-        image = f"{s.registry}/acme/shop/web@{st['imageDigest']}"
-
-        def rolled():  # noqa: ANN202
+        # the App rolls to the digest (as its commit's tag, the shape autoDeploy writes) and serves it
+        def rolled(image: str, digest: str):  # noqa: ANN202
             app = get_app(s, "web")
             cs = [x for x in app["status"].get("containers") or [] if x.get("ready")]
-            return app if app["spec"]["image"] == image and app["status"].get("phase") == "Ready" and cs else None
+            return app if (app["spec"]["image"], app["spec"].get("imageDigest")) == (image, digest) and \
+                app["status"].get("phase") == "Ready" and cs else None
 
-        app = s.wait_for(rolled, timeout=90, what="the app to roll to the built digest")
+        app = s.wait_for(lambda: rolled(f"{s.registry}/acme/shop/web:{sha}", st["imageDigest"]), timeout=90,
+                         what="the app to roll to the built digest")
         ip = next(x["ip"] for x in app["status"]["containers"] if x.get("ready"))
         assert httpx.get(f"http://{ip}:8080/hello.txt", timeout=3).text == "hello from build one\n"
         revs = c.get(f"{P}/apps/web/revisions").json()["items"]
         assert revs[-1]["changeCause"] == f"build {name}"
+
+        # an App that follows the branch's tag (its digest filled in from the tag) keeps following it:
+        # the next build's deploy moves imageDigest, and no revision names two digests
+        c.patch(f"{P}/apps/web", json={"spec": {"image": f"{s.registry}/acme/shop/web:main"}}).raise_for_status()
+        s.wait_for(lambda: rolled(f"{s.registry}/acme/shop/web:main", st["imageDigest"]), timeout=60,
+                   what="the app to follow the main tag")
+        sha2 = gitserver.commit("site", {"hello.txt": "hello from build two\n"})
+        body2 = gitea_push("refs/heads/main", sha2)
+        r = httpx.post(hook, content=body2, headers={"X-Gitea-Signature": sign(body2)})
+        second = r.json()["build"]
+        st2 = wait_phase(s, c, second, {"Succeeded", "Failed"})["status"]
+        assert st2["phase"] == "Succeeded" and st2["imageDigest"] != st["imageDigest"], st2
+        s.wait_for(lambda: rolled(f"{s.registry}/acme/shop/web:main", st2["imageDigest"]), timeout=90,
+                   what="the app to roll to the second build's digest")
+        revs = c.get(f"{P}/apps/web/revisions").json()["items"]
+        assert revs[-1]["changeCause"] == f"build {second}" and revs[-1]["imageDigest"] == st2["imageDigest"], revs
+        assert all("@" not in (r["image"] or "") for r in revs), revs
+        history = s.cli("rollout", "history", "app", "web", "-p", "acme/shop").stdout
+        assert not any(line.count("@") > 1 for line in history.splitlines()), history
 
         # the CLI lists it with its duration, and prints its log (-f ends with the build)
         out = s.cli("build", "list", "-p", "acme/shop").stdout

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from dockyard.builds import starts, webhooks
+from dockyard.builds.deploy import image_patch
 from dockyard.model.build import BuildSpec, ref_tag
 
 BODY = b'{"ref":"refs/heads/main","after":"4b825dc642cb6eb9a060e54bf8d69288fbee4904","commits":[]}'
@@ -167,3 +168,11 @@ def test_git_connects_to_the_checked_address() -> None:
     # curl keeps the host name (Host header, TLS name) and connects to the address
     assert _pin(https) == ["-c", "http.curloptResolve=git.example:443:192.0.2.7"]
     assert _pin(git) == []
+
+
+def test_deploy_patch_keeps_a_followed_tag_and_sets_the_digest() -> None:
+    target, d = "127.0.0.1:5000/acme/shop/web", "sha256:" + "b" * 64
+    tags = ["c" * 40, "main"]
+    assert image_patch(f"{target}:main", target, tags, d) == {"imageDigest": d}
+    for other in ("dockyard/demo:1.0", f"{target}:v1", f"{target}@sha256:{'a' * 64}", f"{target}2:main", target):
+        assert image_patch(other, target, tags, d) == {"image": f"{target}:{'c' * 40}", "imageDigest": d}, other
