@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +280,10 @@ class RegistryProxy:
         """(tenant, project, ledger key, commits) of a blob upload request in a project, else None."""
         if method not in ("POST", "PATCH", "PUT", "DELETE"):
             return None
-        m = _UPLOAD.match(target)
+        # the registry (Go's net/http) routes on the decoded path, absolute-form targets too: read
+        # the project the same way, or `acme%2Fshop/web` would be stored past acme/shop's quota
+        parts = urlsplit(target)
+        m = _UPLOAD.match(unquote(parts.path) + (f"?{parts.query}" if parts.query else ""))
         if not m:
             return None
         parts = m.group("name").split("/")
