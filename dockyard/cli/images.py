@@ -111,9 +111,10 @@ def preheat(ref: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME[:TAG]")
 
 @images_app.command("retention")
 def retention(project: Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT")] = None,
-              dry_run: Annotated[bool, typer.Option("--dry-run", help="only show what would be deleted")] = False,
-              output: OutputOpt = "table") -> None:
-    """Apply the project's retention rules (spec.registry.retention) now."""
+              dry_run: Annotated[bool, typer.Option("--dry-run", help="only show what would be deleted and kept")]
+              = False, output: OutputOpt = "table") -> None:
+    """Apply the project's retention rules (spec.registry.retention) now; every tag is listed with
+    what happens to it and why."""
     res = _call("POST", f"/projects/{_project(project)}/registry/retention", output,
                 params={"dryRun": "1" if dry_run else None})
     if res is None:
@@ -121,7 +122,7 @@ def retention(project: Annotated[str | None, typer.Option("--project", "-p", hel
     gone = res.get("wouldDelete" if dry_run else "deleted") or []
     rows = [[v["repository"], v["tag"], v["digest"][:19], "would delete" if dry_run else "deleted", v["reason"]]
             for v in gone] + [[v["repository"], v["tag"], v["digest"][:19], "kept", v["reason"]]
-                              for v in res.get("protected") or []]
+                              for v in (res.get("protected") or []) + (res.get("kept") or [])]
     typer.echo(table(["REPOSITORY", "TAG", "DIGEST", "ACTION", "WHY"], rows))
     for f in res.get("failed") or []:
         typer.echo(f"failed: {f}", err=True)

@@ -42,7 +42,8 @@ def interval_from_env(name: str, default: str) -> float | None:
 def apply_retention(store: Store, service: RegistryService, client: RegistryClient, tenant: str, project: str,
                     *, dry_run: bool, actor: str = "retention") -> dict:
     """Plan the project's retention and, unless `dry_run`, delete what it lets go."""
-    delete, protected = retention.plan_project(store, service.settings, tenant, project)
+    plan = retention.plan_project(store, service.settings, tenant, project)
+    delete = plan.delete
     failed: list[str] = []
     if delete and not dry_run:
         failed = retention.apply(client, delete, actor)
@@ -55,7 +56,8 @@ def apply_retention(store: Store, service: RegistryService, client: RegistryClie
             store.record_event(Event(f"{tenant}/{project}", "Project", project, "Normal", "RetentionApplied",
                                      f"{actor} deleted {len(gone)} tag(s) by the retention policy: {names}{more}"))
     return {"dryRun": dry_run, "deleted" if not dry_run else "wouldDelete": [v.public() for v in delete],
-            "protected": [v.public() for v in protected], "failed": failed}
+            "protected": [v.public() for v in plan.protected], "kept": [v.public() for v in plan.kept],
+            "failed": failed}
 
 
 class RegistryMaintenance:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,25 +45,52 @@ class Verdict:
                 "pushedAt": self.pushed_at.isoformat().replace("+00:00", "Z"), "reason": self.reason}
 
 
-def _kept_by(rule: RetentionRule, ordered: list[TagRecord], at: datetime) -> set[str]:
-    keep = set()
-    if rule.keep_last is not None:
-        keep |= {r.tag for r in ordered[:rule.keep_last]}
+@dataclass(frozen=True)
+class Plan:
+    """What a retention run deletes, what a rule would delete but may not go (`protected`), and
+    what no rule lets go (`kept`: kept by keepLast/keepDays, or matched by no rule); each with why."""
+
+    delete: list[Verdict]
+    protected: list[Verdict]
+    kept: list[Verdict]
+
+
+def _kept_by(i: int, rule: RetentionRule, ordered: list[TagRecord], at: datetime) -> dict[str, str]:
+    """The tags `rule` (number i + 1) keeps among `ordered` (newest first), with why."""
+    keep: dict[str, str] = {}
     if rule.keep_days is not None:
         since = at - timedelta(days=rule.keep_days)
-        keep |= {r.tag for r in ordered if r.pushed_at >= since}
+        keep |= {r.tag: f"rule {i + 1}: keepDays {rule.keep_days} (pushed {r.pushed_at:%Y-%m-%d})"
+                 for r in ordered if r.pushed_at >= since}
+    if rule.keep_last is not None:
+        keep |= {r.tag: f"rule {i + 1}: keepLast {rule.keep_last} (newest {n + 1} of {len(ordered)} matching)"
+                 for n, r in enumerate(ordered[:rule.keep_last])}
     return keep
 
 
-def select_deletions(rules: list[RetentionRule], tags: list[TagRecord], *, in_use: set[tuple[str, str]],
-                     digests_in_use: set[str], at: datetime) -> tuple[list[Verdict], list[Verdict]]:
-    """(tags to delete, tags a rule would delete but that are protected), both with the reason.
-    `in_use`: (repository, tag) pairs Apps name; `digests_in_use`: digests Apps run."""
+def _why(users: Mapping | set, key: object, generic: str) -> str | None:
+    """Why `key` is needed: the names in `users` when it is a mapping, else `generic`."""
+    if key not in users:
+        return None
+    return users[key] if isinstance(users, Mapping) else generic
+
+
+def select_deletions(rules: list[RetentionRule], tags: list[TagRecord], *, in_use: Mapping | set,
+                     digests_in_use: Mapping | set, at: datetime) -> tuple[list[Verdict], list[Verdict]]:
+    """(tags to delete, tags a rule would delete but that are protected), both with the reason."""
+    p = plan(rules, tags, in_use=in_use, digests_in_use=digests_in_use, at=at)
+    return p.delete, p.protected
+
+
+def plan(rules: list[RetentionRule], tags: list[TagRecord], *, in_use: Mapping | set,
+         digests_in_use: Mapping | set, at: datetime) -> Plan:
+    """The verdict on every tag. `in_use`: (repository, tag) pairs Apps name; `digests_in_use`:
+    digests Apps run or have in their rollout history; either may map to who uses it (a reason)."""
     by_repo: dict[str, list[TagRecord]] = defaultdict(list)
     for t in tags:
         by_repo[t.repository].append(t)
     doomed: dict[tuple[str, str], str] = {}
-    kept: set[tuple[str, str]] = set()
+    kept: dict[tuple[str, str], str] = {}
     for repo, found in by_repo.items():
         name = repo.split("/", 2)[2]
         for i, rule in enumerate(rules):
@@ -70,28 +98,34 @@ def select_deletions(rules: list[RetentionRule], tags: list[TagRecord], *, in_us
                 continue
             matching = sorted((t for t in found if fnmatch.fnmatchcase(t.tag, rule.tags)),
                               key=lambda t: (t.pushed_at, t.tag), reverse=True)
-            keep = _kept_by(rule, matching, at)
+            keep = _kept_by(i, rule, matching, at)
             for t in matching:
                 if t.tag in keep:
-                    kept.add((repo, t.tag))
+                    kept.setdefault((repo, t.tag), keep[t.tag])
                 else:
                     doomed.setdefault((repo, t.tag), f"rule {i + 1} ({_describe(rule)})")
     record = {(t.repository, t.tag): t for t in tags}
-    staying_digests = {(t.repository, t.digest) for t in tags if (t.repository, t.tag) not in doomed
-                       or (t.repository, t.tag) in kept}
-    delete, protected = [], []
-    for key, why in sorted(doomed.items()):
+    staying = {key for key in record if key not in doomed or key in kept}
+    staying_digests: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for repo, tag in sorted(staying):
+        staying_digests[(repo, record[(repo, tag)].digest)].append(tag)
+    delete, protected, rest = [], [], []
+    for key, t in sorted(record.items()):
+        def verdict(reason: str, t: TagRecord = t) -> Verdict:
+            return Verdict(t.repository, t.tag, t.digest, t.pushed_at, reason)
+
         if key in kept:
-            continue
-        t = record[key]
-        if key in in_use or t.digest in digests_in_use:
-            protected.append(Verdict(t.repository, t.tag, t.digest, t.pushed_at, "in use by an App or its rollout history"))
-        elif (t.repository, t.digest) in staying_digests:
-            protected.append(Verdict(t.repository, t.tag, t.digest, t.pushed_at,
-                                     "its digest is also the digest of a tag that stays"))
+            rest.append(verdict(kept[key]))
+        elif key not in doomed:
+            rest.append(verdict("no rule matches it"))
+        elif why := (_why(in_use, key, "in use by an App")
+                     or _why(digests_in_use, t.digest, "in use by an App or its rollout history")):
+            protected.append(verdict(why))
+        elif sharing := staying_digests.get((t.repository, t.digest)):
+            protected.append(verdict(f"its digest is also the digest of a tag that stays ({', '.join(sharing)})"))
         else:
-            delete.append(Verdict(t.repository, t.tag, t.digest, t.pushed_at, why))
-    return delete, protected
+            delete.append(verdict(doomed[key]))
+    return Plan(delete, protected, rest)
 
 
 def _describe(rule: RetentionRule) -> str:
@@ -104,27 +138,29 @@ def _describe(rule: RetentionRule) -> str:
 
 
 def images_in_use(store: Store, settings: RegistrySettings | None, tenant: str, project: str
-                  ) -> tuple[set[tuple[str, str]], set[str]]:
+                  ) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
     """(repository, tag) pairs the project's Apps name, and the digests Apps run or their rollout
-    history names (a rollback restores those exactly)."""
+    history names (a rollback restores those exactly), each with who uses it."""
     scope = f"{tenant}/{project}"
-    tags = set()
+    tags: dict[tuple[str, str], list[str]] = defaultdict(list)
     for app in store.list("App", scope=scope)[0]:
         target = autodeploy.image_target(settings, scope, app.spec.get("image", ""))
         if target is not None:
-            tags.add((target.repository, target.tag))
-    return tags, untagged.pinned_digests(store)
+            tags[(target.repository, target.tag)].append(app.name)
+    digests = {d: untagged.describe_users(users, scope) for d, users in untagged.digest_users(store).items()}
+    return {k: "in use by App " + ", ".join(v) for k, v in tags.items()}, digests
 
 
 def plan_project(store: Store, settings: RegistrySettings | None, tenant: str, project: str,
-                 at: datetime | None = None) -> tuple[list[Verdict], list[Verdict]]:
-    """What the project's policy deletes now, and what it would but may not."""
+                 at: datetime | None = None) -> Plan:
+    """The project's policy applied to its tags now: what goes, what it would let go but may not,
+    and what it keeps."""
     spec = ProjectSpec.model_validate(store.get("Project", tenant, project).spec)
     if not spec.registry.retention:
-        return [], []
+        return Plan([], [], [])
     in_use, digests = images_in_use(store, settings, tenant, project)
-    return select_deletions(spec.registry.retention, ImageRecords(store).project_tags(tenant, project),
-                            in_use=in_use, digests_in_use=digests, at=at or now())
+    return plan(spec.registry.retention, ImageRecords(store).project_tags(tenant, project),
+                in_use=in_use, digests_in_use=digests, at=at or now())
 
 
 def apply(client: RegistryClient, verdicts: list[Verdict], actor: str = "retention") -> list[str]:

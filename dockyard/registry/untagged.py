@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.registry.client import INDEX_TYPES
@@ -78,22 +80,52 @@ def children(storage: Path, digest: str) -> list[str]:
     return [m["digest"] for m in doc.get("manifests") or [] if isinstance(m, dict) and m.get("digest")]
 
 
+@dataclass(frozen=True)
+class DigestUser:
+    """An App that needs a digest: it runs it (`revision` None) or its rollout history names it."""
+
+    scope: str
+    app: str
+    revision: int | None = None
+
+    def describe(self, scope: str) -> str:
+        name = self.app if self.scope == scope else f"{self.scope}/{self.app}"
+        return f"App {name}" + (f" revision {self.revision}" if self.revision else "")
+
+
+def _spec_digests(spec: dict) -> set[str]:
+    out = {spec["imageDigest"]} if spec.get("imageDigest") else set()
+    image = spec.get("image") or ""
+    if "@" in image:
+        out.add(image.rsplit("@", 1)[1])
+    return out
+
+
+def digest_users(store: Store) -> dict[str, list[DigestUser]]:
+    """Digest → the Apps that run it or whose rollout history names it (what a rollback restores)."""
+    out: dict[str, list[DigestUser]] = defaultdict(list)
+    for app in store.list("App")[0]:
+        current = _spec_digests(app.spec)
+        for d in current:
+            out[d].append(DigestUser(app.scope, app.name))
+        for rev in store.revisions(app.scope, app.name):
+            for d in _spec_digests(rev.template) - current:
+                out[d].append(DigestUser(app.scope, app.name, rev.revision))
+    return out
+
+
+def describe_users(users: list[DigestUser], scope: str) -> str:
+    """"in use by App web" / "in the rollout history of App web revision 2", as seen from `scope`."""
+    running = [u.describe(scope) for u in users if u.revision is None]
+    history = [u.describe(scope) for u in users if u.revision is not None]
+    parts = (["in use by " + ", ".join(running)] if running else []) + \
+        (["in the rollout history of " + ", ".join(history)] if history else [])
+    return "; ".join(parts)
+
+
 def pinned_digests(store: Store) -> set[str]:
     """Digests an App runs or its rollout history names (what a rollback restores)."""
-    out: set[str] = set()
-
-    def add(spec: dict) -> None:
-        if spec.get("imageDigest"):
-            out.add(spec["imageDigest"])
-        image = spec.get("image") or ""
-        if "@" in image:
-            out.add(image.rsplit("@", 1)[1])
-
-    for app in store.list("App")[0]:
-        add(app.spec)
-        for rev in store.revisions(app.scope, app.name):
-            add(rev.template)
-    return out
+    return set(digest_users(store))
 
 
 def unneeded(storage: Path, keep: set[str]) -> list[tuple[str, str]]:

@@ -202,8 +202,14 @@ def test_retention_keeps_the_last_n_matching_tags_and_tags_in_use(reg) -> None: 
         plan = c.post("/projects/acme/shop/registry/retention", params={"dryRun": "1"}).json()
         assert sorted(v["tag"] for v in plan["wouldDelete"]) == ["v3"]
         assert sorted((v["tag"], v["reason"]) for v in plan["protected"]) == [
-            ("v1", "its digest is also the digest of a tag that stays"), ("v2", "in use by an App or its rollout history")]
+            ("v1", "its digest is also the digest of a tag that stays (keep-me)"), ("v2", "in use by App old")]
+        kept = {v["tag"]: v["reason"] for v in plan["kept"]}
+        assert kept["keep-me"] == "no rule matches it" and kept["v5"].startswith("rule 1: keepLast 2 (newest 1 of 5")
         assert set(tags(s, "api")) == {"v1", "v2", "v3", "v4", "v5", "keep-me"}  # a dry run deletes nothing
+    rows = {line.split()[1]: line for line in s.cli("images", "retention", "-p", "acme/shop", "--dry-run"
+                                                     ).stdout.splitlines()[1:]}
+    assert "would delete" in rows["v3"] and "kept" in rows["v4"] and "keepLast 2" in rows["v4"]
+    assert "in use by App old" in rows["v2"] and "no rule matches it" in rows["keep-me"]
     out = s.cli("images", "retention", "-p", "acme/shop").stdout
     assert "v3" in out and "deleted" in out
     assert set(tags(s, "api")) == {"v1", "v2", "v4", "v5", "keep-me"}

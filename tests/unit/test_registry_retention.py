@@ -9,7 +9,7 @@ import pytest
 from dockyard.admission import InvalidObject, admit
 from dockyard.model.project import RetentionRule
 from dockyard.registry.images import TagRecord
-from dockyard.registry.retention import select_deletions
+from dockyard.registry.retention import plan, select_deletions
 
 AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -84,3 +84,20 @@ def test_rules_are_validated_with_field_names() -> None:
     with pytest.raises(InvalidObject) as e:
         admit("Project", body, scope="t")
     assert "keepLast" in e.value.errors[0].message
+
+
+def test_every_tag_gets_a_verdict_with_the_reason() -> None:
+    tags = [tag("web", "v1", 30), tag("web", "v2", 20), tag("web", "v3", 10, digest="sha256:run"),
+            tag("web", "v4", 5, digest="sha256:old"), tag("web", "v5", 1), tag("web", "latest", 1, digest="sha256:v5"),
+            tag("web", "v6", 40, digest="sha256:v5")]
+    p = plan([rule(tags="v*", keepLast=1), rule(tags="v4", keepDays=7)], tags,
+             in_use={("acme/shop/web", "v2"): "in use by App web"},
+             digests_in_use={"sha256:run": "in the rollout history of App web revision 1"}, at=AT)
+    why = {v.tag: v.reason for v in p.delete + p.protected + p.kept}
+    assert [v.tag for v in p.delete] == ["v1"] and why["v1"].startswith("rule 1 (")
+    assert why["v2"] == "in use by App web"
+    assert why["v3"] == "in the rollout history of App web revision 1"
+    assert why["v4"].startswith("rule 2: keepDays 7")
+    assert why["v5"] == "rule 1: keepLast 1 (newest 1 of 6 matching)"
+    assert why["latest"] == "no rule matches it"
+    assert why["v6"] == "its digest is also the digest of a tag that stays (latest)"
