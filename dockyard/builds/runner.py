@@ -239,10 +239,12 @@ class BuildRunner:
             self._build(job, work, status, write)
             status.update(phase="Succeeded", message=None)
             write("build succeeded")
-        except Cancelled:
+        except Cancelled as e:
             timed_out = time.monotonic() - t0 >= self.build_timeout
-            status.update(phase="Failed" if timed_out else "Cancelled",
-                          message=f"took longer than {self.build_timeout:.0f} s" if timed_out else job.why)
+            why = f"took longer than {self.build_timeout:.0f} s" if timed_out else job.why
+            if e.args:  # after the push: say which tags moved (and why, when it was not a user's cancel)
+                why = e.args[0] if why == "cancelled" else f"{why}; {e.args[0]}"
+            status.update(phase="Failed" if timed_out else "Cancelled", message=why)
             write(status["message"])
         except (SourceError, EngineError, DeployError, ValueError) as e:
             status.update(phase="Failed", message=str(e)[:2000])
@@ -313,14 +315,18 @@ class BuildRunner:
         self._check(job)
         user, password = registry.credential(tenant, project, ("pull", "push"), ttl=PUSH_CREDENTIAL_TTL,
                                                   repository=repository)
+        # not cancellable: a push cut off between tags would leave some tags moved and the Build
+        # without the digest they now name; a cancel that comes meanwhile takes effect after it
         digest = ""
         for tag in tags:
             write(f"pushing {target}:{tag}")
-            digest = self.engine.push_image(f"{target}:{tag}", (user, password), job.cancel)
-            self._check(job)
+            digest = self.engine.push_image(f"{target}:{tag}", (user, password))
         status.update(tags=tags, imageDigest=digest, image=f"{target}@{digest}")
         write(f"pushed {target}@{digest}")
         self.store.update_status("Build", b.scope, b.name, status, uid=b.uid)
+        if job.cancel.is_set():
+            moved = ", ".join(f"{target}:{t}" for t in tags)
+            raise Cancelled(f"cancelled after the push: {moved} now point to {digest}; not deployed")
         if spec.deploy_to:
             requester = b.annotations.get(REQUESTER_ANNOTATION, "")
             gen = deploy(self.store, scope=b.scope, app=spec.deploy_to, target=target, tags=tags, digest=digest,

@@ -419,3 +419,32 @@ def test_a_base_image_missing_from_the_engine_is_refused_without_a_pull(server_f
     log = (s.data_dir / "builds" / "logs").glob("*.log")
     text = "\n".join(p.read_text() for p in log)
     assert "Step 1/" not in text and "not on the engine" in text, text
+
+
+def test_a_cancel_during_the_push_takes_effect_after_it(built_images, server_factory, gitserver) -> None:  # noqa: ANN001
+    """A push is not cut short (its tags would move while the Build said nothing of it): the
+    Build ends Cancelled with the digest its tags now name, and is not deployed."""
+    s = server_factory()
+    built_images.append(s)
+    with s.client() as c:
+        prepare(s, c)
+        c.post(f"{P}/apps", json=app_manifest("web")).raise_for_status()
+        sha = gitserver.commit("big", {"Dockerfile": "FROM dockyard/demo:1.0\n"
+                                                     f"RUN echo {time.time_ns()} && dd if=/dev/urandom of=/big bs=1M "
+                                                     "count=200\n"})
+        c.post(f"{P}/buildconfigs", json=buildconfig("big", gitserver.url("big"), image="big", deploy="web"))\
+            .raise_for_status()
+        name = c.post(f"{P}/buildconfigs/big/start").json()["metadata"]["name"]
+        s.wait_for(lambda: "pushing" in c.get(f"{P}/builds/{name}/logs").text, timeout=120, interval=0.05,
+                   what="the build to start pushing")
+        assert c.post(f"{P}/builds/{name}/cancel").status_code == 200
+        st = wait_phase(s, c, name, {"Succeeded", "Failed", "Cancelled"})["status"]
+        target = f"{s.registry}/acme/shop/big"
+        assert st["phase"] == "Cancelled" and st["imageDigest"].startswith("sha256:"), st
+        assert st["message"] == (f"cancelled after the push: {target}:{sha}, {target}:main now point to "
+                                 f"{st['imageDigest']}; not deployed"), st
+        for tag in (sha, "main"):
+            out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--creds", f"admin:{PASSWORD}",
+                                  f"docker://{target}:{tag}"], capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0 and json.loads(out.stdout)["Digest"] == st["imageDigest"], out.stderr
+        assert get_app(s, "web")["spec"]["image"] == "dockyard/demo:1.0"
