@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,8 +33,10 @@ def _context_tar(build: ImageBuild) -> tuple[Any, str]:
     if os.path.isfile(ignore):
         with open(ignore) as f:
             exclude = [x for x in (line.strip() for line in f.read().splitlines()) if x and not x.startswith("#")]
-    # the Dockerfile is inside the context (the model refuses other paths), so it travels in the tar
-    return docker_utils.tar(build.context, exclude=exclude, dockerfile=(build.dockerfile, None)), build.dockerfile
+    # the Dockerfile is inside the context (the model refuses other paths), so it travels in the tar;
+    # the tar goes to a file without a name, which a killed server cannot leave behind
+    return docker_utils.tar(build.context, exclude=exclude, dockerfile=(build.dockerfile, None),
+                            fileobj=tempfile.TemporaryFile()), build.dockerfile
 
 
 def build_params(build: ImageBuild, dockerfile: str) -> dict[str, Any]:

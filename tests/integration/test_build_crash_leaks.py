@@ -66,3 +66,32 @@ def test_a_killed_server_leaves_no_git_behind(server_factory) -> None:  # noqa: 
         for conn in held:
             conn.close()
         hole.close()
+
+
+def test_a_killed_server_leaves_no_build_context_in_tmp(server_factory, tmp_path, monkeypatch, docker_api) -> None:  # noqa: ANN001
+    """The build context travels to the engine as a tar in a temporary file: one with a name
+    outlives a SIGKILLed server (up to the 512 MiB the checkout may hold, per build)."""
+    from test_builds import GitServer
+
+    tmp = tmp_path / "server-tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    git = GitServer(tmp_path / "git")
+    git.start()
+    s = server_factory()
+    try:
+        setup_project(s)
+        git.commit("slow", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN sleep 171\n", "payload": "x" * 100_000})
+        with s.client() as c:
+            spec = {"source": {"git": git.url("slow")}, "image": "slow"}
+            r = c.post(f"{P}/builds", json={"kind": "Build", "metadata": {"name": "slow", "project": "acme/shop"},
+                                            "spec": spec})
+            assert r.status_code == 201, r.text
+            s.wait_for(lambda: "RUN sleep 171" in c.get(f"{P}/builds/slow/logs").text, timeout=60,
+                       what="the build to reach its sleep")
+        s.kill(signal.SIGKILL)
+        assert [p.name for p in tmp.iterdir()] == []
+    finally:
+        git.stop()
+        s.wait_for(lambda: not [x for x in docker_api.containers(all=True) if "sleep 171" in x.get("Command", "")],
+                   timeout=30, what="the build's container to go")
