@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import pytest
 from api_checks import viewer_and_stranger
+from test_registry_api import registry  # noqa: F401 — the token service fixture
 
-from dockyard.registry.service import RegistryService
-from dockyard.registry.settings import RegistrySettings
 from dockyard.store import robots as robot_store
 
 PW = "some-password-1"
@@ -36,17 +34,6 @@ def test_webhook_does_not_tell_strangers_which_build_configs_exist(api) -> None:
         assert len(answers) == 1, (headers, answers)
 
 
-@pytest.fixture
-def registry(api, store, tmp_path: Path) -> RegistryService:  # noqa: ANN001
-    """A token service for an external registry (no child process), attached to the API."""
-    settings = RegistrySettings(listen=None, root=tmp_path / "registry", api_url="http://testserver",
-                                external_url="https://registry.example")
-    service = RegistryService(settings, store)
-    api.app.state.registry = service
-    api.app.state.login_throttle.delay = 0.0
-    return service
-
-
 def token(api, *scopes: str, user: str = "stranger", password: str = PW):  # noqa: ANN001, ANN201
     return api.get("/registry/token", params={"service": "dockyard-registry", "scope": list(scopes)},
                    auth=(user, password), headers={"Authorization": ""})
@@ -59,7 +46,8 @@ def grants(api, *scopes: str, user: str = "stranger", password: str = PW) -> lis
     return [a["actions"] for a in json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["access"]]
 
 
-def test_scope_names_the_registry_could_not_serve_get_nothing(api, registry) -> None:  # noqa: ANN001
+@pytest.mark.usefixtures("registry")
+def test_scope_names_the_registry_could_not_serve_get_nothing(api) -> None:  # noqa: ANN001
     """stranger owns other/shop: a name that starts there but is not a valid repository name
     ('..' back into acme/shop, a ':' smuggled in) must not carry their rights."""
     viewer_and_stranger(api, PW)
@@ -71,7 +59,8 @@ def test_scope_names_the_registry_could_not_serve_get_nothing(api, registry) -> 
     assert grants(api, *tricks) == [[]] * len(tricks)
 
 
-def test_many_scopes_in_one_parameter_are_refused(api, registry) -> None:  # noqa: ANN001
+@pytest.mark.usefixtures("registry")
+def test_many_scopes_in_one_parameter_are_refused(api) -> None:  # noqa: ANN001
     viewer_and_stranger(api, PW)
     r = token(api, " ".join(f"repository:other/shop/x{i}:pull" for i in range(33)))
     assert r.status_code == 400 and "at most 32 scopes" in r.json()["detail"], r.text
@@ -93,7 +82,8 @@ def test_image_routes_refuse_names_that_leave_the_project(api, method: str, path
     assert r.status_code == 404, r.text
 
 
-def test_a_deleted_projects_robots_go_with_it(api, registry, store) -> None:  # noqa: ANN001
+@pytest.mark.usefixtures("registry")
+def test_a_deleted_projects_robots_go_with_it(api, store) -> None:  # noqa: ANN001
     """A project made again under the same name (by another owner, say) must not list, or
     collide with, the robots of the one that was deleted."""
     viewer_and_stranger(api, PW)
