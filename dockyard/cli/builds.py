@@ -124,11 +124,20 @@ def get_build(name: Annotated[str, typer.Argument()], project: ProjectOpt = None
 
 
 def _follow(c: Client, base: str, name: str, follow: bool = True) -> None:
+    """Print the log; when following, it ends with the build, and so does the command: exit 1 with
+    the phase and message on stderr unless the build Succeeded (so scripts and CI can rely on it)."""
     def echo_all() -> None:
         for line in c.stream(f"{base}/builds/{name}/logs", params={"follow": "true" if follow else None}):
             typer.echo(line)
 
     _call(echo_all)
+    if not follow:
+        return
+    st = _call(lambda: c.request("GET", f"{base}/builds/{name}")).get("status") or {}
+    phase = st.get("phase") or "Pending"
+    if phase != "Succeeded":
+        typer.echo(f"build {name}: {phase}" + (f": {st['message']}" if st.get("message") else ""), err=True)
+        raise typer.Exit(1)
 
 
 @build_app.command("logs")

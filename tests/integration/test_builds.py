@@ -406,7 +406,10 @@ def test_a_base_image_missing_from_the_engine_is_refused_without_a_pull(server_f
         c.post(f"{P}/buildconfigs", json=buildconfig("absent", gitserver.url("absent"), image="absent"))\
             .raise_for_status()
         since = int(time.time()) - 1
-        name = c.post(f"{P}/buildconfigs/absent/start").json()["metadata"]["name"]
+        # `build start -f` follows the log and exits 1, saying the phase and message, as the build fails
+        out = s.cli("build", "start", "absent", "-f", "-p", "acme/shop", check=False, timeout=120)
+        name = out.stdout.splitlines()[0]
+        assert out.returncode == 1 and f"build {name}: Failed: base image {missing} is not on" in out.stderr, out
         b = wait_phase(s, c, name, {"Succeeded", "Failed"})
         until = int(time.time()) + 1
     assert b["status"]["phase"] == "Failed", b["status"]
@@ -448,3 +451,6 @@ def test_a_cancel_during_the_push_takes_effect_after_it(built_images, server_fac
                                   f"docker://{target}:{tag}"], capture_output=True, text=True, timeout=60)
             assert out.returncode == 0 and json.loads(out.stdout)["Digest"] == st["imageDigest"], out.stderr
         assert get_app(s, "web")["spec"]["image"] == "dockyard/demo:1.0"
+        out = s.cli("build", "logs", name, "-f", "-p", "acme/shop", check=False, timeout=30)
+        assert out.returncode == 1 and f"build {name}: Cancelled: cancelled after the push" in out.stderr, out
+        assert "pushed" in out.stdout, out
