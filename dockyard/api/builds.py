@@ -126,6 +126,9 @@ def _hook(store: Store, tenant: str, project: str, name: str, headers: Any, body
         raise Problem(401, f"{UNKNOWN} ({e})") from None
     if config is None:  # a random secret cannot be matched; never go on without a config
         raise Problem(401, UNKNOWN)
+    event = webhooks.other_event(headers)
+    if event is not None:
+        return JSONResponse({"ignored": event}, status_code=200)
     try:
         push = webhooks.parse_push(source, body)
     except webhooks.Malformed as e:

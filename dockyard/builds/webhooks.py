@@ -68,6 +68,21 @@ def authenticate(headers: Mapping[str, str], body: bytes, secret: bytes) -> str:
     raise Unauthenticated("no X-Gitea-Signature, X-Gogs-Signature, X-Hub-Signature-256 or X-Gitlab-Token header")
 
 
+EVENT_HEADERS = ("x-github-event", "x-gitea-event", "x-gogs-event", "x-gitlab-event")
+PUSH_EVENTS = {"push", "push hook"}  # GitHub/Gitea/Gogs, GitLab
+
+
+def other_event(headers: Mapping[str, str]) -> str | None:
+    """The event's name when the sender says it is not a push (GitHub's `ping` right after the hook
+    is made, a tag push, a merge request…), so that it is answered 200 and ignored rather than 400;
+    None for a push or a request that names no event (then the body decides)."""
+    for header in EVENT_HEADERS:
+        event = headers.get(header)
+        if event is not None and event.strip().lower() not in PUSH_EVENTS:
+            return event.strip()[:100]
+    return None
+
+
 def parse_push(source: str, body: bytes) -> Push:
     """The push in an authenticated body, or Malformed naming what is missing."""
     try:

@@ -250,6 +250,17 @@ def test_github_and_gitlab_formats_start_builds(server_factory, gitserver) -> No
         body = gitea_push("refs/heads/main", "a" * 40)
         r = httpx.post(hook, content=body, headers={"X-Hub-Signature-256": "sha256=" + sign(body, "x")})
         assert r.status_code == 401
+        # GitHub pings a hook as soon as it is made (no ref, no commits): 200, ignored, once authenticated
+        ping = json.dumps({"zen": "Keep it simple.", "hook_id": 1}).encode()
+        r = httpx.post(hook, content=ping, headers={"X-GitHub-Event": "ping",
+                                                    "X-Hub-Signature-256": "sha256=" + sign(ping, "x")})
+        assert r.status_code == 401, r.text
+        r = httpx.post(hook, content=ping, headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": "sha256=" + sign(ping)})
+        assert r.status_code == 200 and r.json() == {"ignored": "ping"}, r.text
+        mr = json.dumps({"object_kind": "merge_request"}).encode()
+        r = httpx.post(hook, content=mr, headers={"X-Gitlab-Event": "Merge Request Hook", "X-Gitlab-Token": SECRET})
+        assert r.status_code == 200 and r.json() == {"ignored": "Merge Request Hook"}, r.text
+        assert c.get(f"{P}/builds").json()["items"] == []
         r = httpx.post(hook, content=body, headers={"X-Hub-Signature-256": "sha256=" + sign(body)})
         assert r.status_code == 202, r.text
         r = httpx.post(hook, content=body, headers={"X-Gitlab-Token": "nope"})

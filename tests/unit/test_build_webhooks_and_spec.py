@@ -176,3 +176,16 @@ def test_deploy_patch_keeps_a_followed_tag_and_sets_the_digest() -> None:
     assert image_patch(f"{target}:main", target, tags, d) == {"imageDigest": d}
     for other in ("dockyard/demo:1.0", f"{target}:v1", f"{target}@sha256:{'a' * 64}", f"{target}2:main", target):
         assert image_patch(other, target, tags, d) == {"image": f"{target}:{'c' * 40}", "imageDigest": d}, other
+
+
+@pytest.mark.parametrize(("headers", "event"), [
+    ({"x-github-event": "ping"}, "ping"),
+    ({"x-gitlab-event": "Merge Request Hook"}, "Merge Request Hook"),
+    ({"x-gitea-event": "create"}, "create"),
+    ({"x-github-event": "push"}, None),
+    ({"x-gitea-event": "push", "x-github-event": "push"}, None),
+    ({"x-gitlab-event": "Push Hook"}, None),
+    ({}, None),
+])
+def test_non_push_events_are_named(headers: dict, event: str | None) -> None:
+    assert webhooks.other_event(headers) == event
