@@ -130,6 +130,9 @@ def preferences_set(store: StoreDep, authz: AuthzDep, body: PreferencesUpdate) -
 
 # --- tokens --------------------------------------------------------------------------------
 
+MAX_EXPIRY = timedelta(days=36525)
+
+
 def expiry_ttl(expires: str | None, field: str = "expires") -> timedelta | None:
     """The lifetime an `expires` field asks for (None: never expires); 422 naming the field when it
     is no positive duration. Tokens and robot accounts take it."""
@@ -137,10 +140,13 @@ def expiry_ttl(expires: str | None, field: str = "expires") -> timedelta | None:
         return None
     try:
         ttl = timedelta(seconds=parse_duration(expires))
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:
         raise Problem(422, f"{field}: {e}", errors=[objects.FieldError(field, str(e))]) from None
     if ttl.total_seconds() <= 0:
         raise Problem(422, f"{field}: must be positive", errors=[objects.FieldError(field, "must be positive")])
+    if ttl > MAX_EXPIRY:  # beyond it, now + ttl overflows the calendar
+        why = "at most 100 years (null: never expires)"
+        raise Problem(422, f"{field}: {why}", errors=[objects.FieldError(field, why)])
     return ttl
 
 

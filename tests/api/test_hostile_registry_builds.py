@@ -105,3 +105,13 @@ def test_a_deleted_projects_robots_go_with_it(api, store) -> None:  # noqa: ANN0
                              created_by="someone", ttl=None)
     assert [r["name"] for r in api.get(robots).json()["items"]] == ["ci"]
     assert len(robot_store.list_robots(store, "acme", "shop")) == 1
+
+
+@pytest.mark.usefixtures("registry")
+def test_huge_robot_lifetimes_are_a_422_not_a_500(api) -> None:  # noqa: ANN001
+    viewer_and_stranger(api, PW)
+    for expires in ("999999999999d", "99999999h", "9999999999999s"):
+        r = api.post("/api/v1/tenants/acme/projects/shop/robots", json={"name": "ci", "expires": expires})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "expires", (expires, r.text)
+    r = api.post("/api/v1/tokens", json={"name": "t", "expires": "999999999999d"})
+    assert r.status_code == 422, r.text
