@@ -220,3 +220,47 @@ def test_a_build_from_the_page_streams_its_log_live_and_a_sleeping_one_is_cancel
     expect(v.page.locator("[data-start]")).to_have_count(0)
     v.go(f"#{P}/builds/site-1")
     expect(v.page.locator("#build-log")).to_contain_text("second-step-out")
+
+
+ONE_LINE = "el => el.getBoundingClientRect().height < 1.8 * parseFloat(getComputedStyle(el).fontSize) + 8"
+
+
+def test_builds_tab_keeps_badges_on_one_line_cuts_long_messages_and_fits_a_narrow_window(
+        server, browsing, gitserver) -> None:  # noqa: ANN001, F811
+    setup_project(server)
+    words = " ".join(f"this-step-fails-on-purpose-{i}" for i in range(30))
+    gitserver.commit("long", {"Dockerfile": f"FROM dockyard/demo:1.0\nRUN echo {words} && exit 3\n"})
+    with server.client() as c:
+        c.post(f"{P}/secrets", json={"kind": "Secret", "metadata": {"name": "hook", "project": "acme/shop"},
+                                     "spec": {"value": SECRET}}).raise_for_status()
+        c.post(f"{P}/buildconfigs", json=buildconfig("long", gitserver.url("long") + "/" + "a-long-path" * 6)
+               ).raise_for_status()
+        c.post(f"{P}/buildconfigs", json=buildconfig("site", gitserver.url("long"))).raise_for_status()
+        c.post(f"{P}/buildconfigs/site/start").raise_for_status()
+    server.wait_for(lambda: (server.client().get(f"{P}/builds/site-1").json().get("status") or {}).get("phase")
+                    == "Failed", timeout=LONG / 1000, what="the build failed")
+    with server.client() as c:
+        message = c.get(f"{P}/builds/site-1").json()["status"]["message"]
+    assert "this-step-fails-on-purpose-29" in message, message
+
+    b = browsing(server.url)
+    b.login("admin", PASSWORD)
+    page = b.page
+    b.go(f"#{P}/builds")
+    row = page.locator("#builds tr[data-build='site-1']")
+    expect(row.locator("[data-phase='Failed']")).to_be_visible()
+    assert row.locator(".badge").evaluate(ONE_LINE), "the phase badge wraps"
+    cell = row.locator("td").nth(5)
+    expect(cell).to_have_attribute("title", message)
+    assert cell.evaluate("el => el.scrollWidth > el.clientWidth"), "the long message is not cut"
+    assert row.evaluate("el => el.getBoundingClientRect().height") < 60, "the row is taller than one line"
+    assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth"), "the page scrolls sideways"
+
+    page.set_viewport_size({"width": 420, "height": 900})
+    b.go(f"#{P}/builds")
+    expect(page.locator("#buildconfigs tr[data-config='long']")).to_have_count(1)
+    heights = page.locator("#buildconfigs tbody tr, #builds tbody tr").evaluate_all(
+        "rows => rows.map(r => r.getBoundingClientRect().height)")
+    assert heights and max(heights) < 60, heights
+    assert page.evaluate("document.scrollingElement.scrollWidth <= innerWidth"), "the page scrolls sideways at 420 px"
+    b.shot("project-builds-narrow")

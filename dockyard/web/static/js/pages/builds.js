@@ -78,7 +78,8 @@ export async function projectBuildsTab({ tenant, project, rights, signal, body }
       h("td", { class: "mono", title: b.status?.commit || "" }, shortCommit(b.status?.commit)),
       h("td", { class: "num" }, duration(b)),
       h("td", { class: "num", title: startedOf(b) }, when(startedOf(b), language())),
-      h("td", { class: "muted" }, b.status?.message || "")))
+      // one line, cut with an ellipsis: the whole message in its title and on the build's page
+      h("td", { class: "muted cut", title: b.status?.message || null }, b.status?.message || "")))
       : emptyRow(6, t("builds.none")));
     buildsBody.closest("table").dataset.loaded = "true";
     return builds;
@@ -86,11 +87,11 @@ export async function projectBuildsTab({ tenant, project, rights, signal, body }
 
   body.append(message,
     h("section", { class: "card" }, h("h2", {}, t("builds.configs")),
-      h("table", { class: "data", id: "buildconfigs" }, head([t("col.name"), t("builds.source"), t("builds.ref"), t("col.image"),
+      h("table", { class: "data one-line", id: "buildconfigs" }, head([t("col.name"), t("builds.source"), t("builds.ref"), t("col.image"),
         t("builds.deployTo"), t("builds.webhook"), ""]), configsBody),
       h("p", { class: "muted" }, t("builds.configsHelp"))),
     h("section", { class: "card" }, h("h2", {}, t("builds.history")),
-      h("table", { class: "data", id: "builds" }, head([t("col.name"), t("builds.phase"), t("builds.commit"), t("builds.duration"),
+      h("table", { class: "data one-line", id: "builds" }, head([t("col.name"), t("builds.phase"), t("builds.commit"), t("builds.duration"),
         t("builds.startedAt"), t("col.message")]), buildsBody)));
   const first = await load();
   const again = refresher(() => load().catch((e) => { if (e.name !== "AbortError") clear(message, errorBox(e)); }), 1000);
