@@ -138,6 +138,10 @@ def _hook(store: Store, tenant: str, project: str, name: str, headers: Any, body
         return JSONResponse({"ignored": f"{push.ref} was deleted"}, status_code=200)
     if push.branch != ref.removeprefix("refs/heads/"):
         return JSONResponse({"ignored": f"{push.ref} is not the branch this config builds ({ref})"}, status_code=200)
+    running = starts.running_build(store, config, push.after)
+    if running is not None:
+        return JSONResponse({"build": running.name, "commit": push.after,
+                             "ignored": f"commit {push.after[:12]} is already being built"}, status_code=200)
     waiting = starts.queued_build(store, config)
     if waiting is not None:
         return JSONResponse({"build": waiting.name, "commit": push.after, "queued": "joined the waiting build"},

@@ -288,7 +288,8 @@ class BuildRunner:
         except SourceError as e:
             self._check(job)
             raise e from None
-        status["commit"] = commit
+        status["commit"] = commit  # recorded now: a webhook for this commit joins this build
+        self.store.update_status("Build", b.scope, b.name, status, uid=b.uid)
         self._check(job)
         context, dockerfile = _context_of(work, spec.source.context_dir, spec.dockerfile)
         bases = _check_base_images(context / dockerfile, spec.build_args, b.scope, registry.settings)

@@ -53,6 +53,18 @@ def queued_build(store: Store, config: StoredObject) -> StoredObject | None:
     return None
 
 
+def running_build(store: Store, config: StoredObject, commit: str) -> StoredObject | None:
+    """A Running Build of `config` that builds `commit`, or is still fetching (it fetches the
+    branch's head, which the push has already moved): a webhook for that commit, sent twice or
+    replayed, must not build it a second time."""
+    for b in store.list("Build", scope=config.scope)[0]:
+        st = b.status or {}
+        if b.labels.get(CONFIG_LABEL) == config.name and st.get("phase") == "Running" and \
+                st.get("commit") in (None, commit):
+            return b
+    return None
+
+
 def prune_history(store: Store, builds: list[StoredObject], configs: dict[tuple[str, str], int]) -> list[StoredObject]:
     """Delete each config's finished Builds beyond its history limit (oldest first); return them."""
     by_config: dict[tuple[str, str], list[StoredObject]] = {}

@@ -372,11 +372,16 @@ def test_build_step_limits_and_a_server_killed_mid_build(server_factory, gitserv
         prepare(s, c)
         c.patch("/projects/acme/shop", json={"spec": {"defaults": {"memory": "96Mi", "cpu": "500m"}}})\
             .raise_for_status()
-        gitserver.commit("slow", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN sleep 173\n"})
+        sha = gitserver.commit("slow", {"Dockerfile": "FROM dockyard/demo:1.0\nRUN sleep 173\n"})
         c.post(f"{P}/buildconfigs", json=buildconfig("slow", gitserver.url("slow"), image="slow")).raise_for_status()
         name = c.post(f"{P}/buildconfigs/slow/start").json()["metadata"]["name"]
         s.wait_for(lambda: "RUN sleep 173" in c.get(f"{P}/builds/{name}/logs").text, timeout=60,
                    what="the build to reach its sleep")
+        # a webhook for the commit that build is building (sent twice, replayed) names it, starts nothing
+        push = gitea_push("refs/heads/main", sha)
+        r = httpx.post(f"{s.url}/hooks/builds/acme/shop/slow", content=push, headers={"X-Gitea-Signature": sign(push)})
+        assert r.status_code == 200 and r.json()["build"] == name and "already being built" in r.json()["ignored"], r.text
+        assert [b["metadata"]["name"] for b in c.get(f"{P}/builds").json()["items"]] == [name]
 
     def build_containers() -> list[dict]:
         return [x for x in docker_api.containers(all=True) if "sleep 173" in x.get("Command", "")]
