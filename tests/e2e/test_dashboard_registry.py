@@ -222,6 +222,34 @@ def test_a_build_from_the_page_streams_its_log_live_and_a_sleeping_one_is_cancel
     expect(v.page.locator("#build-log")).to_contain_text("second-step-out")
 
 
+def test_images_tab_takes_the_full_repository_path_and_names_a_missing_one(
+        server, browsing, docker_env) -> None:  # noqa: ANN001
+    """`?repo=acme/shop/web` (the path the CLI prints) opens web; a repository that does not exist
+    says so in words without asking the API for its tags (no 404 in the console)."""
+    _users(server)
+    docker_cli(docker_env, "login", "-u", "admin", "--password-stdin", server.registry, input=PASSWORD)
+    d1 = push(server, docker_env, "dockyard/demo:1.0", "web", "1.0")
+    server.wait_for(lambda: recorded(server, "web", "1.0", d1), what="the push recorded")
+
+    b = browsing(server.url)
+    b.login("olivia", PW)
+    page = b.page
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    for wanted in ("acme/shop/web", f"{server.registry}/acme/shop/web"):
+        b.go(f"#{P}/images?repo={wanted}")
+        expect(page.locator("#tags tr[data-tag='1.0']")).to_contain_text(d1[:19])
+        expect(page.locator("#repository h2")).to_contain_text("web")
+        expect(page.locator("#cmd-tag code")).to_have_text(f"docker tag IMAGE {server.registry}/acme/shop/web:TAG")
+        expect(page.locator("#repositories tr[data-repo='web'] a[aria-current='page']")).to_have_count(1)
+    b.go(f"#{P}/images?repo=nothere")
+    expect(page.locator("#repositories tr[data-repo='web']")).to_have_count(1)
+    expect(page.locator(".error")).to_contain_text('acme/shop has no repository "nothere"')
+    expect(page.locator("#tags")).to_have_count(0)
+    expect(page.locator("#cmd-push code")).to_have_text(f"docker push {server.registry}/acme/shop/NAME:TAG")
+    assert not failed, failed
+
+
 ONE_LINE = "el => el.getBoundingClientRect().height < 1.8 * parseFloat(getComputedStyle(el).fontSize) + 8"
 
 

@@ -33,17 +33,30 @@ export async function projectImagesTab(ctx) {
     return;
   }
   const base = seg`/projects/${tenant}/${project}`;
-  const wanted = new URLSearchParams(location.hash.split("?")[1] || "").get("repo");
+  const wanted = repositoryName(new URLSearchParams(location.hash.split("?")[1] || "").get("repo"), info.host, tenant, project);
   const repo = wanted && REPOSITORY.test(wanted) ? wanted : null;
   const [registry, images] = await Promise.all([
     api("GET", `${base}/registry`, undefined, { signal }),
     api("GET", `${base}/images`, undefined, { signal }),
   ]);
-  body.append(h("div", { class: "grid2" }, storageCard(registry, base, signal), commandsCard(info.host, registry.prefix, repo)));
+  // the list holds every repository with a tag: one not in it is not asked for (a 404 otherwise)
+  const known = repo && images.items.some((r) => r.name === repo);
+  body.append(h("div", { class: "grid2" }, storageCard(registry, base, signal), commandsCard(info.host, registry.prefix, known ? repo : null)));
   body.append(repositoriesCard(ctx, images.items, repo));
   if (wanted && !repo) body.append(errorBox(new Error(t("images.badRepo", { name: wanted.slice(0, 80) }))));
-  if (repo) body.append(await tagsCard(ctx, repo));
+  if (repo && !known) body.append(errorBox(new Error(t("images.noRepo", { name: repo, project: `${tenant}/${project}` }))));
+  if (known) body.append(await tagsCard(ctx, repo));
   if (ctx.rights.allowed["robots.manage"]) body.append(...await robotsCards(ctx, info.host));
+}
+
+// `?repo=` as a name in the project: the full path the CLI prints ("acme/shop/web") and the image
+// reference ("127.0.0.1:5000/acme/shop/web") lose their project prefix
+export function repositoryName(wanted, host, tenant, project) {
+  if (!wanted) return wanted;
+  for (const prefix of [`${host}/${tenant}/${project}/`, `${tenant}/${project}/`]) {
+    if (wanted.startsWith(prefix)) return wanted.slice(prefix.length);
+  }
+  return wanted;
 }
 
 function storageCard(registry, base, signal) {
