@@ -19,7 +19,7 @@ from dockyard.api.deps import StoreDep
 from dockyard.api.problems import Problem
 from dockyard.model.meta import Schema
 from dockyard.model.project import ProjectSpec
-from dockyard.registry import autodeploy
+from dockyard.registry import autodeploy, untagged
 from dockyard.registry.client import RegistryClient, RegistryError
 from dockyard.registry.events import EventReceiver, MalformedEnvelope, parse_envelope
 from dockyard.registry.gc import GarbageCollector, GcBusy
@@ -28,6 +28,7 @@ from dockyard.registry.maintenance import apply_retention
 from dockyard.registry.quota import StoreQuotaPolicy
 from dockyard.registry.service import RegistryService
 from dockyard.registry.tokens import MAX_NAME, REPOSITORY
+from dockyard.registry.untagged import DigestUser
 from dockyard.store.repository import Store
 
 router = APIRouter(tags=["images"])
@@ -173,11 +174,15 @@ def list_tags(request: Request, store: StoreDep, authz: AuthzDep, tenant: str, p
 
 
 @router.delete("/projects/{tenant}/{project}/images/{name:path}/tags/{tag}", operation_id="deleteImageTag",
-               summary="Delete a tag: its manifest goes when no other tag points to it (else 409 naming them)")
+               summary="Delete a tag: its manifest goes when no other tag points to it and no App needs it "
+                       "(else 409 naming them; force=true deletes what Apps need)")
 def delete_tag(request: Request, store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: str,
-               tag: Annotated[str, Path(pattern=_TAG)]) -> dict:
+               tag: Annotated[str, Path(pattern=_TAG)], force: bool = False) -> dict:
     """The registry deletes manifests, not tags (distribution 2.8 has no tag deletion): deleting a
-    manifest that other tags share would delete those too, so that is refused, naming them."""
+    manifest that other tags share would delete those too, so that is refused, naming them. A tag
+    an App of the project uses, or whose digest an App runs or has in its rollout history (what
+    `rollout undo` restores), is refused too unless `force`: the restart or the undo would need
+    an image that is gone."""
     repo = _repository(authz, "images.delete", tenant, project, name)
     tools = _tools(request)
     digest = _registry_call(tools.client.digest, repo, tag)
@@ -189,9 +194,23 @@ def delete_tag(request: Request, store: StoreDep, authz: AuthzDep, tenant: str, 
         raise Problem(409, f"{repo}:{tag} has the digest {digest} of tag(s) {', '.join(sorted(others))} too, and the "
                            "registry deletes manifests, not tags: delete those tags as well, or push another "
                            f"image to {tag} instead")
+    needed = _needed_by(store, tools.service, tenant, project, repo, tag, digest)
+    if needed and not force:
+        raise Problem(409, f"{repo}:{tag} ({digest}) is {needed}: a restart or `rollout undo` would need it; "
+                           "delete it anyway with force=true (CLI: --force)")
     _registry_call(tools.client.delete_manifest, repo, digest, authz.user.name)
     tools.receiver.deleted_by_user(repo, digest, authz.user.name)
     return {"repository": repo, "tag": tag, "digest": digest, "deleted": True}
+
+
+def _needed_by(store: Store, service: RegistryService, tenant: str, project: str, repo: str, tag: str,
+               digest: str) -> str:
+    """Why the project's Apps need repo:tag ("in use by App web; in the rollout history of App
+    api revision 2"), or "" when none does."""
+    scope = f"{tenant}/{project}"
+    naming = [DigestUser(scope, a) for a in _apps_by_image(store, service, tenant, project).get((repo, tag), [])]
+    users = [u for u in untagged.digest_users(store).get(digest, []) if u.scope == scope]
+    return untagged.describe_users(list(dict.fromkeys(naming + users)), scope)
 
 
 class PreheatRequest(Schema):

@@ -86,10 +86,14 @@ def tags(repository: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME")],
 
 
 @images_app.command("delete")
-def delete(ref: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME:TAG")]) -> None:
-    """Delete a tag (its manifest; refused while another tag points to the same digest)."""
+def delete(ref: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME:TAG")],
+           force: Annotated[bool, typer.Option("--force", help="delete it although an App uses it or has its "
+                                                                "digest in its rollout history")] = False) -> None:
+    """Delete a tag (its manifest; refused while another tag points to the same digest, and while an
+    App uses it or has its digest in its rollout history unless --force)."""
     scope, name, tag = _run(lambda: split_ref(ref, tag_required=True))
-    res = _call("DELETE", f"/projects/{scope}/images/{name}/tags/{tag}", "table")
+    res = _call("DELETE", f"/projects/{scope}/images/{name}/tags/{tag}", "table",
+                params={"force": "true"} if force else None)
     typer.echo(f"deleted {res['repository']}:{res['tag']} ({res['digest']})")
 
 

@@ -402,3 +402,31 @@ def test_every_deleted_tag_gets_exactly_one_image_deleted_event_naming_who_asked
         assert image_deleted(s) == ["admin deleted solo:1", "admin deleted web:a", "admin deleted web:b"]
     finally:
         docker_cli(env, "rmi", f"h4-events:c-{s.port}", check=False)
+
+
+def test_deleting_a_tag_an_app_uses_or_has_in_its_rollout_history_needs_force(reg) -> None:  # noqa: ANN001
+    s, env = reg
+    d1 = push(s, env, "dockyard/demo:1.0", "site", "1")
+    d2 = push(s, env, "dockyard/demo:2.0", "site", "2")
+    with s.client() as c:
+        c.post("/projects/acme/shop/apps", json=app_manifest("shop", f"{s.registry}/acme/shop/site:1", replicas=0)
+               ).raise_for_status()
+    s.wait_for(lambda: s.client().get("/projects/acme/shop/apps/shop").json()["spec"].get("imageDigest") == d1,
+               what="revision 1 on site:1")
+    with s.client() as c:
+        body = app_manifest("shop", f"{s.registry}/acme/shop/site:2", replicas=0)
+        body["metadata"]["resourceVersion"] = c.get("/projects/acme/shop/apps/shop").json()["metadata"]["resourceVersion"]
+        c.put("/projects/acme/shop/apps/shop", json=body).raise_for_status()
+    s.wait_for(lambda: s.client().get("/projects/acme/shop/apps/shop").json()["spec"].get("imageDigest") == d2,
+               what="revision 2 on site:2")
+    with s.client() as c:
+        # site:1 is no App's image any more, but revision 1 of shop runs its digest: undo would need it
+        r = c.delete("/projects/acme/shop/images/site/tags/1")
+        assert r.status_code == 409 and "App shop revision 1" in r.json()["detail"], r.text
+        r = c.delete("/projects/acme/shop/images/site/tags/2")
+        assert r.status_code == 409 and "in use by App shop" in r.json()["detail"], r.text
+    res = s.cli("images", "delete", "acme/shop/site:1", check=False)
+    assert res.returncode != 0 and "rollout history of App shop revision 1" in res.stderr + res.stdout
+    assert set(tags(s, "site")) == {"1", "2"}
+    s.cli("images", "delete", "acme/shop/site:1", "--force")
+    assert set(tags(s, "site")) == {"2"}
