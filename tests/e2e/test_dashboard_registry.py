@@ -222,10 +222,11 @@ def test_a_build_from_the_page_streams_its_log_live_and_a_sleeping_one_is_cancel
     expect(v.page.locator("#build-log")).to_contain_text("second-step-out")
 
 
-def test_images_tab_takes_the_full_repository_path_and_names_a_missing_one(
+def test_images_tab_takes_the_full_repository_path_names_a_missing_one_and_viewers_get_pull_lines_only(
         server, browsing, docker_env) -> None:  # noqa: ANN001
     """`?repo=acme/shop/web` (the path the CLI prints) opens web; a repository that does not exist
-    says so in words without asking the API for its tags (no 404 in the console)."""
+    says so in words without asking the API for its tags (no 404 in the console); a viewer, who may
+    not push, is shown the login and pull lines only."""
     _users(server)
     docker_cli(docker_env, "login", "-u", "admin", "--password-stdin", server.registry, input=PASSWORD)
     d1 = push(server, docker_env, "dockyard/demo:1.0", "web", "1.0")
@@ -248,6 +249,16 @@ def test_images_tab_takes_the_full_repository_path_and_names_a_missing_one(
     expect(page.locator("#tags")).to_have_count(0)
     expect(page.locator("#cmd-push code")).to_have_text(f"docker push {server.registry}/acme/shop/NAME:TAG")
     assert not failed, failed
+
+    v = browsing(server.url)
+    v.login("vera", PW)
+    v.go(f"#{P}/images?repo=acme/shop/web")
+    expect(v.page.locator("#tags tr[data-tag='1.0']")).to_have_count(1)
+    expect(v.page.locator("#cmd-pull code")).to_have_text(f"docker pull {server.registry}/acme/shop/web:TAG")
+    expect(v.page.locator("#cmd-login")).to_have_count(1)
+    expect(v.page.locator("#cmd-tag, #cmd-push")).to_have_count(0)
+    expect(v.page.locator("#registry-commands")).not_to_contain_text("docker push")
+    expect(v.page.locator("#registry-commands h2")).to_have_text("Pull")
 
 
 ONE_LINE = "el => el.getBoundingClientRect().height < 1.8 * parseFloat(getComputedStyle(el).fontSize) + 8"

@@ -41,7 +41,8 @@ export async function projectImagesTab(ctx) {
   ]);
   // the list holds every repository with a tag: one not in it is not asked for (a 404 otherwise)
   const known = repo && images.items.some((r) => r.name === repo);
-  body.append(h("div", { class: "grid2" }, storageCard(registry, base, signal), commandsCard(info.host, registry.prefix, known ? repo : null)));
+  body.append(h("div", { class: "grid2" }, storageCard(registry, base, signal),
+    commandsCard(info.host, registry.prefix, known ? repo : null, !!ctx.rights.allowed["images.push"])));
   body.append(repositoriesCard(ctx, images.items, repo));
   if (wanted && !repo) body.append(errorBox(new Error(t("images.badRepo", { name: wanted.slice(0, 80) }))));
   if (repo && !known) body.append(errorBox(new Error(t("images.noRepo", { name: repo, project: `${tenant}/${project}` }))));
@@ -91,13 +92,14 @@ function retentionText(r) {
     r.keepDays !== undefined && r.keepDays !== null && t("images.keepDays", { n: r.keepDays })].filter(Boolean).join(" · ");
 }
 
-function commandsCard(host, prefix, repo) {
+// the docker lines for this project; tag and push only to roles that may push (images.push)
+function commandsCard(host, prefix, repo, canPush) {
   const image = `${prefix}${repo || "NAME"}`;
-  return h("section", { class: "card stack", id: "registry-commands" }, h("h2", {}, t("images.commands")),
-    h("p", { class: "muted" }, t("images.commandsHelp", { host })),
+  return h("section", { class: "card stack", id: "registry-commands" }, h("h2", {}, t(canPush ? "images.commands" : "images.commandsPull")),
+    h("p", { class: "muted" }, t(canPush ? "images.commandsHelp" : "images.commandsHelpPull", { host })),
     copyLine(`docker login ${host}`, t("images.copyLogin"), "cmd-login"),
-    copyLine(`docker tag IMAGE ${image}:TAG`, t("images.copyTag"), "cmd-tag"),
-    copyLine(`docker push ${image}:TAG`, t("images.copyPush"), "cmd-push"),
+    canPush && copyLine(`docker tag IMAGE ${image}:TAG`, t("images.copyTag"), "cmd-tag"),
+    canPush && copyLine(`docker push ${image}:TAG`, t("images.copyPush"), "cmd-push"),
     copyLine(`docker pull ${image}:TAG`, t("images.copyPull"), "cmd-pull"));
 }
 
