@@ -55,7 +55,7 @@ class PushRegistry(Protocol):
     settings: Any  # .host: the registry address in image references
 
     def credential(self, tenant: str, project: str, actions: tuple[str, ...], ttl: float = 3600,
-                   repository: str | None = None) -> tuple[str, str]: ...
+                   repository: str | None = None, subject: str | None = None) -> tuple[str, str]: ...
 
 
 def concurrency_from_env() -> int:
@@ -314,8 +314,10 @@ class BuildRunner:
             self._check(job)
             raise
         self._check(job)
+        requester = b.annotations.get(REQUESTER_ANNOTATION, "")
         user, password = registry.credential(tenant, project, ("pull", "push"), ttl=PUSH_CREDENTIAL_TTL,
-                                                  repository=repository)
+                                             repository=repository,
+                                             subject=f"build {b.name}" + (f" (by {requester})" if requester else ""))
         # not cancellable: a push cut off between tags would leave some tags moved and the Build
         # without the digest they now name; a cancel that comes meanwhile takes effect after it
         digest = ""
@@ -329,7 +331,6 @@ class BuildRunner:
             moved = ", ".join(f"{target}:{t}" for t in tags)
             raise Cancelled(f"cancelled after the push: {moved} now point to {digest}; not deployed")
         if spec.deploy_to:
-            requester = b.annotations.get(REQUESTER_ANNOTATION, "")
             gen = deploy(self.store, scope=b.scope, app=spec.deploy_to, target=target, tags=tags, digest=digest,
                          build=b.name, requester=requester)
             write(f"deployed to app {spec.deploy_to} (generation {gen})")

@@ -44,13 +44,28 @@ def _sign(secret: bytes, payload: str) -> str:
     return _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
 
 
+MAX_SUBJECT = 100
+
+
+def bounded_subject(text: str | None) -> str | None:
+    """`text` as a token subject: printable, at most MAX_SUBJECT characters; None when empty."""
+    if not text:
+        return None
+    clean = "".join(ch if ch.isprintable() else "?" for ch in text)[:MAX_SUBJECT].strip()
+    return clean or None
+
+
 def ephemeral_credential(secret: bytes, tenant: str, project: str, actions: tuple[str, ...], ttl: float,
-                         repository: str | None = None) -> tuple[str, str]:
+                         repository: str | None = None, subject: str | None = None) -> tuple[str, str]:
     """(username, password) that the token endpoint accepts for `ttl` seconds: `actions` (pull,
     push) on the project's repositories (only `repository`, "t/p/name", if given). Nothing is
-    stored; the HMAC over the grant with the server's secret is what makes it valid."""
+    stored; the HMAC over the grant with the server's secret is what makes it valid. `subject`
+    (signed with the grant) says who it is for, e.g. "build site-3 (by admin)": the registry
+    records it as the pusher, in image tags, the dashboard and events."""
     grant = {"t": tenant, "p": project, "a": sorted(set(actions) & {"pull", "push"}), "r": repository,
              "e": int(time.time() + ttl)}
+    if bounded_subject(subject):
+        grant["s"] = bounded_subject(subject)
     payload = _b64(json.dumps(grant, separators=(",", ":")).encode())
     return EPHEMERAL_USER, f"{EPHEMERAL_PREFIX}{payload}.{_sign(secret, payload)}"
 
@@ -113,7 +128,9 @@ class RobotGrantee(Grantee):
 class EphemeralGrantee(Grantee):
     def __init__(self, grant: dict) -> None:
         self.grant = grant
-        self.subject = f"{EPHEMERAL_USER}:{grant['t']}/{grant['p']}"
+        given = grant.get("s")
+        self.subject = bounded_subject(given if isinstance(given, str) else None) or \
+            f"{EPHEMERAL_USER}:{grant['t']}/{grant['p']}"
 
     def actions(self, tenant: str, project: str, name: str) -> frozenset[str]:
         g = self.grant

@@ -106,9 +106,10 @@ class RegistryService:
     # --- credentials ----------------------------------------------------------------------------
 
     def credential(self, tenant: str, project: str, actions: tuple[str, ...], ttl: float = 3600,
-                   repository: str | None = None) -> tuple[str, str]:
-        """An ephemeral (username, password) for `actions` on the project's repositories."""
-        return ephemeral_credential(self.credential_secret, tenant, project, actions, ttl, repository)
+                   repository: str | None = None, subject: str | None = None) -> tuple[str, str]:
+        """An ephemeral (username, password) for `actions` on the project's repositories; `subject`
+        is who the registry records as its user (default `dockyard-ephemeral:T/P`)."""
+        return ephemeral_credential(self.credential_secret, tenant, project, actions, ttl, repository, subject)
 
     # --- maintenance ----------------------------------------------------------------------------
 

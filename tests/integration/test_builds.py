@@ -193,6 +193,11 @@ def test_gitea_webhook_builds_pushes_and_deploys(built_images, server_factory, g
         text = "\n".join(seen)
         assert "COPY hello.txt" in text and "pushed" in text and "build succeeded" in text, text
 
+        # pushed by the build, as the registry recorded it (not `dockyard-ephemeral:acme/shop`)
+        out = s.wait_for(lambda: (o := s.cli("images", "tags", "acme/shop/web").stdout) and f"build {name}" in o and o,
+                         timeout=30, what="the push's notification")
+        assert f"build {name} (by admin)" in out and "dockyard-ephemeral" not in out, out
+
         # in Dockyard's registry, under both tags, with that digest
         for tag in (sha, "main"):
             out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--creds", f"admin:{PASSWORD}",

@@ -129,6 +129,22 @@ def test_ephemeral_credentials_are_scoped_signed_and_expire() -> None:
     assert g.actions("acme", "shop", "api") == set()
 
 
+def test_ephemeral_credentials_carry_a_bounded_signed_subject() -> None:
+    secret = b"k" * 32
+    _, plain = ephemeral_credential(secret, "acme", "shop", ("push",), ttl=60)
+    assert EphemeralGrantee(read_ephemeral(secret, plain)).subject == f"{EPHEMERAL_USER}:acme/shop"
+    _, named = ephemeral_credential(secret, "acme", "shop", ("push",), ttl=60, subject="build site-3 (by admin)")
+    assert EphemeralGrantee(read_ephemeral(secret, named)).subject == "build site-3 (by admin)"
+    _, odd = ephemeral_credential(secret, "acme", "shop", ("push",), ttl=60, subject="build x\n\x1b[31m" + "y" * 300)
+    subject = EphemeralGrantee(read_ephemeral(secret, odd)).subject
+    assert len(subject) <= 100 and subject.isprintable() and subject.startswith("build x??[31m")
+    payload, _, sig = named.partition(".")
+    forged = json.loads(base64.urlsafe_b64decode(payload[4:] + "=" * (-len(payload[4:]) % 4)))
+    forged["s"] = "admin"
+    body = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
+    assert read_ephemeral(secret, f"dye_{body}.{sig}") is None              # the subject is signed
+
+
 def test_password_cache_remembers_successes_for_a_while_only() -> None:
     now = [0.0]
     cache = PasswordCache(ttl=60, clock=lambda: now[0])
