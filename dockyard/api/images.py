@@ -122,9 +122,8 @@ def _apps_by_image(store: Store, service: RegistryService, tenant: str, project:
     scope = f"{tenant}/{project}"
     out: dict[tuple[str, str], list[str]] = defaultdict(list)
     for app in store.list("App", scope=scope)[0]:
-        target = autodeploy.image_target(service.settings, scope, app.spec.get("image", ""))
-        if target is not None:
-            out[(target.repository, target.tag)].append(app.name)
+        for key in autodeploy.image_keys(service.settings, scope, app.spec.get("image", "")):
+            out[key].append(app.name)  # (repository, tag) or (repository, digest)
     return out
 
 
@@ -167,8 +166,8 @@ def list_tags(request: Request, store: StoreDep, authz: AuthzDep, tenant: str, p
     known = {r.tag: r for r in ImageRecords(store).tags(repo)}
     users = _apps_by_image(store, tools.service, tenant, project)
     rows = _tag_rows(tools, repo, tags, known)
-    for r in rows:
-        r["apps"] = users.get((repo, r["tag"]), [])
+    for r in rows:  # Apps naming the tag, and Apps running its digest (`repo@sha256:…`)
+        r["apps"] = sorted(set(users.get((repo, r["tag"]), []) + users.get((repo, r["digest"]), [])))
     rows.sort(key=lambda r: (r["pushedAt"] or "", r["tag"]), reverse=True)
     return {"repository": repo, "image": f"{tools.service.settings.host}/{repo}", "items": rows}
 
@@ -208,7 +207,8 @@ def _needed_by(store: Store, service: RegistryService, tenant: str, project: str
     """Why the project's Apps need repo:tag ("in use by App web; in the rollout history of App
     api revision 2"), or "" when none does."""
     scope = f"{tenant}/{project}"
-    naming = [DigestUser(scope, a) for a in _apps_by_image(store, service, tenant, project).get((repo, tag), [])]
+    naming = [DigestUser(scope, a) for key in ((repo, tag), (repo, digest))
+              for a in _apps_by_image(store, service, tenant, project).get(key, [])]
     users = [u for u in untagged.digest_users(store).get(digest, []) if u.scope == scope]
     return untagged.describe_users(list(dict.fromkeys(naming + users)), scope)
 

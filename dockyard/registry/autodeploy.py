@@ -44,6 +44,19 @@ def image_target(settings: RegistrySettings | None, scope: str, image: str) -> I
     return ImageTarget(f"{tenant}/{project}/{name}", tag or "latest")
 
 
+def image_keys(settings: RegistrySettings | None, scope: str, image: str) -> list[tuple[str, str]]:
+    """What an App's image names in its own project's repositories: (repository, tag) for
+    `repo:tag`, (repository, digest) for `repo@sha256:…` (a build's deploy), both for
+    `repo:tag@sha256:…`; [] for any other image. A tag never contains ':', a digest always does."""
+    target = image_target(settings, scope, image)
+    if target is None:
+        return []
+    ref, _, digest = image.partition("@")
+    keys = [(target.repository, digest)] if digest else []
+    tagged = ":" in ref.rsplit("/", 1)[-1]
+    return keys + [(target.repository, target.tag)] if tagged or not digest else keys
+
+
 def push_cause(tag: str, actor: str) -> str:
     return f"{PUSH_CAUSE}{tag} by {actor or 'unknown'}"
 

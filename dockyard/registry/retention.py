@@ -144,9 +144,8 @@ def images_in_use(store: Store, settings: RegistrySettings | None, tenant: str, 
     scope = f"{tenant}/{project}"
     tags: dict[tuple[str, str], list[str]] = defaultdict(list)
     for app in store.list("App", scope=scope)[0]:
-        target = autodeploy.image_target(settings, scope, app.spec.get("image", ""))
-        if target is not None:
-            tags[(target.repository, target.tag)].append(app.name)
+        for key in autodeploy.image_keys(settings, scope, app.spec.get("image", "")):
+            tags[key].append(app.name)  # a (repository, digest) key matches no tag: digests come below
     digests = {d: untagged.describe_users(users, scope) for d, users in untagged.digest_users(store).items()}
     return {k: "in use by App " + ", ".join(v) for k, v in tags.items()}, digests
 

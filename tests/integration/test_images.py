@@ -430,3 +430,17 @@ def test_deleting_a_tag_an_app_uses_or_has_in_its_rollout_history_needs_force(re
     assert set(tags(s, "site")) == {"1", "2"}
     s.cli("images", "delete", "acme/shop/site:1", "--force")
     assert set(tags(s, "site")) == {"2"}
+
+
+def test_the_apps_column_counts_apps_that_run_a_tag_by_its_digest(reg) -> None:  # noqa: ANN001
+    s, env = reg
+    d1 = push(s, env, "dockyard/demo:1.0", "site", "1")
+    push(s, env, "dockyard/demo:2.0", "site", "latest")
+    with s.client() as c:
+        c.post("/projects/acme/shop/apps", json=app_manifest("pinned", f"{s.registry}/acme/shop/site@{d1}", replicas=0)
+               ).raise_for_status()
+    s.wait_for(lambda: "1" in tags(s, "site") and "latest" in tags(s, "site"), what="both tags")
+    t = tags(s, "site")
+    assert t["1"]["apps"] == ["pinned"] and t["latest"]["apps"] == []  # a digest reference names no tag
+    row = next(line for line in s.cli("images", "tags", "acme/shop/site").stdout.splitlines() if line.startswith("1 "))
+    assert row.split()[-1] == "pinned"

@@ -127,3 +127,19 @@ def test_the_tag_check_rolls_out_a_push_whose_notification_was_lost(store: Store
     assert resolver.check_tags(store, interval=60) == 0 and client.asked == 1  # not again within the interval
     assert resolver.check_tags(store, interval=0) == 0  # nothing new: no write, no revision
     assert len(store.revisions(SCOPE, "auto")) == 2
+
+
+def test_image_keys_name_the_tag_or_the_digest_an_app_runs() -> None:
+    from pathlib import Path
+
+    from dockyard.registry.autodeploy import image_keys
+    from dockyard.registry.settings import RegistrySettings
+
+    st = RegistrySettings(listen="127.0.0.1:5000", root=Path("/nonexistent"), api_url="http://127.0.0.1:1")
+    d = "sha256:" + "b" * 64
+    assert image_keys(st, "acme/shop", "127.0.0.1:5000/acme/shop/web:1") == [("acme/shop/web", "1")]
+    assert image_keys(st, "acme/shop", "127.0.0.1:5000/acme/shop/web") == [("acme/shop/web", "latest")]
+    assert image_keys(st, "acme/shop", f"127.0.0.1:5000/acme/shop/web@{d}") == [("acme/shop/web", d)]
+    assert image_keys(st, "acme/shop", f"127.0.0.1:5000/acme/shop/web:1@{d}") == [("acme/shop/web", d),
+                                                                                   ("acme/shop/web", "1")]
+    assert image_keys(st, "acme/shop", "127.0.0.1:5000/other/shop/web:1") == []
