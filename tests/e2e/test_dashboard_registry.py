@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dockyard_harness import PASSWORD, Server, setup_project
+from dockyard_harness import PASSWORD, Server, app_manifest, setup_project
 from playwright.sync_api import expect
 from test_builds import SECRET, buildconfig, gitserver  # noqa: F401 — gitserver is a fixture these tests use
 from test_dashboard_observe import PW, _axe
@@ -259,6 +259,26 @@ def test_images_tab_takes_the_full_repository_path_names_a_missing_one_and_viewe
     expect(v.page.locator("#cmd-tag, #cmd-push")).to_have_count(0)
     expect(v.page.locator("#registry-commands")).not_to_contain_text("docker push")
     expect(v.page.locator("#registry-commands h2")).to_have_text("Pull")
+
+
+def test_app_history_shows_the_digest_each_revision_ran(server, browsing, docker_env) -> None:  # noqa: ANN001
+    """An App made from a pushed tag: its history lists revision 1 as IMAGE:TAG@short digest, as
+    `dockyard rollout history` does, with the whole digest to copy (the API's imageDigest)."""
+    setup_project(server)
+    docker_cli(docker_env, "login", "-u", "admin", "--password-stdin", server.registry, input=PASSWORD)
+    d1 = push(server, docker_env, "dockyard/demo:1.0", "web", "1.0")
+    with server.client() as c:
+        c.post(f"{P}/apps", json=app_manifest("site", f"{server.registry}/acme/shop/web:1.0", health=False)
+               ).raise_for_status()
+    server.wait_for(lambda: (server.client().get(f"{P}/apps/site/revisions").json()["items"] or [{}])[-1]
+                    .get("imageDigest") == d1, what="the revision's digest")
+    b = browsing(server.url)
+    b.login("admin", PASSWORD)
+    b.go(f"#{P}/apps/site/history")
+    cell = b.page.locator("#history tr[data-revision='1'] td").nth(1)  # the image column
+    expect(cell).to_contain_text(f"{server.registry}/acme/shop/web:1.0@{d1[:19]}")
+    expect(cell.locator("[data-copy]")).to_have_attribute("data-copy", d1)
+    expect(cell.locator(".digest")).to_have_attribute("title", d1)
 
 
 ONE_LINE = "el => el.getBoundingClientRect().height < 1.8 * parseFloat(getComputedStyle(el).fontSize) + 8"

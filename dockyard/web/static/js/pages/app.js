@@ -6,7 +6,8 @@ import { api, seg, session, streamLines, watch } from "../api.js";
 import { h, append, clear, age, latest, refresher } from "../dom.js";
 import { t } from "../i18n.js";
 import { navigate, toast } from "../app.js";
-import { stateBadge, tabs, emptyRow, confirmAction, formErrors, errorBox, saveFile } from "../widgets.js";
+import { stateBadge, tabs, emptyRow, confirmAction, formErrors, errorBox, saveFile, copyButton } from "../widgets.js";
+import { shortDigest } from "./images.js";
 import { manifestEditor } from "./manifest.js";
 import { terminalPanel } from "./terminal.js";
 import { appMetricsTab } from "./metrics.js";
@@ -199,7 +200,7 @@ async function historyTab(body, ctx) {
     if (!isCurrent()) return;
     clear(tbody, data.items.slice().reverse().map((r) => h("tr", { "data-revision": r.revision, class: r.current ? "current" : "" },
       h("td", {}, String(r.revision), r.current ? h("span", { class: "badge state-ready" }, t("history.current")) : null),
-      h("td", { class: "mono" }, r.image), h("td", {}, r.changeCause || ""), h("td", { title: r.createdAt }, age(r.createdAt)),
+      h("td", { class: "mono revision-image" }, revisionImage(r)), h("td", {}, r.changeCause || ""), h("td", { title: r.createdAt }, age(r.createdAt)),
       h("td", {}, ctx.canWrite && !r.current && h("button", { type: "button", class: "small", "data-rollback": r.revision, onclick: async () => {
         if (!confirmAction(t("history.confirm", { revision: r.revision }))) return;
         try {
@@ -212,6 +213,14 @@ async function historyTab(body, ctx) {
     [t("col.revision"), t("col.image"), t("col.cause"), t("col.age"), ""].map((x) => h("th", {}, x)))), tbody));
   await load();
   ctx.onChange(refresher(() => load(), 1000));
+}
+
+// IMAGE@sha256:0123456789ab (as `dockyard rollout history` prints it) and a copy button for the
+// whole digest: the revision ran that digest, whatever its tag names now
+function revisionImage(r) {
+  if (!r.imageDigest) return r.image;
+  return [r.image, "@", h("span", { class: "digest", title: r.imageDigest }, shortDigest(r.imageDigest)), " ",
+    copyButton(r.imageDigest, t("history.copyDigest", { revision: r.revision }))];
 }
 
 const envPairs = (env) => (Array.isArray(env) ? env.map((e) => [e.name, e.value ?? ""]) : Object.entries(env || {}));
