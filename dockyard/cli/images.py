@@ -151,7 +151,10 @@ def usage(project: Annotated[str | None, typer.Option("--project", "-p", help="T
         return
     u = res["usage"]
     quota = human_bytes(u["quotaBytes"]) if u.get("quotaBytes") is not None else "unlimited"
-    typer.echo(f"{res['prefix']}  used {human_bytes(u['bytes'] or 0)} of {quota}")
+    project_name = res["prefix"][len(res["host"]) + 1:].rstrip("/") if res.get("host") else res["prefix"]
+    typer.echo(f"project {project_name}: used {human_bytes(u['bytes'] or 0)} of {quota} "
+               "(each blob counted once, however many tags and repositories share it)")
+    typer.echo(f"registry {res['host']}: images are {res['prefix']}NAME[:TAG]")
     for r in res.get("retention") or []:
         typer.echo(f"retention: repositories {r.get('repositories', '*')} tags {r.get('tags', '*')}"
                    + (f" keepLast {r['keepLast']}" if "keepLast" in r else "")

@@ -52,10 +52,25 @@ def _fmt_cpu(v: float) -> str:
     return f"{v:.3f}".rstrip("0").rstrip(".") or "0"
 
 
+def _fmt_storage(n: int) -> str:
+    """Registry bytes are rarely whole units: 1105173 → "1.1Mi" (one decimal, rounded), while an
+    exact amount keeps the form it is written in ("1Mi", "512Ki"), as `hard` shows it. Both parse
+    as quantities again (parse_memory, the dashboard's amount())."""
+    exact = format_memory(n)
+    if exact != str(n) or n < 1024:
+        return exact
+    for unit, factor in (("Ki", 1024), ("Mi", 1024**2), ("Gi", 1024**3), ("Ti", 1024**4)):
+        if round(n / factor, 1) < 1024 or unit == "Ti":
+            return f"{n / factor:.1f}{unit}"
+    return exact
+
+
 def show(resource: str, v: float) -> str:
     if resource == "cpu":
         return _fmt_cpu(v)
-    if resource in ("memory", "storage"):
+    if resource == "storage":
+        return _fmt_storage(int(v))
+    if resource == "memory":
         return format_memory(int(v))
     return str(int(v))
 

@@ -86,6 +86,9 @@ def test_browse_shows_digest_size_pushed_by_and_delete_removes_the_tag(reg) -> N
         assert any(e["reason"] == "ImagePushed" and "admin pushed web:2.0" in e["message"] for e in events)
         reg_info = c.get("/projects/acme/shop/registry").json()
         assert reg_info["usage"]["bytes"] > 0
+    usage_lines = s.cli("images", "usage", "-p", "acme/shop").stdout.splitlines()
+    assert usage_lines[0].startswith("project acme/shop: used ") and " of unlimited " in usage_lines[0]
+    assert usage_lines[1] == f"registry {s.registry}: images are {s.registry}/acme/shop/NAME[:TAG]"
 
     out = s.cli("images", "-p", "acme/shop").stdout
     assert "web" in out and "2" in out

@@ -5,6 +5,7 @@ it is stored, the usage shows in the project's quota report, and raising the quo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 from dockyard_harness import PASSWORD, Server, setup_project
 from test_registry_auth import Docker, ok, refused
+
+from dockyard.model.quantity import parse_memory
 
 pytestmark = pytest.mark.skipif(not shutil.which("docker-registry"),
                                 reason="needs Debian's docker-registry (scripts/install.sh)")
@@ -56,6 +59,11 @@ def test_push_past_the_storage_quota_is_refused_until_the_quota_is_raised(
     ok(docker_cli("push", small))
     used = _storage(server)
     assert used["hard"] == "6Mi"
+    # for people, and still a quantity: "2.0Mi" beside "6Mi", not the raw byte count
+    assert re.fullmatch(r"\d+\.\dMi", used["used"]) and 2 * MiB <= parse_memory(used["used"]) < 6 * MiB, used
+    row = next(line.split() for line in server.cli("get", "quota", "-p", "acme/shop").stdout.splitlines()
+               if line.startswith("project ") and " storage " in line)
+    assert row[-2:] == [used["used"], "6Mi"], row
 
     out = refused(docker_cli("push", big))
     assert "storage quota exceeded" in out and "acme/shop" in out and "spec.quota.storage" in out, out
