@@ -62,7 +62,12 @@ def create(name: Annotated[str, typer.Argument()], project: ProjectOpt = None,
         return
     typer.echo(f"Robot {r['username']} created ({r['access']}, expires {r.get('expiresAt') or 'never'}).")
     typer.echo(f"Secret (shown only now): {r['secret']}")
-    typer.echo(f"Log in with: docker login -u '{r['username']}' --password-stdin REGISTRY")
+    info = _call(lambda: Client().request("GET", "/registry"))  # the host image references start with
+    if info.get("host"):
+        typer.echo(f"Log in with: docker login {info['host']} -u '{r['username']}' --password-stdin  "
+                   "(the secret on standard input)")
+    else:
+        typer.echo("This server runs no registry (--registry-listen off): the robot can log in once it does.")
 
 
 @robots_app.command("delete")

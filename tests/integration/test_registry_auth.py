@@ -201,6 +201,9 @@ def test_robots_pull_only_push_expired_disabled_deleted(server_factory, docker_c
     ok(docker_cli.login(reg, pusher, push_secret))
     s.cli("robots", "delete", "reader", "-p", "acme/shop")
     refused(docker_cli.login(reg, puller, pull_secret))    # deleted
+    # the table output's login line names this registry's host, ready to paste
+    shown = s.cli("robots", "create", "shown", "-p", "acme/shop").stdout
+    assert f"docker login {reg} -u 'robot$acme+shop+shown' --password-stdin" in shown, shown
 
     # creating and deleting robots is in the audit log, without the secret
     with s.client() as c:
