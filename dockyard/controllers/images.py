@@ -95,7 +95,7 @@ class ImageResolver:
         """The engines of a cluster by name: only the local one exists, named "local" or by its node."""
         if cluster is None or cluster == "local":
             return self.engines
-        names = ["local"]
+        names: list[str] = []
         for engine in self.engines:
             try:
                 nodes = [n.name for n in engine.nodes()]
@@ -104,7 +104,8 @@ class ImageResolver:
             if cluster in nodes:
                 return [engine]
             names += nodes
-        raise LookupError(f"cluster '{cluster}' not found (known: {', '.join(names)})")
+        also = f", or by its engine's node name: {', '.join(names)}" if names else ""
+        raise LookupError(f"cluster '{cluster}' not found: the only cluster is the local engine, named 'local'{also}")
 
     def preheat_tag(self, repository: str, tag: str, cluster: str | None) -> dict:
         """The API's on-demand preheat: resolve the tag, pull `image:tag@digest` on the cluster's

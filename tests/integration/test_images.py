@@ -323,6 +323,7 @@ def test_preheat_pulls_the_image_before_any_container_starts(reg, docker_api: do
     assert docker_api.inspect_image(f"{ref}@{digest}")["Id"]
     res = s.cli("images", "preheat", "acme/shop/pre:1", "--cluster", "mars", check=False)
     assert res.returncode != 0 and "cluster 'mars' not found" in res.stderr + res.stdout
+    assert "the only cluster is the local engine, named 'local', or by its engine's node name: " in res.stderr
 
 
 def test_notifications_need_the_secret_and_are_applied_once(reg) -> None:  # noqa: ANN001
