@@ -134,7 +134,8 @@ def prepare(s: Server, c: httpx.Client) -> None:
                                  "spec": {"value": SECRET}}).raise_for_status()
 
 
-def test_gitea_webhook_builds_pushes_and_deploys(built_images, server_factory, gitserver) -> None:  # noqa: ANN001
+def test_gitea_webhook_builds_pushes_and_deploys(built_images, server_factory, gitserver,  # noqa: ANN001
+                                                 docker_api) -> None:  # noqa: ANN001
     s = server_factory()
     built_images.append(s)
     with s.client() as c:
@@ -244,6 +245,15 @@ def test_gitea_webhook_builds_pushes_and_deploys(built_images, server_factory, g
         assert name in out and "Succeeded" in out, out
         out = s.cli("build", "logs", name, "-f", "-p", "acme/shop", timeout=30).stdout
         assert "COPY hello.txt" in out and out.rstrip().endswith("build succeeded"), out
+
+        # a base image of the project's own repository that the engine lacks (by that reference) is
+        # pulled from Dockyard's registry before the build, with a short-lived credential
+        base = f"{s.registry}/acme/shop/web:{sha2}"
+        docker_api.remove_image(base)  # the tag only: the image keeps its other tags
+        gitserver.commit("onbase", {"Dockerfile": f"FROM {base}\nRUN cat /www/hello.txt\n"})
+        out = s.cli("build", "start", "--git", gitserver.url("onbase"), "--image", "onbase", "-p", "acme/shop", "-f",
+                    timeout=120).stdout
+        assert f"pulling {base} from Dockyard's registry" in out and "hello from build two" in out, out
 
 
 def test_github_and_gitlab_formats_start_builds(server_factory, gitserver) -> None:  # noqa: ANN001
