@@ -318,12 +318,24 @@ def patch(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str, 
     current = store.get(kind, scope, name).manifest()
     merged = merge_patch(current, body)
     merged.pop("status", None)
+    if kind == "App":
+        _drop_carried_digest(current, body, merged)
     meta = merged.setdefault("metadata", {})
     # without a resourceVersion in the patch, the patch applies to what we just read
     patch_rv = (body.get("metadata") or {}).get("resourceVersion")
     meta["resourceVersion"] = patch_rv or current["metadata"]["resourceVersion"]
     a = admit(kind, merged, scope=scope, name=name)
     return _replace_admitted(store, authz, a, dry_run=dry_run, change_cause=change_cause)
+
+
+def _drop_carried_digest(current: dict, body: dict, merged: dict) -> None:
+    """A patch that changes `spec.image` without giving `spec.imageDigest` must not keep the
+    current digest (the merge carries it along): replicas would run the new tag's name at the old
+    tag's digest. Without it the controller resolves the new tag."""
+    spec_patch = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+    if "image" in spec_patch and "imageDigest" not in spec_patch and \
+            spec_patch["image"] != (current.get("spec") or {}).get("image") and isinstance(merged.get("spec"), dict):
+        merged["spec"].pop("imageDigest", None)
 
 
 def delete(store: Store, authz: Authorizer, kind: str, *, scope: str, name: str, dry_run: bool) -> dict:
