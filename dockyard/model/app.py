@@ -366,7 +366,11 @@ def run_image(spec: AppSpec) -> str:
 def keep_image_digest(current: dict, new: dict) -> dict:
     """A write that leaves the template as it was (an `apply` of the same manifest, which does not
     carry the digest Dockyard filled in) keeps the digest, so nothing rolls; a write that changes
-    the template without giving a digest drops it, and the controller resolves the tag again."""
+    the template without giving a digest drops it, and the controller resolves the tag again. A
+    write that changes the image but carries the current digest along (a merge patch of
+    `spec.image` keeps every field it does not name) drops it too: it is the old image's digest."""
+    if new.get("image") != current.get("image") and new.get("imageDigest") == current.get("imageDigest"):
+        return {k: v for k, v in new.items() if k != "imageDigest"}
     if new.get("imageDigest") or not current.get("imageDigest"):
         return new
     def bare(spec: dict) -> dict:

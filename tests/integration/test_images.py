@@ -448,3 +448,20 @@ def test_the_apps_column_counts_apps_that_run_a_tag_by_its_digest(reg) -> None: 
     assert t["1"]["apps"] == ["pinned"] and t["latest"]["apps"] == []  # a digest reference names no tag
     row = next(line for line in s.cli("images", "tags", "acme/shop/site").stdout.splitlines() if line.startswith("1 "))
     assert row.split()[-1] == "pinned"
+
+
+def test_a_merge_patch_of_the_image_runs_the_new_tag_not_the_old_digest(reg) -> None:  # noqa: ANN001
+    s, env = reg
+    d1 = push(s, env, "dockyard/demo:1.0", "site", "1")
+    d2 = push(s, env, "dockyard/demo:2.0", "site", "2")
+    with s.client() as c:
+        c.post("/projects/acme/shop/apps", json=app_manifest("shop", f"{s.registry}/acme/shop/site:1", replicas=0)
+               ).raise_for_status()
+    s.wait_for(lambda: s.client().get("/projects/acme/shop/apps/shop").json()["spec"].get("imageDigest") == d1,
+               what="site:1 resolved")
+    with s.client() as c:  # the patch names the image only: the digest of site:1 must not stay with site:2
+        r = c.patch("/projects/acme/shop/apps/shop", json={"spec": {"image": f"{s.registry}/acme/shop/site:2"}},
+                    headers={"Content-Type": "application/merge-patch+json"})
+        assert r.status_code == 200 and "imageDigest" not in r.json()["spec"], r.text
+    s.wait_for(lambda: s.client().get("/projects/acme/shop/apps/shop").json()["spec"].get("imageDigest") == d2,
+               what="site:2 resolved")

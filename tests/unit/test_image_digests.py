@@ -49,6 +49,13 @@ def test_an_unchanged_apply_keeps_the_digest_and_a_changed_template_drops_it() -
     assert keep_image_digest(current, spec(imageDigest=D2))["imageDigest"] == D2  # a rollback's own digest
 
 
+def test_a_new_image_with_the_digest_a_merge_patch_carried_along_drops_the_digest() -> None:
+    current = spec(imageDigest=D1)
+    patched = {**current, "image": IMAGE.replace("stable", "next")}  # PATCH {"spec": {"image": …}}
+    assert "imageDigest" not in keep_image_digest(current, patched)
+    assert keep_image_digest(current, {**patched, "imageDigest": D2})["imageDigest"] == D2  # a digest of its own
+
+
 def test_replicas_run_image_at_digest() -> None:
     assert run_image(AppSpec.model_validate(spec(imageDigest=D1))) == f"{IMAGE}@{D1}"
     assert run_image(AppSpec.model_validate(spec())) == IMAGE
