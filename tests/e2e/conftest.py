@@ -3,11 +3,14 @@ Chromium driven by Playwright (never `playwright install`: the browser is the sy
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
@@ -55,10 +58,25 @@ class Browsing:
         self.errors: list[str] = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.set_default_timeout(15_000)
+        # what the page was waiting for, said when the login page does not come (a rare flake at load 5-7)
+        self.pending: dict[str, float] = {}
+        self.network: list[str] = []
+        self.page.on("request", lambda r: self.pending.__setitem__(r.url, time.monotonic()))
+        self.page.on("requestfinished", lambda r: self.pending.pop(r.url, None))
+        self.page.on("requestfailed", lambda r: self.network.append(f"failed {r.url}: {r.failure}")
+                     or self.pending.pop(r.url, None))
+        self.page.on("console", lambda m: m.type in ("error", "warning") and self.network.append(f"console {m.text}"))
 
     def login(self, user: str, password: str) -> None:
+        started = time.monotonic()
         self.page.goto(self.url + "/#/login")
-        self.page.wait_for_selector("#username", timeout=30_000)  # a loaded machine may be slow to start the page
+        try:
+            self.page.wait_for_selector("#username", timeout=30_000)  # a loaded machine may be slow to start the page
+        except PlaywrightTimeout:
+            now = time.monotonic()
+            waiting = [f"{url} (pending {now - t:.1f} s)" for url, t in self.pending.items()]
+            raise AssertionError(f"no login form {now - started:.1f} s after opening the page (load {os.getloadavg()}); "
+                                 f"requests still pending: {waiting}; {self.network}; {self.errors}") from None
         self.page.fill("#username", user)
         self.page.fill("#password", password)
         self.page.click("#login-form button[type=submit]")
