@@ -450,7 +450,7 @@ def test_the_apps_column_counts_apps_that_run_a_tag_by_its_digest(reg) -> None: 
     assert row.split()[-1] == "pinned"
 
 
-def test_a_merge_patch_of_the_image_runs_the_new_tag_not_the_old_digest(reg) -> None:  # noqa: ANN001
+def test_a_new_image_by_merge_patch_or_by_apply_of_an_exported_manifest_drops_the_old_digest(reg) -> None:  # noqa: ANN001
     s, env = reg
     d1 = push(s, env, "dockyard/demo:1.0", "site", "1")
     d2 = push(s, env, "dockyard/demo:2.0", "site", "2")
@@ -465,3 +465,11 @@ def test_a_merge_patch_of_the_image_runs_the_new_tag_not_the_old_digest(reg) -> 
         assert r.status_code == 200 and "imageDigest" not in r.json()["spec"], r.text
     s.wait_for(lambda: s.client().get("/projects/acme/shop/apps/shop").json()["spec"].get("imageDigest") == d2,
                what="site:2 resolved")
+    with s.client() as c:  # an exported manifest (imageDigest in it) whose image was edited, applied whole
+        exported = c.get("/projects/acme/shop/apps/shop").json()
+        exported["spec"]["image"] = f"{s.registry}/acme/shop/site:1"
+        exported.pop("status", None)
+        r = c.put("/projects/acme/shop/apps/shop", json=exported)
+        assert r.status_code == 200 and "imageDigest" not in r.json()["spec"], r.text
+    s.wait_for(lambda: s.client().get("/projects/acme/shop/apps/shop").json()["spec"].get("imageDigest") == d1,
+               what="site:1 resolved again")
