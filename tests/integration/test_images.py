@@ -408,15 +408,21 @@ def test_every_deleted_tag_gets_exactly_one_image_deleted_event_naming_who_asked
         docker_cli(env, "rmi", f"h4-events:c-{s.port}", check=False)
 
 
-def test_deleting_a_tag_an_app_uses_or_has_in_its_rollout_history_needs_force(reg) -> None:  # noqa: ANN001
-    s, env = reg
+def shop_on_site_1(s: Server, env: dict) -> tuple[str, str]:
+    """site:1 and site:2 pushed (their digests), App shop (no replicas) created on site:1 and resolved."""
     d1 = push(s, env, "dockyard/demo:1.0", "site", "1")
     d2 = push(s, env, "dockyard/demo:2.0", "site", "2")
     with s.client() as c:
         c.post("/projects/acme/shop/apps", json=app_manifest("shop", f"{s.registry}/acme/shop/site:1", replicas=0)
                ).raise_for_status()
     s.wait_for(lambda: s.client().get("/projects/acme/shop/apps/shop").json()["spec"].get("imageDigest") == d1,
-               what="revision 1 on site:1")
+               what="App shop on site:1")
+    return d1, d2
+
+
+def test_deleting_a_tag_an_app_uses_or_has_in_its_rollout_history_needs_force(reg) -> None:  # noqa: ANN001
+    s, env = reg
+    d1, d2 = shop_on_site_1(s, env)
     with s.client() as c:
         body = app_manifest("shop", f"{s.registry}/acme/shop/site:2", replicas=0)
         body["metadata"]["resourceVersion"] = c.get("/projects/acme/shop/apps/shop").json()["metadata"]["resourceVersion"]
@@ -452,13 +458,7 @@ def test_the_apps_column_counts_apps_that_run_a_tag_by_its_digest(reg) -> None: 
 
 def test_a_new_image_by_merge_patch_or_by_apply_of_an_exported_manifest_drops_the_old_digest(reg) -> None:  # noqa: ANN001
     s, env = reg
-    d1 = push(s, env, "dockyard/demo:1.0", "site", "1")
-    d2 = push(s, env, "dockyard/demo:2.0", "site", "2")
-    with s.client() as c:
-        c.post("/projects/acme/shop/apps", json=app_manifest("shop", f"{s.registry}/acme/shop/site:1", replicas=0)
-               ).raise_for_status()
-    s.wait_for(lambda: s.client().get("/projects/acme/shop/apps/shop").json()["spec"].get("imageDigest") == d1,
-               what="site:1 resolved")
+    d1, d2 = shop_on_site_1(s, env)
     with s.client() as c:  # the patch names the image only: the digest of site:1 must not stay with site:2
         r = c.patch("/projects/acme/shop/apps/shop", json={"spec": {"image": f"{s.registry}/acme/shop/site:2"}},
                     headers={"Content-Type": "application/merge-patch+json"})
