@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,24 +64,53 @@ class Browsing:
         self.network: list[str] = []
         self.page.on("request", lambda r: self.pending.__setitem__(r.url, time.monotonic()))
         self.page.on("requestfinished", lambda r: self.pending.pop(r.url, None))
-        self.page.on("requestfailed", lambda r: self.network.append(f"failed {r.url}: {r.failure}")
-                     or self.pending.pop(r.url, None))
+        self.dropped = False  # a request of the page was dropped because the host's network changed
+        self.page.on("requestfailed", self._failed)
         self.page.on("console", lambda m: m.type in ("error", "warning") and self.network.append(f"console {m.text}"))
 
+    def _failed(self, request) -> None:  # noqa: ANN001
+        self.network.append(f"failed {request.url}: {request.failure}")
+        self.pending.pop(request.url, None)
+        self.dropped = self.dropped or "ERR_NETWORK_CHANGED" in (request.failure or "")
+
     def login(self, user: str, password: str) -> None:
-        started = time.monotonic()
-        self.page.goto(self.url + "/#/login")
-        try:
-            self.page.wait_for_selector("#username", timeout=30_000)  # a loaded machine may be slow to start the page
-        except PlaywrightTimeout:
-            now = time.monotonic()
-            waiting = [f"{url} (pending {now - t:.1f} s)" for url, t in self.pending.items()]
-            raise AssertionError(f"no login form {now - started:.1f} s after opening the page (load {os.getloadavg()}); "
-                                 f"requests still pending: {waiting}; {self.network}; {self.errors}") from None
+        self.open_login()
         self.page.fill("#username", user)
         self.page.fill("#password", password)
         self.page.click("#login-form button[type=submit]")
         self.page.wait_for_selector("#who")
+
+    def open_login(self) -> None:
+        """The login page, loaded again when Chromium dropped its requests: Chromium aborts requests
+        in flight (net::ERR_NETWORK_CHANGED, loopback too) whenever the host's network interfaces
+        change, which dockerd does with each container it starts or removes; a dropped module leaves
+        the page without its script, so no form and no page error ever comes."""
+        started = time.monotonic()
+        self.dropped = False
+        self._load(lambda: self.page.goto(self.url + "/#/login"))
+        reloads = 0
+        while True:
+            try:
+                self.page.wait_for_selector("#username", timeout=1_000)
+                return
+            except PlaywrightTimeout:
+                now = time.monotonic()
+                if self.dropped and reloads < 3:
+                    self.dropped, reloads = False, reloads + 1
+                    self._load(self.page.reload)
+                elif now - started > 30:  # a loaded machine may be slow to start the page, but not this slow
+                    waiting = [f"{url} (pending {now - t:.1f} s)" for url, t in self.pending.items()]
+                    raise AssertionError(
+                        f"no login form {now - started:.1f} s after opening the page ({reloads} reloads, load "
+                        f"{os.getloadavg()}); requests still pending: {waiting}; {self.network}; {self.errors}") from None
+
+    def _load(self, navigate) -> None:  # noqa: ANN001
+        try:
+            navigate()
+        except PlaywrightError as e:  # the document itself was dropped
+            if "ERR_NETWORK_CHANGED" not in str(e):
+                raise
+            self.dropped = True
 
     def go(self, hash_: str) -> None:
         self.page.goto(f"{self.url}/{hash_}")
