@@ -49,6 +49,57 @@ def server(tmp_path: Path) -> Iterator[Server]:
     remove_instance_objects(docker.APIClient(version="1.41"), s.instance)
 
 
+def open_login(page, url: str) -> None:  # noqa: ANN001
+    """Open the login page and wait for its form, loading it again when Chromium dropped its
+    requests: Chromium aborts requests in flight (net::ERR_NETWORK_CHANGED, loopback too) whenever
+    the host's network interfaces change, which dockerd does with each container it starts or
+    removes; a dropped module leaves the page without its script, so no form and no page error
+    ever comes. If the form still does not come, say what the page was waiting for."""
+    pending: dict[str, float] = {}
+    seen: list[str] = []
+    dropped = [False]
+
+    def failed(r) -> None:  # noqa: ANN001
+        seen.append(f"failed {r.url}: {r.failure}")
+        pending.pop(r.url, None)
+        dropped[0] = dropped[0] or "ERR_NETWORK_CHANGED" in (r.failure or "")
+
+    def load(navigate) -> None:  # noqa: ANN001
+        try:
+            navigate()
+        except PlaywrightError as e:  # the document itself was dropped
+            if "ERR_NETWORK_CHANGED" not in str(e):
+                raise
+            dropped[0] = True
+
+    handlers = {"request": lambda r: pending.__setitem__(r.url, time.monotonic()),
+                "requestfinished": lambda r: pending.pop(r.url, None), "requestfailed": failed,
+                "console": lambda m: m.type == "error" and seen.append(f"console {m.text}")}
+    for event, fn in handlers.items():
+        page.on(event, fn)
+    try:
+        started = time.monotonic()
+        load(lambda: page.goto(url + "/#/login"))
+        reloads = 0
+        while True:
+            try:
+                page.wait_for_selector("#username", timeout=1_000)
+                return
+            except PlaywrightTimeout:
+                now = time.monotonic()
+                if dropped[0] and reloads < 3:
+                    dropped[0], reloads = False, reloads + 1
+                    load(page.reload)
+                elif now - started > 30:  # a loaded machine may be slow to start the page, but not this slow
+                    waiting = [f"{u} (pending {now - t:.1f} s)" for u, t in pending.items()]
+                    raise AssertionError(f"no login form {now - started:.1f} s after opening the page ({reloads} "
+                                         f"reloads, load {os.getloadavg()}); requests still pending: {waiting}; "
+                                         f"{seen}") from None
+    finally:
+        for event, fn in handlers.items():
+            page.remove_listener(event, fn)
+
+
 class Browsing:
     """One user's browser context: a page that fails the test on any script error."""
 
@@ -59,58 +110,13 @@ class Browsing:
         self.errors: list[str] = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.set_default_timeout(15_000)
-        # what the page was waiting for, said when the login page does not come (a rare flake at load 5-7)
-        self.pending: dict[str, float] = {}
-        self.network: list[str] = []
-        self.page.on("request", lambda r: self.pending.__setitem__(r.url, time.monotonic()))
-        self.page.on("requestfinished", lambda r: self.pending.pop(r.url, None))
-        self.dropped = False  # a request of the page was dropped because the host's network changed
-        self.page.on("requestfailed", self._failed)
-        self.page.on("console", lambda m: m.type in ("error", "warning") and self.network.append(f"console {m.text}"))
-
-    def _failed(self, request) -> None:  # noqa: ANN001
-        self.network.append(f"failed {request.url}: {request.failure}")
-        self.pending.pop(request.url, None)
-        self.dropped = self.dropped or "ERR_NETWORK_CHANGED" in (request.failure or "")
 
     def login(self, user: str, password: str) -> None:
-        self.open_login()
+        open_login(self.page, self.url)
         self.page.fill("#username", user)
         self.page.fill("#password", password)
         self.page.click("#login-form button[type=submit]")
         self.page.wait_for_selector("#who")
-
-    def open_login(self) -> None:
-        """The login page, loaded again when Chromium dropped its requests: Chromium aborts requests
-        in flight (net::ERR_NETWORK_CHANGED, loopback too) whenever the host's network interfaces
-        change, which dockerd does with each container it starts or removes; a dropped module leaves
-        the page without its script, so no form and no page error ever comes."""
-        started = time.monotonic()
-        self.dropped = False
-        self._load(lambda: self.page.goto(self.url + "/#/login"))
-        reloads = 0
-        while True:
-            try:
-                self.page.wait_for_selector("#username", timeout=1_000)
-                return
-            except PlaywrightTimeout:
-                now = time.monotonic()
-                if self.dropped and reloads < 3:
-                    self.dropped, reloads = False, reloads + 1
-                    self._load(self.page.reload)
-                elif now - started > 30:  # a loaded machine may be slow to start the page, but not this slow
-                    waiting = [f"{url} (pending {now - t:.1f} s)" for url, t in self.pending.items()]
-                    raise AssertionError(
-                        f"no login form {now - started:.1f} s after opening the page ({reloads} reloads, load "
-                        f"{os.getloadavg()}); requests still pending: {waiting}; {self.network}; {self.errors}") from None
-
-    def _load(self, navigate) -> None:  # noqa: ANN001
-        try:
-            navigate()
-        except PlaywrightError as e:  # the document itself was dropped
-            if "ERR_NETWORK_CHANGED" not in str(e):
-                raise
-            self.dropped = True
 
     def go(self, hash_: str) -> None:
         self.page.goto(f"{self.url}/{hash_}")
