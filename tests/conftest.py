@@ -8,7 +8,9 @@ a database of their own that is dropped afterwards.
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import subprocess
 import threading
 import warnings
 from collections.abc import Iterator
@@ -138,3 +140,30 @@ def api(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator:
         assert r.status_code == 200, r.text
         client.headers["Authorization"] = f"Bearer {r.json()['token']}"
         yield client
+
+
+# image references under a test registry: 127.0.0.1 on a port the harness picked (never the 5000 of
+# an installation running on this machine)
+_TEST_REGISTRY_REF = re.compile(r"^127\.0\.0\.1:(?!5000/)\d+/")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_registry_images() -> Iterator[None]:
+    """Pushes, pulls and builds against the test servers' registries leave image references on the
+    shared engine; without this every run adds a few more. Removed by reference, never by image id:
+    a pushed demo image has the same id as dockyard/demo:* itself."""
+    yield
+    try:
+        out = subprocess.run(["docker", "images", "--digests", "--format",
+                              "{{.Repository}}\t{{.Tag}}\t{{.Digest}}"],
+                             capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return  # no engine here: nothing was left on it
+    refs = []
+    for line in out.splitlines():
+        repo, tag, digest = (line.split("\t") + ["", "", ""])[:3]
+        if not _TEST_REGISTRY_REF.match(repo + "/"):
+            continue
+        refs.append(f"{repo}:{tag}" if tag and tag != "<none>" else f"{repo}@{digest}")
+    for i in range(0, len(refs), 50):
+        subprocess.run(["docker", "rmi", *refs[i:i + 50]], capture_output=True, timeout=120)
