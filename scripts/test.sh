@@ -1,13 +1,29 @@
 #!/bin/sh
 # Run the whole test suite: a private PostgreSQL for the store tests on both backends, then pytest.
+# With no arguments, the fast CPU-bound tests (tests/unit, tests/api) run in a second pytest beside the
+# slow ones that mostly wait on the engine and the browser (tests/integration, tests/e2e): on two cores
+# that takes minutes off the run. Arguments run one pytest with them, as before.
 set -eu
 cd "$(dirname "$0")/.."
 . ./scripts/postgres.sh
 pg_start || echo "PostgreSQL is not available: its store tests will be skipped" >&2
-trap pg_stop EXIT
+fast_log=$(mktemp)
+trap 'pg_stop; rm -f "$fast_log"' EXIT
 trap "exit 130" INT TERM
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
-rc=$?
+if [ $# -gt 0 ]; then
+  .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+  rc=$?
+else
+  .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 tests/unit tests/api > "$fast_log" 2>&1 &
+  fast=$!
+  .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 tests/integration tests/e2e
+  rc=$?
+  wait $fast
+  fast_rc=$?
+  echo "--- tests/unit and tests/api (run beside the above) ---"
+  cat "$fast_log"
+  [ $rc -ne 0 ] || rc=$fast_rc
+fi
 set -e
 exit $rc
