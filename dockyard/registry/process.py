@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from dockyard.registry.settings import RegistrySettings
+from dockyard.registry.tokens import write_private
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 5          # http.draintimeout: in-flight requests finish on SIGTERM
@@ -252,11 +253,7 @@ class RegistryInstance:
 
 def write_config(path: Path, cfg: dict) -> None:
     """Write the config readable by the owner only (it holds the notification secret)."""
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
-    os.replace(tmp, path)
+    write_private(path, yaml.safe_dump(cfg, sort_keys=False).encode())
 
 
 def garbage_collect(binary: str, config: Path, timeout: float = 3600, *, delete_untagged: bool = True) -> str:
