@@ -118,15 +118,6 @@ def _tag_rows(tools: RegistryTools, repository: str, tags: list[str], known: dic
     return rows
 
 
-def _apps_by_image(store: Store, service: RegistryService, tenant: str, project: str) -> dict[tuple[str, str], list[str]]:
-    scope = f"{tenant}/{project}"
-    out: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for app in store.list("App", scope=scope)[0]:
-        for key in autodeploy.image_keys(service.settings, scope, app.spec.get("image", "")):
-            out[key].append(app.name)  # (repository, tag) or (repository, digest)
-    return out
-
-
 def _repository_rows(store: Store, tools: RegistryTools, tenant: str, project: str) -> list[dict]:
     prefix = f"{tenant}/{project}/"
     records = ImageRecords(store)
@@ -164,7 +155,7 @@ def list_tags(request: Request, store: StoreDep, authz: AuthzDep, tenant: str, p
     if not tags:
         raise Problem(404, f"repository {repo} has no tags (or does not exist)")
     known = {r.tag: r for r in ImageRecords(store).tags(repo)}
-    users = _apps_by_image(store, tools.service, tenant, project)
+    users = autodeploy.apps_by_image(store, tools.service.settings, f"{tenant}/{project}")
     rows = _tag_rows(tools, repo, tags, known)
     for r in rows:  # Apps naming the tag, and Apps running its digest (`repo@sha256:…`)
         r["apps"] = sorted(set(users.get((repo, r["tag"]), []) + users.get((repo, r["digest"]), [])))
@@ -207,8 +198,8 @@ def _needed_by(store: Store, service: RegistryService, tenant: str, project: str
     """Why the project's Apps need repo:tag ("in use by App web; in the rollout history of App
     api revision 2"), or "" when none does."""
     scope = f"{tenant}/{project}"
-    naming = [DigestUser(scope, a) for key in ((repo, tag), (repo, digest))
-              for a in _apps_by_image(store, service, tenant, project).get(key, [])]
+    by_image = autodeploy.apps_by_image(store, service.settings, scope)
+    naming = [DigestUser(scope, a) for key in ((repo, tag), (repo, digest)) for a in by_image.get(key, [])]
     users = [u for u in untagged.digest_users(store).get(digest, []) if u.scope == scope]
     return untagged.describe_users(list(dict.fromkeys(naming + users)), scope)
 

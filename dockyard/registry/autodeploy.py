@@ -57,6 +57,16 @@ def image_keys(settings: RegistrySettings | None, scope: str, image: str) -> lis
     return keys + [(target.repository, target.tag)] if tagged or not digest else keys
 
 
+def apps_by_image(store: Store, settings: RegistrySettings | None, scope: str) -> dict[tuple[str, str], list[str]]:
+    """The names of the scope's Apps under each key `image_keys` gives their image: (repository,
+    tag) for Apps naming a tag, (repository, digest) for Apps naming a digest."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for app in store.list("App", scope=scope)[0]:
+        for key in image_keys(settings, scope, app.spec.get("image", "")):
+            out.setdefault(key, []).append(app.name)
+    return out
+
+
 def push_cause(tag: str, actor: str) -> str:
     return f"{PUSH_CAUSE}{tag} by {actor or 'unknown'}"
 

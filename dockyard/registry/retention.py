@@ -142,10 +142,7 @@ def images_in_use(store: Store, settings: RegistrySettings | None, tenant: str, 
     """(repository, tag) pairs the project's Apps name, and the digests Apps run or their rollout
     history names (a rollback restores those exactly), each with who uses it."""
     scope = f"{tenant}/{project}"
-    tags: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for app in store.list("App", scope=scope)[0]:
-        for key in autodeploy.image_keys(settings, scope, app.spec.get("image", "")):
-            tags[key].append(app.name)  # a (repository, digest) key matches no tag: digests come below
+    tags = autodeploy.apps_by_image(store, settings, scope)  # a (repository, digest) key matches no tag
     digests = {d: untagged.describe_users(users, scope) for d, users in untagged.digest_users(store).items()}
     return {k: "in use by App " + ", ".join(v) for k, v in tags.items()}, digests
 
