@@ -56,17 +56,17 @@ class RegistryService:
         if settings.listen and not self.binary:
             raise RegistryError("docker-registry is not installed (Debian package docker-registry)")
         if settings.listen:
-            self.writable = self._instance("writable", settings.socket, readonly=False)
-            self.readonly_instance = self._instance("readonly", settings.readonly_socket, readonly=True)
+            http_secret = load_or_create_secret(root / "http-secret")  # both instances share it
+            self.writable = self._instance("writable", settings.socket, http_secret, readonly=False)
+            self.readonly_instance = self._instance("readonly", settings.readonly_socket, http_secret, readonly=True)
 
     @property
     def runs_registry(self) -> bool:
         return self.writable is not None
 
-    def _instance(self, name: str, sock: Path, *, readonly: bool) -> RegistryInstance:
+    def _instance(self, name: str, sock: Path, http_secret: str, *, readonly: bool) -> RegistryInstance:
         root = self.settings.root
         config = root / f"{name}.yml"
-        http_secret = load_or_create_secret(root / "http-secret")
         write_config(config, registry_config(self.settings, sock=sock, readonly=readonly, http_secret=http_secret,
                                              notify_secret=self.notify_secret, rootcert=self.issuer.cert_path))
         return RegistryInstance(name, self.binary or "docker-registry", config, sock, root / f"{name}.log")
