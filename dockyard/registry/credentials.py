@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from dockyard.api.authz import Authorizer
-from dockyard.registry.tokens import ROLE_ACTIONS, Grantee
+from dockyard.registry.tokens import ROLE_ACTIONS, Grantee, b64url
 from dockyard.store.errors import NotFound
 from dockyard.store.repository import Store
 from dockyard.store.robots import USER_PREFIX, Robot, verify_robot
@@ -32,16 +32,12 @@ NOTHING: frozenset[str] = frozenset()
 ROBOT_ACTIONS = {"pull": frozenset({"pull"}), "push": frozenset({"pull", "push"})}
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _sign(secret: bytes, payload: str) -> str:
-    return _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
+    return b64url(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
 
 
 MAX_SUBJECT = 100
@@ -66,7 +62,7 @@ def ephemeral_credential(secret: bytes, tenant: str, project: str, actions: tupl
              "e": int(time.time() + ttl)}
     if bounded_subject(subject):
         grant["s"] = bounded_subject(subject)
-    payload = _b64(json.dumps(grant, separators=(",", ":")).encode())
+    payload = b64url(json.dumps(grant, separators=(",", ":")).encode())
     return EPHEMERAL_USER, f"{EPHEMERAL_PREFIX}{payload}.{_sign(secret, payload)}"
 
 

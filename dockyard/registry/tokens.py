@@ -83,7 +83,8 @@ def libtrust_kid(public_key: ec.EllipticCurvePublicKey) -> str:
     return ":".join(b32[i:i + 4] for i in range(0, 48, 4))
 
 
-def _b64url(data: bytes) -> str:
+def b64url(data: bytes) -> str:
+    """Base64url without padding, as JWTs (and ephemeral credentials) write it."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
@@ -168,7 +169,7 @@ class TokenIssuer:
         self.kid = libtrust_kid(self.key.public_key())
         x5c = base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()
         header = {"typ": "JWT", "alg": "ES256", "kid": self.kid, "x5c": [x5c]}
-        self._header = _b64url(json.dumps(header, separators=(",", ":")).encode())
+        self._header = b64url(json.dumps(header, separators=(",", ":")).encode())
         self.cert_path = root / CERT_FILE
 
     def issue(self, subject: str, access: list[dict], ttl: int = 300) -> str:
@@ -178,11 +179,11 @@ class TokenIssuer:
         now = int(self.clock())
         claims = {"iss": self.issuer, "sub": subject, "aud": self.service, "exp": now + int(ttl), "nbf": now - 1,
                   "iat": now, "jti": secrets.token_urlsafe(12), "access": access}
-        signing_input = f"{self._header}.{_b64url(json.dumps(claims, separators=(',', ':')).encode())}"
+        signing_input = f"{self._header}.{b64url(json.dumps(claims, separators=(',', ':')).encode())}"
         der = self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
         r, s = decode_dss_signature(der)
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-        return IssuedRegistryToken(f"{signing_input}.{_b64url(signature)}", int(ttl),
+        return IssuedRegistryToken(f"{signing_input}.{b64url(signature)}", int(ttl),
                                    datetime.fromtimestamp(now, UTC), access)
 
     def issue_for(self, grantee: Grantee, scopes: list[Scope], ttl: int = 300) -> IssuedRegistryToken:
