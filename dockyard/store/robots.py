@@ -5,7 +5,6 @@ endpoint, never on the REST API. Its secret is shown once and stored as SHA-256 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from dockyard.store.errors import AlreadyExists
 from dockyard.store.repository import Store, now
 from dockyard.store.tables import metadata
+from dockyard.store.users import hash_token
 
 ACCESS = ("pull", "push")
 USER_PREFIX = "robot$"
@@ -82,10 +82,6 @@ def _aware(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def _robot(r: object) -> Robot:
     return Robot(r.id, r.tenant, r.project, r.project_uid, r.name, r.access, bool(r.disabled),  # type: ignore[attr-defined]
                  _aware(r.expires_at) if r.expires_at else None, r.created_by, _aware(r.created_at),  # type: ignore[attr-defined]
@@ -100,7 +96,7 @@ def create_robot(store: Store, tenant: str, project: str, project_uid: str, name
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     at = now()
     values = dict(tenant=tenant, project=project, project_uid=project_uid, name=name, access=access,
-                  secret_hash=_hash(secret), disabled=False, expires_at=at + ttl if ttl else None,
+                  secret_hash=hash_token(secret), disabled=False, expires_at=at + ttl if ttl else None,
                   created_by=created_by, created_at=at, last_used_at=None)
     try:
         with store.tx() as conn:
@@ -161,7 +157,7 @@ def verify_robot(store: Store, username: str, secret: str) -> Robot | None:
         return None
     with store.read_engine.connect() as conn:
         r = conn.execute(select(robots).where(_key(*key))).first()
-    if r is None or not hmac.compare_digest(r.secret_hash, _hash(secret)):
+    if r is None or not hmac.compare_digest(r.secret_hash, hash_token(secret)):
         return None
     robot = _robot(r)
     at = now()
