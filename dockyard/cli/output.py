@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 import typer
 import yaml
 
+from dockyard.model.quantity import approx_memory
+
 
 def age(ts: str | None) -> str:
     if not ts:
@@ -96,13 +98,7 @@ TABLES = {
 
 def human_bytes(n: float | None, suffix: str = "") -> str:
     """1536 → 1.5Ki (binary units, as memory limits are written)."""
-    if n is None:
-        return "-"
-    for unit in ("", "Ki", "Mi", "Gi", "Ti"):
-        if abs(n) < 1024 or unit == "Ti":
-            return f"{n:.0f}{unit}{suffix}" if unit == "" else f"{n:.1f}{unit}{suffix}"
-        n /= 1024
-    return "-"
+    return "-" if n is None else approx_memory(n) + suffix
 
 
 def usage_rows(data: dict, *, per_replica: bool) -> tuple[list[str], list[list[Any]]]:

@@ -61,6 +61,18 @@ def format_memory(n: int) -> str:
     return str(n)
 
 
+def approx_memory(n: float) -> str:
+    """Bytes in binary units with one decimal, the way they are read: 1536 → "1.5Ki", 1105173 →
+    "1.1Mi", 900 → "900". Parses as a quantity again (parse_memory)."""
+    if abs(n) < 1024:
+        return f"{n:.0f}"
+    for unit in ("Ki", "Mi", "Gi", "Ti"):
+        n /= 1024
+        if round(abs(n), 1) < 1024 or unit == "Ti":  # 1048575 is "1.0Mi", not "1024.0Ki"
+            break
+    return f"{n:.1f}{unit}"
+
+
 def parse_duration(value: str | int | float) -> float:
     """Return seconds from `10s`, `1m30s`, `500ms`, `2h`, or a bare number of seconds."""
     if isinstance(value, bool):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dockyard.model.app import AppSpec
-from dockyard.model.quantity import format_memory, parse_cpu, parse_memory
+from dockyard.model.quantity import approx_memory, format_memory, parse_cpu, parse_memory
 from dockyard.model.quota import Quota
 
 RESOURCES = ("cpu", "memory", "replicas", "apps", "volumes", "storage")
@@ -57,12 +57,7 @@ def _fmt_storage(n: int) -> str:
     exact amount keeps the form it is written in ("1Mi", "512Ki"), as `hard` shows it. Both parse
     as quantities again (parse_memory, the dashboard's amount())."""
     exact = format_memory(n)
-    if exact != str(n) or n < 1024:
-        return exact
-    for unit, factor in (("Ki", 1024), ("Mi", 1024**2), ("Gi", 1024**3), ("Ti", 1024**4)):
-        if round(n / factor, 1) < 1024 or unit == "Ti":
-            return f"{n / factor:.1f}{unit}"
-    return exact
+    return exact if exact != str(n) or n < 1024 else approx_memory(n)
 
 
 def show(resource: str, v: float) -> str:

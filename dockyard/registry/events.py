@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from dockyard.model.quantity import approx_memory
 from dockyard.registry import autodeploy
 from dockyard.registry.client import MANIFEST_TYPES, RegistryClient, RegistryError
 from dockyard.registry.images import ImageRecords, TagRecord
-from dockyard.registry.quota import _human  # one byte formatter for registry messages
 from dockyard.store.repository import Event, Store, now
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class EventReceiver:
             self._invalidate(tenant, project)
             if n.action == "push":
                 rec = self.records.tag(n.repository, n.tag or "")
-                size = f", {_human(rec.size)}" if rec else ""
+                size = f", {approx_memory(rec.size)}" if rec else ""
                 self.store.record_event(Event(scope, "Image", name[:63], "Normal", "ImagePushed",
                                               f"{n.actor or 'unknown'} pushed {name}:{n.tag} ({n.digest}{size})"))
                 cause = autodeploy.push_cause(n.tag or "", n.actor)

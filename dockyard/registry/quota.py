@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import time
 
-from dockyard.model.quantity import format_memory, parse_memory
+from dockyard.model.quantity import approx_memory, format_memory, parse_memory
 from dockyard.registry.usage import StorageUsage
 from dockyard.store.errors import NotFound
 from dockyard.store.repository import Store
 
 # a quota change reaches uploads within this time
 LIMITS_TTL = 2.0
-
-
-def _human(n: int) -> str:
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= factor:
-            return f"{n / factor:.1f} {unit}"
-    return f"{n} B"
 
 
 def _limit(quota: dict | None) -> int | None:
@@ -82,9 +75,9 @@ class StoreQuotaPolicy:
         project_limit, tenant_limit = self.limits(tenant, project)
         used = self.usage.project_bytes(tenant, project)
         if project_limit is not None and used + inflight + adding > project_limit:
-            return (f"storage quota exceeded: project {tenant}/{project} stores {_human(used)}"
-                    + (f" and is uploading {_human(inflight)}" if inflight else "")
-                    + f"; this upload ({_human(adding)} so far) does not fit in its quota (spec.quota.storage) of "
+            return (f"storage quota exceeded: project {tenant}/{project} stores {approx_memory(used)}"
+                    + (f" and is uploading {approx_memory(inflight)}" if inflight else "")
+                    + f"; this upload ({approx_memory(adding)} so far) does not fit in its quota (spec.quota.storage) of "
                     f"{format_memory(project_limit)}. Delete images or tags, or ask for a larger quota")
         limit = format_memory(tenant_limit) if tenant_limit is not None else "?"
         return (f"storage quota exceeded: the projects of tenant {tenant} together would pass the tenant's "
