@@ -97,12 +97,6 @@ class UploadLedger:
         with self._lock:
             self._uploads.get((tenant, project), {}).pop(upload, None)
 
-    def rename(self, tenant: str, project: str, old: str, new: str) -> None:
-        with self._lock:
-            ups = self._uploads.get((tenant, project), {})
-            if old in ups:
-                ups[new] = ups.pop(old)
-
     def project(self, tenant: str, project: str, *, besides: str | None = None) -> int:
         """Uncommitted bytes of the project (without upload `besides`)."""
         now = time.monotonic()
