@@ -75,13 +75,6 @@ def _why(users: Mapping | set, key: object, generic: str) -> str | None:
     return users[key] if isinstance(users, Mapping) else generic
 
 
-def select_deletions(rules: list[RetentionRule], tags: list[TagRecord], *, in_use: Mapping | set,
-                     digests_in_use: Mapping | set, at: datetime) -> tuple[list[Verdict], list[Verdict]]:
-    """(tags to delete, tags a rule would delete but that are protected), both with the reason."""
-    p = plan(rules, tags, in_use=in_use, digests_in_use=digests_in_use, at=at)
-    return p.delete, p.protected
-
-
 def plan(rules: list[RetentionRule], tags: list[TagRecord], *, in_use: Mapping | set,
          digests_in_use: Mapping | set, at: datetime) -> Plan:
     """The verdict on every tag. `in_use`: (repository, tag) pairs Apps name; `digests_in_use`:

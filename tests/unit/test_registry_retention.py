@@ -9,7 +9,7 @@ import pytest
 from dockyard.admission import InvalidObject, admit
 from dockyard.model.project import RetentionRule
 from dockyard.registry.images import TagRecord
-from dockyard.registry.retention import plan, select_deletions
+from dockyard.registry.retention import plan
 
 AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -24,9 +24,9 @@ def rule(**kw) -> RetentionRule:  # noqa: ANN003
 
 
 def run(rules: list[RetentionRule], tags: list[TagRecord], in_use=frozenset(), digests=frozenset()):  # noqa: ANN001, ANN201
-    delete, protected = select_deletions(rules, tags, in_use=set(in_use), digests_in_use=set(digests), at=AT)
-    return sorted(f"{v.repository.split('/', 2)[2]}:{v.tag}" for v in delete), \
-        sorted(f"{v.repository.split('/', 2)[2]}:{v.tag}" for v in protected)
+    p = plan(rules, tags, in_use=set(in_use), digests_in_use=set(digests), at=AT)
+    return sorted(f"{v.repository.split('/', 2)[2]}:{v.tag}" for v in p.delete), \
+        sorted(f"{v.repository.split('/', 2)[2]}:{v.tag}" for v in p.protected)
 
 
 def test_keep_last_keeps_the_newest_matching_tags_per_repository() -> None:
