@@ -29,10 +29,8 @@ def _instructions(text: str) -> Iterator[tuple[str, str]]:
             escape = m.group(2)
     current = ""
     for line in lines:
-        if not current and line.lstrip().startswith("#"):
-            continue
-        if current and line.lstrip().startswith("#"):
-            continue  # a comment inside a continued instruction
+        if line.lstrip().startswith("#"):
+            continue  # also inside a continued instruction
         stripped = line.rstrip()
         if stripped.endswith(escape):
             current += stripped[:-1] + " "
@@ -105,9 +103,12 @@ def refusal(image: str, scope: str, owner_of: Callable[[str], str | None]) -> st
     return None
 
 
-def check(text: str, build_args: dict[str, str], scope: str, owner_of: Callable[[str], str | None]) -> None:
-    """ValueError with the first reason the Dockerfile may not be built for `scope`."""
-    for image in image_references(text, build_args):
+def check(text: str, build_args: dict[str, str], scope: str, owner_of: Callable[[str], str | None]) -> list[str]:
+    """The images the Dockerfile names (`image_references`); ValueError with the first reason it
+    may not be built for `scope`."""
+    images = image_references(text, build_args)
+    for image in images:
         why = refusal(image, scope, owner_of)
         if why:
             raise ValueError(why)
+    return images

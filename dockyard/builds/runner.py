@@ -29,10 +29,10 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from dockyard.admission.requester import REQUESTER_ANNOTATION
+from dockyard.api.objects import PLATFORM_DEFAULTS
 from dockyard.builds import logfile, starts
 from dockyard.builds.deploy import DeployError, deploy
 from dockyard.builds.dockerfile import check as check_dockerfile
-from dockyard.builds.dockerfile import image_references
 from dockyard.builds.source import Limits, SourceError, fetch
 from dockyard.engines.base import EngineDriver, EngineError, ImageBuild
 from dockyard.model.build import BUILD_FIELDS, CANCEL_ANNOTATION, FINISHED, BuildConfigSpec, BuildSpec, ref_tag
@@ -44,7 +44,6 @@ from dockyard.store.repository import Store, StoredObject, iso_time, now
 log = logging.getLogger(__name__)
 
 PUSH_CREDENTIAL_TTL = 900.0   # seconds: a push outlasting it fails (the token is asked for once per blob)
-DEFAULT_MEMORY, DEFAULT_CPU = "512Mi", "1"  # what api.objects.PLATFORM_DEFAULTS gives containers
 PRUNE_EVERY = 60.0
 MAX_DOCKERFILE = 1024 * 1024
 
@@ -194,12 +193,12 @@ class BuildRunner:
             st = {**(b.status or {}), "phase": "Pending", "queuePosition": pos}
             self.store.update_status("Build", b.scope, b.name, st, uid=b.uid)
         if self._finished or time.monotonic() - self._pruned_at > PRUNE_EVERY:
-            self._prune(builds)
+            self._prune()
 
-    def _prune(self, builds: list[StoredObject]) -> None:
+    def _prune(self) -> None:
         self._pruned_at = time.monotonic()
         self._finished = False
-        builds = self.store.list("Build")[0]  # with the statuses of builds that ended since
+        builds = self.store.list("Build")[0]  # with the statuses written since this round's list
         limits: dict[tuple[str, str], int] = {}
         for c in self.store.list("BuildConfig")[0]:
             try:
@@ -357,7 +356,8 @@ class BuildRunner:
             defaults = ProjectSpec.model_validate(self.store.get("Project", tenant, project).spec).defaults
         except NotFound:
             raise ValueError(f"project {tenant}/{project} is gone") from None
-        return parse_memory(defaults.memory or DEFAULT_MEMORY), parse_cpu(defaults.cpu or DEFAULT_CPU)
+        return (parse_memory(defaults.memory or PLATFORM_DEFAULTS.memory),
+                parse_cpu(defaults.cpu or PLATFORM_DEFAULTS.cpu))
 
 
 def _check_base_images(path: Path, build_args: dict[str, str], scope: str, settings: Any) -> list[str]:
@@ -371,9 +371,7 @@ def _check_base_images(path: Path, build_args: dict[str, str], scope: str, setti
         found = settings.image_project(ref)
         return f"{found[0]}/{found[1]}" if found else None
 
-    text = path.read_text(errors="replace")
-    check_dockerfile(text, build_args, scope, owner_of)
-    return image_references(text, build_args)
+    return check_dockerfile(path.read_text(errors="replace"), build_args, scope, owner_of)
 
 
 def _context_of(checkout: Path, context_dir: str, dockerfile: str) -> tuple[Path, str]:
