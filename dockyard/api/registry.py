@@ -21,6 +21,7 @@ from dockyard.model.meta import DnsLabel, Schema
 from dockyard.registry.tokens import parse_scopes
 from dockyard.store import robots as robot_store
 from dockyard.store.errors import NotFound
+from dockyard.store.repository import iso_time
 
 token_router = APIRouter(tags=["registry"])   # outside /api/v1: docker and the registry call it
 router = APIRouter()                          # under /api/v1
@@ -99,8 +100,8 @@ def registry_token(request: Request,
         return _unauthorized("wrong user name or password (or the token or robot is expired, revoked or disabled)")
     throttle.succeeded(keys[0])
     issued = registry.issuer.issue_for(grantee, scopes, TOKEN_TTL)
-    at = issued.issued_at.isoformat().replace("+00:00", "Z")
-    return {"token": issued.token, "access_token": issued.token, "expires_in": issued.expires_in, "issued_at": at}
+    return {"token": issued.token, "access_token": issued.token, "expires_in": issued.expires_in,
+            "issued_at": iso_time(issued.issued_at)}
 
 
 @router.get("/registry", operation_id="getRegistry", tags=["registry"],
