@@ -276,8 +276,8 @@ class RegistryProxy:
             return None
         # the registry (Go's net/http) routes on the decoded path, absolute-form targets too: read
         # the project the same way, or `acme%2Fshop/web` would be stored past acme/shop's quota
-        parts = urlsplit(target)
-        m = _UPLOAD.match(unquote(parts.path) + (f"?{parts.query}" if parts.query else ""))
+        url = urlsplit(target)
+        m = _UPLOAD.match(unquote(url.path) + (f"?{url.query}" if url.query else ""))
         if not m:
             return None
         parts = m.group("name").split("/")
@@ -306,7 +306,7 @@ class RegistryProxy:
                 and "chunked" not in headers.get("transfer-encoding", "") and checker.left is not None \
                 and checker.left <= 0:
             # starting an upload with nothing left: say so before the client sends any layer
-            raise _Refused(_denied(checker.message(0)))
+            raise _Refused(_denied(await asyncio.to_thread(checker.message, 0)))  # reads the store
         await _forward_body(creader, uwriter, headers, checker)
         if checker.refusal is not None:
             # answered only now that the client has sent its whole body: a Go client (dockerd) that is
