@@ -60,8 +60,8 @@ def ephemeral_credential(secret: bytes, tenant: str, project: str, actions: tupl
     records it as the pusher, in image tags, the dashboard and events."""
     grant = {"t": tenant, "p": project, "a": sorted(set(actions) & {"pull", "push"}), "r": repository,
              "e": int(time.time() + ttl)}
-    if bounded_subject(subject):
-        grant["s"] = bounded_subject(subject)
+    if subject := bounded_subject(subject):
+        grant["s"] = subject
     payload = b64url(json.dumps(grant, separators=(",", ":")).encode())
     return EPHEMERAL_USER, f"{EPHEMERAL_PREFIX}{payload}.{_sign(secret, payload)}"
 
