@@ -51,12 +51,6 @@ class StorageUsage:
             self._cache[key] = (now, total)
         return total
 
-    def computed_at(self, tenant: str, project: str) -> float | None:
-        """When the cached figure was computed (time.monotonic()), or None."""
-        with self._lock:
-            hit = self._cache.get((tenant, project))
-        return hit[0] if hit else None
-
     def invalidate(self, tenant: str | None = None, project: str | None = None) -> None:
         with self._lock:
             if tenant is None:
