@@ -237,11 +237,11 @@ def run(config: ServerConfig) -> None:
                     ws_per_message_deflate=WS_COMPRESSION)
     finally:
         app.state.exec_sessions.shutdown()  # the last sessions' clean-ups end their processes
-        if registry is not None:
-            registry.stop()  # in-flight registry requests drain (http.draintimeout)
         app.state.builds.stop()  # running builds end Cancelled, their work directories removed
         if app.state.registry_maintenance is not None:
             app.state.registry_maintenance.stop()
+        if registry is not None:  # after its users: a push the builds wait out still reaches it
+            registry.stop()  # in-flight registry requests drain (http.draintimeout)
         app.state.alerts.stop()
         if collector is not None:
             collector.stop()  # flushes the heads: a clean stop loses no samples
