@@ -134,11 +134,6 @@ class RegistryInstance:
         self._ready = False
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
-        self.restarts = 0
-
-    @property
-    def ready(self) -> bool:
-        return self._ready
 
     def run(self, timeout: float = READY_TIMEOUT) -> None:
         """Want the process running; return once it answers (RegistryError after `timeout`)."""
@@ -192,7 +187,6 @@ class RegistryInstance:
                 log.warning("the %s registry exited with %s after %.0f s; restarting in %.1f s (log: %s)",
                             self.name, proc.returncode, up, backoff, self.log_path)
                 self._forget(proc)
-                self.restarts += 1
                 if up >= STABLE_AFTER:
                     backoff = 0.5
                 self._backoff_wait(backoff)
