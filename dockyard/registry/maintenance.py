@@ -46,8 +46,7 @@ def apply_retention(store: Store, service: RegistryService, client: RegistryClie
     delete = plan.delete
     failed: list[str] = []
     if delete and not dry_run:
-        failed = retention.apply(client, delete, actor)
-        gone = [v for v in delete if not any(f.startswith(f"{v.repository}:{v.tag}:") for f in failed)]
+        gone, failed = retention.apply(client, delete, actor)
         for v in gone:  # each deleted tag's ImageDeleted, once, whether or not the notification came first
             record_deleted(store, service, v.repository, v.digest, actor)
         if gone:

@@ -152,13 +152,14 @@ def plan_project(store: Store, settings: RegistrySettings | None, tenant: str, p
                 in_use=in_use, digests_in_use=digests, at=at or now())
 
 
-def apply(client: RegistryClient, verdicts: list[Verdict], actor: str = "retention") -> list[str]:
-    """Delete the manifests for `actor` (whom the registry's notifications name); the failures,
-    one line each (the rest went)."""
-    failed = []
+def apply(client: RegistryClient, verdicts: list[Verdict], actor: str = "retention") -> tuple[list[Verdict], list[str]]:
+    """Delete the manifests for `actor` (whom the registry's notifications name); (the verdicts
+    whose manifest went, the failures one line each)."""
+    gone, failed = [], []
     for v in verdicts:
         try:
             client.delete_manifest(v.repository, v.digest, actor)
+            gone.append(v)
         except RegistryError as e:
             failed.append(f"{v.repository}:{v.tag}: {e}")
-    return failed
+    return gone, failed
