@@ -131,11 +131,9 @@ class ImageResolver:
         records = ImageRecords(store)
         rolled = 0
         for app in store.list("App")[0]:
-            if not app.spec.get("autoDeploy") or not app.spec.get("imageDigest"):
+            target = autodeploy.followed_tag(self.registry.settings, app)
+            if target is None or not app.spec.get("imageDigest"):
                 continue  # an App without a digest yet gets one from its own reconcile
-            target = autodeploy.image_target(self.registry.settings, app.scope, app.spec.get("image", ""))
-            if target is None or "@" in app.spec["image"]:
-                continue
             try:
                 now = self.client.digest(target.repository, target.tag)
             except RegistryError as e:

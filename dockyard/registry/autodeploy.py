@@ -71,17 +71,20 @@ def push_cause(tag: str, actor: str) -> str:
     return f"{PUSH_CAUSE}{tag} by {actor or 'unknown'}"
 
 
+def followed_tag(settings: RegistrySettings | None, app: StoredObject) -> ImageTarget | None:
+    """The tag an App with autoDeploy on follows: its image's, when that is a tag (not a digest)
+    of its own project's repository; None when it follows none."""
+    image = app.spec.get("image", "")
+    if not app.spec.get("autoDeploy") or "@" in image:
+        return None
+    return image_target(settings, app.scope, image)
+
+
 def apps_following(store: Store, settings: RegistrySettings | None, repository: str, tag: str) -> list[StoredObject]:
     """Apps of the repository's project with autoDeploy on whose image is repository:tag."""
     scope = "/".join(repository.split("/", 2)[:2])
-    out = []
-    for app in store.list("App", scope=scope)[0]:
-        if not app.spec.get("autoDeploy"):
-            continue
-        target = image_target(settings, scope, app.spec.get("image", ""))
-        if target == ImageTarget(repository, tag) and "@" not in app.spec["image"]:
-            out.append(app)
-    return out
+    return [app for app in store.list("App", scope=scope)[0]
+            if followed_tag(settings, app) == ImageTarget(repository, tag)]
 
 
 def roll_out_digest(store: Store, app: StoredObject, digest: str, cause: str) -> bool:
