@@ -15,21 +15,14 @@ points to), and the manifests' bytes under `blobs/sha256/<xx>/<hex>/data`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockyard.registry import layout
 from dockyard.registry.client import INDEX_TYPES
 from dockyard.store.repository import Store
-
-_MAX_MANIFEST = 4 * 1024 * 1024
-
-
-def _v2(storage: Path) -> Path:
-    return storage / "docker" / "registry" / "v2"
 
 
 def _read_link(path: Path) -> str | None:
@@ -37,23 +30,6 @@ def _read_link(path: Path) -> str | None:
         return path.read_text().strip() or None
     except OSError:
         return None
-
-
-def repositories(storage: Path) -> Iterator[tuple[str, Path]]:
-    """(name, directory) of every repository in the storage."""
-    root = _v2(storage) / "repositories"
-    for dirpath, dirs, _files in os.walk(root):
-        if "_manifests" in dirs:
-            yield os.path.relpath(dirpath, root), Path(dirpath)
-        dirs[:] = [d for d in dirs if not d.startswith("_")]
-
-
-def revisions(repo_dir: Path) -> set[str]:
-    base = repo_dir / "_manifests" / "revisions" / "sha256"
-    try:
-        return {f"sha256:{h}" for h in os.listdir(base) if (base / h / "link").exists()}
-    except OSError:
-        return set()
 
 
 def tagged(repo_dir: Path) -> set[str]:
@@ -67,15 +43,8 @@ def tagged(repo_dir: Path) -> set[str]:
 
 def children(storage: Path, digest: str) -> list[str]:
     """The platform manifests an index names ([] for an image manifest or an unreadable blob)."""
-    hexd = digest.split(":", 1)[-1]
-    path = _v2(storage) / "blobs" / "sha256" / hexd[:2] / hexd / "data"
-    try:
-        if path.stat().st_size > _MAX_MANIFEST:
-            return []
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(doc, dict) or doc.get("mediaType") not in INDEX_TYPES:
+    doc = layout.manifest_doc(storage, digest.split(":", 1)[-1])
+    if doc is None or doc.get("mediaType") not in INDEX_TYPES:
         return []
     return [m["digest"] for m in doc.get("manifests") or [] if isinstance(m, dict) and m.get("digest")]
 
@@ -131,8 +100,8 @@ def pinned_digests(store: Store) -> set[str]:
 def unneeded(storage: Path, keep: set[str]) -> list[tuple[str, str]]:
     """(repository, digest) of the untagged manifests neither `keep` nor a kept index names."""
     out = []
-    for name, repo_dir in repositories(storage):
-        present = revisions(repo_dir)
+    for name, repo_dir in layout.repositories(storage):
+        present = {f"sha256:{h}" for h, _ in layout.revisions(repo_dir)}
         needed = tagged(repo_dir) | (keep & present)
         for digest in list(needed):
             needed.update(children(storage, digest))
@@ -142,4 +111,4 @@ def unneeded(storage: Path, keep: set[str]) -> list[tuple[str, str]]:
 
 def still_untagged(storage: Path, repository: str, digest: str) -> bool:
     """Read the tags again just before a delete: a push that tagged the digest meanwhile keeps it."""
-    return digest not in tagged(_v2(storage) / "repositories" / repository)
+    return digest not in tagged(layout.v2(storage) / "repositories" / repository)

@@ -18,21 +18,20 @@ in both (each would need it if the other deleted theirs), as quota systems of re
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from pathlib import Path
 
+from dockyard.registry import layout
+
 RECENT_LAYERS = 24 * 3600.0
-_MAX_MANIFEST = 4 * 1024 * 1024
 
 
 class StorageUsage:
     """Per-project byte counts with a short cache; `invalidate` after a push or a delete."""
 
     def __init__(self, storage_root: Path, *, ttl: float = 5.0) -> None:
-        self.root = Path(storage_root) / "docker" / "registry" / "v2"
+        self.storage = Path(storage_root)
         self.ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, int]] = {}
         # digests are immutable: what a manifest names never changes, so it is parsed once
@@ -60,23 +59,16 @@ class StorageUsage:
 
     def repositories(self, tenant: str, project: str) -> list[str]:
         """Repository names (`t/p/name…`) that have a directory in storage."""
-        base = self.root / "repositories" / tenant / project
-        found: list[str] = []
-        for dirpath, dirnames, _ in os.walk(base):
-            if "_manifests" in dirnames or "_layers" in dirnames:
-                found.append(os.path.relpath(dirpath, self.root / "repositories"))
-            dirnames[:] = [d for d in dirnames if not d.startswith("_")]
-        return sorted(found)
+        return sorted(name for name, _ in layout.repositories(self.storage, f"{tenant}/{project}"))
 
     def _compute(self, tenant: str, project: str) -> int:
         digests: set[str] = set()
-        base = self.root / "repositories"
         cutoff = time.time() - RECENT_LAYERS
-        for repo in self.repositories(tenant, project):
-            for digest in _links(base / repo / "_manifests" / "revisions" / "sha256"):
+        for _, repo_dir in layout.repositories(self.storage, f"{tenant}/{project}"):
+            for digest, _ in layout.revisions(repo_dir):
                 digests.add(digest)
                 digests.update(self._named_by(digest))
-            for digest, mtime in _links_with_mtime(base / repo / "_layers" / "sha256"):
+            for digest, mtime in layout.links(repo_dir / "_layers" / "sha256"):
                 if mtime >= cutoff:
                     digests.add(digest)
         return sum(self._blob_size(d) for d in digests)
@@ -85,7 +77,7 @@ class StorageUsage:
         """Bytes of the image a manifest describes (config and layers; an index: the sum of its
         platform images), read from storage without asking the registry; None when the manifest is
         not in storage (yet) or not readable."""
-        doc = self._manifest_doc(digest.removeprefix("sha256:"))
+        doc = layout.manifest_doc(self.storage, digest.removeprefix("sha256:"))
         if doc is None:
             return None
         if isinstance(doc.get("manifests"), list):
@@ -94,22 +86,9 @@ class StorageUsage:
         parts = [doc.get("config") or {}, *(doc.get("layers") or [])]
         return sum(int(p.get("size") or 0) for p in parts if isinstance(p, dict))
 
-    def _manifest_doc(self, hexdigest: str) -> dict | None:
-        try:
-            path = self._blob_path(hexdigest)
-            if path.stat().st_size > _MAX_MANIFEST:
-                return None
-            doc = json.loads(path.read_bytes())
-        except (OSError, ValueError):
-            return None
-        return doc if isinstance(doc, dict) else None
-
-    def _blob_path(self, hexdigest: str) -> Path:
-        return self.root / "blobs" / "sha256" / hexdigest[:2] / hexdigest / "data"
-
     def _blob_size(self, hexdigest: str) -> int:
         try:
-            return self._blob_path(hexdigest).stat().st_size
+            return layout.blob_path(self.storage, hexdigest).stat().st_size
         except OSError:
             return 0  # collected already, or a link to nothing
 
@@ -120,28 +99,10 @@ class StorageUsage:
         if cached is not None:
             return cached
         named: tuple[str, ...] = ()
-        doc = self._manifest_doc(hexdigest)
+        doc = layout.manifest_doc(self.storage, hexdigest)
         if doc is not None:
             refs = [doc.get("config") or {}, *(doc.get("layers") or [])]
             named = tuple(r["digest"].split(":", 1)[1] for r in refs
                           if isinstance(r, dict) and str(r.get("digest", "")).startswith("sha256:"))
         self._manifests[hexdigest] = named
         return named
-
-
-def _links(folder: Path) -> list[str]:
-    return [d for d, _ in _links_with_mtime(folder)]
-
-
-def _links_with_mtime(folder: Path) -> list[tuple[str, float]]:
-    out: list[tuple[str, float]] = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return out
-    for e in entries:
-        try:
-            out.append((e.name, os.stat(os.path.join(e.path, "link")).st_mtime))
-        except OSError:
-            continue  # a revision being written or deleted right now
-    return out
