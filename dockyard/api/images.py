@@ -21,7 +21,7 @@ from dockyard.model.meta import Schema
 from dockyard.model.project import ProjectSpec
 from dockyard.registry import autodeploy, untagged
 from dockyard.registry.client import RegistryClient, RegistryError
-from dockyard.registry.events import EventReceiver, MalformedEnvelope, parse_envelope
+from dockyard.registry.events import EventReceiver, MalformedEnvelope, parse_envelope, record_deleted
 from dockyard.registry.gc import GarbageCollector, GcBusy
 from dockyard.registry.images import ImageRecords, TagRecord
 from dockyard.registry.maintenance import apply_retention
@@ -189,7 +189,7 @@ def delete_tag(request: Request, store: StoreDep, authz: AuthzDep, tenant: str, 
         raise Problem(409, f"{repo}:{tag} ({digest}) is {needed}: a restart or `rollout undo` would need it; "
                            "delete it anyway with force=true (CLI: --force)")
     _registry_call(tools.client.delete_manifest, repo, digest, authz.user.name)
-    tools.receiver.deleted_by_user(repo, digest, authz.user.name)
+    record_deleted(store, tools.service, repo, digest, authz.user.name)
     return {"repository": repo, "tag": tag, "digest": digest, "deleted": True}
 
 

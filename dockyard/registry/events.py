@@ -148,16 +148,9 @@ class EventReceiver:
                 for app in autodeploy.apps_following(self.store, self.service.settings, n.repository, n.tag or ""):
                     autodeploy.roll_out_digest(self.store, app, n.digest, cause)
             elif tags:  # [] when the API's or retention's own record of the delete came first
-                self._deleted_event(n.repository, n.digest, tags, n.actor or "unknown")
+                deleted_events(self.store, n.repository, n.digest, tags, n.actor or "unknown")
         except Exception:  # noqa: BLE001 — the event is recorded; the resync catches a missed deploy
             log.exception("after the registry's %s of %s", n.action, n.repository)
-
-    def deleted_by_user(self, repository: str, digest: str, user: str) -> None:
-        """Record a delete Dockyard made for `user` (see `record_deleted`)."""
-        record_deleted(self.store, self.service, repository, digest, user)
-
-    def _deleted_event(self, repository: str, digest: str, tags: list[str], actor: str) -> None:
-        deleted_events(self.store, repository, digest, tags, actor)
 
 
 def record_deleted(store: Store, service: RegistryService | None, repository: str, digest: str, actor: str) -> list[str]:
