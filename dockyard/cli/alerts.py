@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from dockyard.cli.client import Client, CliError
+from dockyard.cli.client import Client
+from dockyard.cli.common import OutputOpt, ProjectOpt, project_of, run
 from dockyard.cli.output import TABLES, age, emit, table
 from dockyard.model.alerts import AlertRuleSpec, format_value
 from dockyard.model.quantity import parse_duration
@@ -19,22 +20,6 @@ KIND_WORDS = {"alertrule": "AlertRule", "alertrules": "AlertRule", "notifier": "
 
 notifier_app = typer.Typer(help="Notifiers: where alerts are sent.", no_args_is_help=True)
 
-ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT (default: $DOCKYARD_PROJECT)")]
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
-
-
-def _project(project: str | None) -> str:
-    from dockyard.cli.main import project_of  # the one place that knows the defaults
-
-    return project_of(project)
-
-
-def _call(fn: Any) -> Any:
-    try:
-        return fn()
-    except CliError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _value(spec: dict, v: float | None) -> str:
@@ -92,9 +77,9 @@ TABLES.update({
 
 def alerts(project: ProjectOpt = None, output: OutputOpt = "table") -> None:
     """The state of every alert of a project: one row per rule and app."""
-    scope = _project(project)
-    c = _call(Client)
-    rules = _call(lambda: c.request("GET", f"/projects/{scope}/alertrules"))["items"]
+    scope = project_of(project)
+    c = run(Client)
+    rules = run(lambda: c.request("GET", f"/projects/{scope}/alertrules"))["items"]
     if output != "table":
         emit({"items": rules}, output)
         return
@@ -113,7 +98,7 @@ def silence(rule: Annotated[str, typer.Argument(help="the rule's name, or '*' fo
             comment: Annotated[str, typer.Option("--comment", help="why")] = "",
             project: ProjectOpt = None) -> None:
     """Hold a rule's notifications for a while (states still update; what is owed goes out after)."""
-    scope = _project(project)
+    scope = project_of(project)
     try:
         seconds = parse_duration(duration)
     except ValueError as e:
@@ -125,8 +110,8 @@ def silence(rule: Annotated[str, typer.Argument(help="the rule's name, or '*' fo
     spec: dict[str, Any] = {"rule": rule, "endsAt": ends, "comment": comment}
     if app_name:
         spec["app"] = app_name
-    c = _call(Client)
-    _call(lambda: c.request("POST", f"/projects/{scope}/silences",
+    c = run(Client)
+    run(lambda: c.request("POST", f"/projects/{scope}/silences",
                             json_body={"kind": "Silence", "metadata": {"name": name, "project": scope}, "spec": spec}))
     typer.echo(f"silence/{name} holds {rule}{' for app ' + app_name if app_name else ''} until {ends}")
 
@@ -134,9 +119,9 @@ def silence(rule: Annotated[str, typer.Argument(help="the rule's name, or '*' fo
 @notifier_app.command("test")
 def notifier_test(name: Annotated[str, typer.Argument()], project: ProjectOpt = None) -> None:
     """Send a test message through a notifier and show what its destination answered."""
-    scope = _project(project)
-    c = _call(Client)
-    out = _call(lambda: c.request("POST", f"/projects/{scope}/notifiers/{name}/test"))
+    scope = project_of(project)
+    c = run(Client)
+    out = run(lambda: c.request("POST", f"/projects/{scope}/notifiers/{name}/test"))
     typer.echo(f"delivered through {out.get('type')} notifier {name}: {out.get('answer')}")
 
 

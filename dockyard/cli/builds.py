@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.client import Client
+from dockyard.cli.common import OutputOpt, ProjectOpt, project_of, run
 from dockyard.cli.output import TABLES, age, emit, table
 
 KIND_WORDS = {"build": "Build", "builds": "Build", "buildconfig": "BuildConfig", "buildconfigs": "BuildConfig",
@@ -16,19 +17,9 @@ KIND_WORDS = {"build": "Build", "builds": "Build", "buildconfig": "BuildConfig",
 HEADERS = ["NAME", "CONFIG", "PHASE", "COMMIT", "IMAGE", "STARTED", "DURATION", "MESSAGE"]
 
 build_app = typer.Typer(help="Builds from source: start, list, follow logs, cancel.", no_args_is_help=True)
-ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT (default: $DOCKYARD_PROJECT)")]
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
-
-
-def _call(fn: Any) -> Any:
-    from dockyard.cli.main import run  # errors end the command as everywhere else
-
-    return run(fn)
 
 
 def _base(project: str | None) -> str:
-    from dockyard.cli.main import project_of  # the one place that knows the defaults
-
     return f"/projects/{project_of(project)}"
 
 
@@ -78,17 +69,17 @@ def start(config: Annotated[str | None, typer.Argument(help="the BuildConfig to 
           ) -> None:
     """Start a Build from a BuildConfig (or, with --git and --image, a one-off Build) and print its name."""
     base = _base(project)
-    c = _call(Client)
+    c = run(Client)
     if config and git:
         raise typer.BadParameter("give a BuildConfig or --git, not both")
     if config:
-        b = _call(lambda: c.request("POST", f"{base}/buildconfigs/{config}/start"))
+        b = run(lambda: c.request("POST", f"{base}/buildconfigs/{config}/start"))
     elif git and image:
         args = dict(a.split("=", 1) for a in build_arg or [] if "=" in a)
         spec = {"source": {"git": git, "ref": ref, "contextDir": context_dir}, "dockerfile": dockerfile,
                 "buildArgs": args, "image": image, **({"deployTo": deploy_to} if deploy_to else {})}
         name = f"{image[:40].replace('.', '-').replace('_', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
-        b = _call(lambda: c.request("POST", f"{base}/builds", json_body={
+        b = run(lambda: c.request("POST", f"{base}/builds", json_body={
             "apiVersion": "dockyard/v1", "kind": "Build", "metadata": {"name": name}, "spec": spec}))
     else:
         raise typer.BadParameter("give a BuildConfig, or --git URL and --image NAME")
@@ -102,9 +93,9 @@ def list_builds(project: ProjectOpt = None, output: OutputOpt = "table",
                 config: Annotated[str | None, typer.Option("--config", help="only this BuildConfig's")] = None) -> None:
     """Builds with their phase and duration, newest first."""
     base = _base(project)
-    c = _call(Client)
+    c = run(Client)
     params = {"labelSelector": f"dockyard.io/buildconfig={config}"} if config else None
-    items = by_time(_call(lambda: c.request("GET", f"{base}/builds", params=params))["items"])
+    items = by_time(run(lambda: c.request("GET", f"{base}/builds", params=params))["items"])
     if output == "table":
         typer.echo(table(HEADERS, [build_row(b) for b in items]))
     else:
@@ -115,8 +106,8 @@ def list_builds(project: ProjectOpt = None, output: OutputOpt = "table",
 def get_build(name: Annotated[str, typer.Argument()], project: ProjectOpt = None, output: OutputOpt = "yaml") -> None:
     """One Build, whole (status: digest, tags, commit, times)."""
     base = _base(project)
-    c = _call(Client)
-    b = _call(lambda: c.request("GET", f"{base}/builds/{name}"))
+    c = run(Client)
+    b = run(lambda: c.request("GET", f"{base}/builds/{name}"))
     if output == "table":
         typer.echo(table(HEADERS, [build_row(b)]))
     else:
@@ -130,10 +121,10 @@ def _follow(c: Client, base: str, name: str, follow: bool = True) -> None:
         for line in c.stream(f"{base}/builds/{name}/logs", params={"follow": "true" if follow else None}):
             typer.echo(line)
 
-    _call(echo_all)
+    run(echo_all)
     if not follow:
         return
-    st = _call(lambda: c.request("GET", f"{base}/builds/{name}")).get("status") or {}
+    st = run(lambda: c.request("GET", f"{base}/builds/{name}")).get("status") or {}
     phase = st.get("phase") or "Pending"
     if phase != "Succeeded":
         typer.echo(f"build {name}: {phase}" + (f": {st['message']}" if st.get("message") else ""), err=True)
@@ -144,15 +135,15 @@ def _follow(c: Client, base: str, name: str, follow: bool = True) -> None:
 def logs(name: Annotated[str, typer.Argument()], project: ProjectOpt = None,
          follow: Annotated[bool, typer.Option("--follow", "-f", help="until the build ends")] = False) -> None:
     """A build's log."""
-    _follow(_call(Client), _base(project), name, follow)
+    _follow(run(Client), _base(project), name, follow)
 
 
 @build_app.command("cancel")
 def cancel(name: Annotated[str, typer.Argument()], project: ProjectOpt = None) -> None:
     """Cancel a pending or running build (it ends Cancelled)."""
     base = _base(project)
-    c = _call(Client)
-    _call(lambda: c.request("POST", f"{base}/builds/{name}/cancel"))
+    c = run(Client)
+    run(lambda: c.request("POST", f"{base}/builds/{name}/cancel"))
     typer.echo(f"build {name}: cancel requested")
 
 

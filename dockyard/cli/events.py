@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.client import Client, CliError
+from dockyard.cli.common import fail, project_of, run
 from dockyard.cli.output import age, emit, table
 
 HEADERS = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
@@ -40,7 +41,6 @@ def events(project: Annotated[str | None, typer.Option("--project", "-p", help="
            output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")] = "table") -> None:
     """What happened in a project: deploys, scaling, crashes, OOM kills, health, quota refusals,
     alerts, and the nodes' engines going down and up. Newest last."""
-    from dockyard.cli.main import fail, project_of, run  # main registers this command
 
     path = f"/projects/{project_of(project)}/events"
     params = {"app": app, "type": type_, "reason": reason, "kind": kind, "since": since, "limit": limit}

@@ -7,24 +7,12 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.client import Client, CliError
+from dockyard.cli.common import OutputOpt, project_of, run
 from dockyard.cli.output import age, emit, human_bytes, table
 from dockyard.registry.settings import split_repository_ref  # pure parsing, no I/O
 
 images_app = typer.Typer(help="Images in Dockyard's registry: `dockyard images -p T/P` lists the repositories.",
                          invoke_without_command=True)
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
-
-
-def _run(fn: Any) -> Any:
-    from dockyard.cli.main import run  # main registers this module
-
-    return run(fn)
-
-
-def _fail(message: str) -> None:
-    from dockyard.cli.main import fail
-
-    fail(message)
 
 
 def split_ref(ref: str, *, tag_required: bool) -> tuple[str, str, str | None]:
@@ -44,18 +32,12 @@ def split_ref(ref: str, *, tag_required: bool) -> tuple[str, str, str | None]:
 
 def _call(method: str, path: str, output: str, client: Any = None, **kw: Any) -> Any:
     """The API's answer; printed as JSON or YAML (and None returned) unless the output is a table."""
-    c = client or _run(Client)
-    data = _run(lambda: c.request(method, path, **kw))
+    c = client or run(Client)
+    data = run(lambda: c.request(method, path, **kw))
     if output != "table":
         emit(data, output)
         return None
     return data
-
-
-def _project(project: str | None) -> str:
-    from dockyard.cli.main import project_of
-
-    return project_of(project)
 
 
 @images_app.callback()
@@ -65,7 +47,7 @@ def images(ctx: typer.Context,
     """List the project's repositories: tags, size, last push."""
     if ctx.invoked_subcommand is not None:
         return
-    data = _call("GET", f"/projects/{_project(project)}/images", output)
+    data = _call("GET", f"/projects/{project_of(project)}/images", output)
     if data is None:
         return
     rows = [[r["name"], r["tagCount"], human_bytes(r["size"]), age(r.get("lastPush")) if r.get("lastPush") else "-",
@@ -76,7 +58,7 @@ def images(ctx: typer.Context,
 @images_app.command("tags")
 def tags(repository: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME")], output: OutputOpt = "table") -> None:
     """The repository's tags with digest, size, pushed-at, pushed-by and the Apps using them."""
-    scope, name, _ = _run(lambda: split_ref(repository, tag_required=False))
+    scope, name, _ = run(lambda: split_ref(repository, tag_required=False))
     data = _call("GET", f"/projects/{scope}/images/{name}/tags", output)
     if data is None:
         return
@@ -91,7 +73,7 @@ def delete(ref: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME:TAG")],
                                                                 "digest in its rollout history")] = False) -> None:
     """Delete a tag (its manifest; refused while another tag points to the same digest, and while an
     App uses it or has its digest in its rollout history unless --force)."""
-    scope, name, tag = _run(lambda: split_ref(ref, tag_required=True))
+    scope, name, tag = run(lambda: split_ref(ref, tag_required=True))
     res = _call("DELETE", f"/projects/{scope}/images/{name}/tags/{tag}", "table",
                 params={"force": "true"} if force else None)
     typer.echo(f"deleted {res['repository']}:{res['tag']} ({res['digest']})")
@@ -102,7 +84,7 @@ def preheat(ref: Annotated[str, typer.Argument(help="TENANT/PROJECT/NAME[:TAG]")
             cluster: Annotated[str | None, typer.Option("--cluster", help="cluster name (default: the local one)")]
             = None, output: OutputOpt = "table") -> None:
     """Pull the image onto every node of the cluster now, before Apps need it."""
-    scope, name, tag = _run(lambda: split_ref(ref, tag_required=False))
+    scope, name, tag = run(lambda: split_ref(ref, tag_required=False))
     res = _call("POST", f"/projects/{scope}/images/{name}/preheat", output,
                 json_body={"tag": tag or "latest", "cluster": cluster})
     if res is None:
@@ -119,7 +101,7 @@ def retention(project: Annotated[str | None, typer.Option("--project", "-p", hel
               = False, output: OutputOpt = "table") -> None:
     """Apply the project's retention rules (spec.registry.retention) now; every tag is listed with
     what happens to it and why."""
-    res = _call("POST", f"/projects/{_project(project)}/registry/retention", output,
+    res = _call("POST", f"/projects/{project_of(project)}/registry/retention", output,
                 params={"dryRun": "1" if dry_run else None})
     if res is None:
         return
@@ -135,7 +117,7 @@ def retention(project: Annotated[str | None, typer.Option("--project", "-p", hel
 @images_app.command("gc")
 def gc(output: OutputOpt = "table") -> None:
     """Garbage-collect the registry's unreferenced blobs now (admin)."""
-    res = _call("POST", "/registry/gc", output, client=_run(lambda: Client(timeout=3600)))
+    res = _call("POST", "/registry/gc", output, client=run(lambda: Client(timeout=3600)))
     if res is None:
         return
     typer.echo(f"freed {human_bytes(res['freedBytes'])} ({res['blobsBefore']} → {res['blobsAfter']} blobs) "
@@ -146,7 +128,7 @@ def gc(output: OutputOpt = "table") -> None:
 def usage(project: Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT")] = None,
           output: OutputOpt = "table") -> None:
     """Registry storage the project uses against its quota (spec.quota.storage), and its retention rules."""
-    res = _call("GET", f"/projects/{_project(project)}/registry", output)
+    res = _call("GET", f"/projects/{project_of(project)}/registry", output)
     if res is None:
         return
     u = res["usage"]

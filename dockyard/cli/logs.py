@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dockyard.cli.client import Client, CliError
+from dockyard.cli.common import fail, project_of, run
 from dockyard.cli.output import emit, table
 
 HEADERS = ["TIME", "APP", "REPLICA", "STREAM", "TEXT"]
@@ -39,7 +40,7 @@ def logs(kind: Annotated[str | None, typer.Argument(help="app (leave out, with -
     --since 1h --grep TEXT` searches the stored history of all its replicas, replaced containers
     included; `dockyard logs -p acme/shop --grep TEXT` searches every app of the project (APP column);
     `-o ndjson` exports the stored lines, one JSON object per line."""
-    from dockyard.cli.main import fail, item_path, kind_of, project_of, run  # main registers this command
+    from dockyard.cli.main import item_path, kind_of  # main registers this command
 
     if output not in ("text", "json", "ndjson"):
         fail(f"unknown output '{output}' (text, json or ndjson)")

@@ -20,6 +20,7 @@ from dockyard.cli import images as images_cli
 from dockyard.cli import logs as logs_cli
 from dockyard.cli import robots as robots_cli
 from dockyard.cli.client import Client, CliError, load_config, paths_for, save_config
+from dockyard.cli.common import OutputOpt, ProjectOpt, fail, project_of, run
 from dockyard.cli.drains import describe_logdrain
 from dockyard.cli.nodes import top_nodes
 from dockyard.cli.output import TABLES, age, emit, table, usage_rows
@@ -33,8 +34,6 @@ app.add_typer(create_app, name="create")
 app.command(name="logs")(logs_cli.logs)
 app.command(name="events")(events_cli.events)
 
-ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT (default: $DOCKYARD_PROJECT)")]
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
 KINDS = {"app": "App", "apps": "App", "project": "Project", "projects": "Project", "tenant": "Tenant",
          "tenants": "Tenant", "secret": "Secret", "secrets": "Secret", "config": "Config", "configs": "Config",
          "logdrain": "LogDrain", "logdrains": "LogDrain"}
@@ -44,27 +43,6 @@ builds_cli.register(app, KINDS)
 images_cli.register(app)
 # things `get` and `delete` know besides the declarative kinds
 EXTRA_GET = ("users", "user", "tokens", "token", "members", "quota")
-
-
-def fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def run(fn: Any) -> Any:
-    try:
-        return fn()
-    except CliError as e:
-        fail(str(e))
-
-
-def project_of(project: str | None) -> str:
-    p = project or os.environ.get("DOCKYARD_PROJECT") or load_config().get("project")
-    if not p:
-        fail("no project: pass -p TENANT/PROJECT or set $DOCKYARD_PROJECT")
-    if p.count("/") != 1:
-        fail(f"'{p}' is not a project: write it as TENANT/PROJECT, e.g. acme/shop")
-    return p
 
 
 def kind_of(word: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from dockyard.cli.client import Client
+from dockyard.cli.common import run
 from dockyard.cli.output import emit, human_bytes, table
 
 HEADERS = ["NODE", "STATUS", "CPUS", "CPU", "MEMORY", "CONTAINERS", "ENGINE"]
@@ -22,7 +23,6 @@ def node_row(n: dict) -> list[Any]:
 
 def top_nodes(output: str) -> None:
     """Print GET /nodes (usage columns show "-" for non-admins, who see capacity only)."""
-    from dockyard.cli.main import run  # main calls this from `top`
 
     c = run(Client)
     data = run(lambda: c.request("GET", "/nodes"))

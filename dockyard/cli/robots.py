@@ -7,24 +7,15 @@ from typing import Annotated, Any
 import typer
 
 from dockyard.cli.client import Client
+from dockyard.cli.common import OutputOpt, ProjectOpt, project_of, run
 from dockyard.cli.output import age, emit, table
 
 robots_app = typer.Typer(help="Robot accounts: registry logins for CI (`docker login -u 'robot$T+P+NAME'`). "
                               "They work at the registry only, not on the API.")
-ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="TENANT/PROJECT (default: $DOCKYARD_PROJECT)")]
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
 HEADERS = ["NAME", "ACCESS", "STATUS", "EXPIRES", "CREATED BY", "AGE", "LAST USED"]
 
 
-def _call(fn: Any) -> Any:
-    from dockyard.cli.main import run  # main registers this module; its run() prints CliErrors
-
-    return run(fn)
-
-
 def _path(project: str | None, name: str | None = None) -> str:
-    from dockyard.cli.main import project_of  # the one place that knows the defaults
-
     tenant, proj = project_of(project).split("/")
     return f"/tenants/{tenant}/projects/{proj}/robots" + (f"/{name}" if name else "")
 
@@ -42,7 +33,7 @@ def robots(ctx: typer.Context, project: ProjectOpt = None, output: OutputOpt = "
     """List the project's robot accounts (with no subcommand)."""
     if ctx.invoked_subcommand is not None:
         return
-    data = _call(lambda: Client().request("GET", _path(project)))
+    data = run(lambda: Client().request("GET", _path(project)))
     if output != "table":
         emit(data, output)
         return
@@ -56,13 +47,13 @@ def create(name: Annotated[str, typer.Argument()], project: ProjectOpt = None,
            output: OutputOpt = "table") -> None:
     """Create a robot; prints its user name and secret (shown only this once)."""
     body = {"name": name, "access": access, "expires": None if expires == "never" else expires}
-    r = _call(lambda: Client().request("POST", _path(project), json_body=body))
+    r = run(lambda: Client().request("POST", _path(project), json_body=body))
     if output != "table":
         emit(r, output)
         return
     typer.echo(f"Robot {r['username']} created ({r['access']}, expires {r.get('expiresAt') or 'never'}).")
     typer.echo(f"Secret (shown only now): {r['secret']}")
-    info = _call(lambda: Client().request("GET", "/registry"))  # the host image references start with
+    info = run(lambda: Client().request("GET", "/registry"))  # the host image references start with
     if info.get("host"):
         typer.echo(f"Log in with: docker login {info['host']} -u '{r['username']}' --password-stdin  "
                    "(the secret on standard input)")
@@ -73,12 +64,12 @@ def create(name: Annotated[str, typer.Argument()], project: ProjectOpt = None,
 @robots_app.command("delete")
 def delete(name: Annotated[str, typer.Argument()], project: ProjectOpt = None) -> None:
     """Delete a robot: its logins stop at once (tokens it already has expire within 5 minutes)."""
-    _call(lambda: Client().request("DELETE", _path(project, name)))
+    run(lambda: Client().request("DELETE", _path(project, name)))
     typer.echo(f"Robot {name} deleted.")
 
 
 def _set_disabled(name: str, project: str | None, disabled: bool) -> None:
-    _call(lambda: Client().request("PATCH", _path(project, name), json_body={"disabled": disabled}))
+    run(lambda: Client().request("PATCH", _path(project, name), json_body={"disabled": disabled}))
     typer.echo(f"Robot {name} {'disabled' if disabled else 'enabled'}.")
 
 
