@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dockyard.registry import untagged
+from dockyard.registry import layout, untagged
 from dockyard.registry.client import RegistryClient, RegistryError
 from dockyard.store.repository import Store
 
@@ -51,7 +51,7 @@ class GcReport:
 def blob_bytes(storage: Path) -> tuple[int, int]:
     """(bytes, count) of the blobs in the registry's filesystem storage."""
     total = count = 0
-    for dirpath, _dirs, files in os.walk(storage / "docker" / "registry" / "v2" / "blobs"):
+    for dirpath, _dirs, files in os.walk(layout.v2(storage) / "blobs"):
         for f in files:
             if f == "data":
                 try:
