@@ -169,6 +169,7 @@ class Store:
         self._async_waiters: list[tuple[Any, Any]] = []
         self.keyring: Any = None  # the KeyRing for Secret values, set by the server
         self.token_cache: Any = None  # users.TokenCache, set by the API
+        self.password_cache: Any = None  # registry.credentials' verified passwords, set by the registry
         # SQLite has one writer at a time; queueing writers on a lock here is fair and fast, where
         # SQLite's own busy handler sleeps with growing back-off under contention
         self._write_lock = threading.Lock() if url.startswith("sqlite") else None

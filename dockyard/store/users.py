@@ -50,8 +50,7 @@ def _forgets_cached_tokens(fn: Any) -> Any:
         try:
             return fn(store, *args, **kwargs)
         finally:
-            for name in ("token_cache", "password_cache"):  # the registry remembers passwords too
-                cache = getattr(store, name, None)
+            for cache in (store.token_cache, store.password_cache):  # the registry remembers passwords too
                 if cache is not None:
                     cache.clear()
 
