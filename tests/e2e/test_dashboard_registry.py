@@ -7,17 +7,17 @@ Screenshots go to tests/e2e/artifacts/."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from dockyard_harness import PASSWORD, Server, app_manifest, setup_project
+from peers import remove_registry_refs, run_docker, throwaway_env
 from playwright.sync_api import expect
-from test_builds import SECRET, buildconfig, gitserver  # noqa: F401 — gitserver is a fixture these tests use
+from test_builds import SECRET, buildconfig
 from test_dashboard_observe import PW, _axe
-from test_images import docker_cli, push, recorded
+from test_images import push, recorded
 
 pytestmark = pytest.mark.engine
 
@@ -37,19 +37,15 @@ def _users(server: Server) -> None:
 @pytest.fixture
 def docker_env(server: Server, tmp_path: Path) -> Iterator[dict]:
     """The docker CLI's environment with a throwaway DOCKER_CONFIG; afterwards the images tagged
-    for this server's registry (pushed or built) leave the engine."""
-    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    for this server's registry leave the engine."""
+    env = throwaway_env(tmp_path / "docker-config")
     yield env
-    out = docker_cli(env, "images", "--format", "{{.Repository}} {{.Tag}} {{.ID}}", check=False).stdout.splitlines()
-    for repo, tag, image_id in (line.split() for line in out if line.strip()):
-        if repo.startswith(server.registry + "/"):
-            # by reference, never by id with -f: a pushed image shares its id with dockyard/demo
-            docker_cli(env, "rmi", f"{repo}:{tag}" if tag != "<none>" else image_id, check=False)
+    remove_registry_refs(env, server.registry)
 
 
 def test_images_tab_shows_pushes_deletes_a_tag_and_makes_robots(server, browsing, browser, docker_env) -> None:  # noqa: ANN001
     _users(server)
-    docker_cli(docker_env, "login", "-u", "admin", "--password-stdin", server.registry, input=PASSWORD)
+    run_docker(docker_env, "login", "-u", "admin", "--password-stdin", server.registry, input=PASSWORD)
     d1 = push(server, docker_env, "dockyard/demo:1.0", "web", "1.0")
     d2 = push(server, docker_env, "dockyard/demo:2.0", "web", "2.0")
     server.wait_for(lambda: recorded(server, "web", "1.0", d1) and recorded(server, "web", "2.0", d2),
@@ -102,7 +98,7 @@ def test_images_tab_shows_pushes_deletes_a_tag_and_makes_robots(server, browsing
         f"docker login -u 'robot$acme+shop+ci' --password-stdin {server.registry}")
     expect(page.locator("#robots tr[data-robot='ci']")).to_contain_text("push and pull")
     b.shot("project-robot-secret")
-    res = docker_cli(docker_env, "login", "-u", "robot$acme+shop+ci", "--password-stdin", server.registry, input=value)
+    res = run_docker(docker_env, "login", "-u", "robot$acme+shop+ci", "--password-stdin", server.registry, input=value)
     assert "login succeeded" in res.stdout.lower(), res.stdout
     page.reload()
     expect(page.locator("#robots tr[data-robot='ci']")).to_have_count(1)
@@ -138,7 +134,7 @@ def test_images_tab_shows_pushes_deletes_a_tag_and_makes_robots(server, browsing
 
 
 def test_a_build_from_the_page_streams_its_log_live_and_a_sleeping_one_is_cancelled(
-        server, browsing, browser, gitserver, docker_env) -> None:  # noqa: ANN001, F811
+        server, browsing, browser, gitserver, docker_env) -> None:  # noqa: ANN001
     _users(server)
     sha = gitserver.commit("site", {"Dockerfile": "FROM dockyard/demo:1.0\n"
                                                   "RUN o=out && echo first-step-$o && sleep 4 && echo second-step-$o\n"})
@@ -228,7 +224,7 @@ def test_images_tab_takes_the_full_repository_path_names_a_missing_one_and_viewe
     says so in words without asking the API for its tags (no 404 in the console); a viewer, who may
     not push, is shown the login and pull lines only."""
     _users(server)
-    docker_cli(docker_env, "login", "-u", "admin", "--password-stdin", server.registry, input=PASSWORD)
+    run_docker(docker_env, "login", "-u", "admin", "--password-stdin", server.registry, input=PASSWORD)
     d1 = push(server, docker_env, "dockyard/demo:1.0", "web", "1.0")
     server.wait_for(lambda: recorded(server, "web", "1.0", d1), what="the push recorded")
 
@@ -265,7 +261,7 @@ def test_app_history_shows_the_digest_each_revision_ran(server, browsing, docker
     """An App made from a pushed tag: its history lists revision 1 as IMAGE:TAG@short digest, as
     `dockyard rollout history` does, with the whole digest to copy (the API's imageDigest)."""
     setup_project(server)
-    docker_cli(docker_env, "login", "-u", "admin", "--password-stdin", server.registry, input=PASSWORD)
+    run_docker(docker_env, "login", "-u", "admin", "--password-stdin", server.registry, input=PASSWORD)
     d1 = push(server, docker_env, "dockyard/demo:1.0", "web", "1.0")
     with server.client() as c:
         c.post(f"{P}/apps", json=app_manifest("site", f"{server.registry}/acme/shop/web:1.0", health=False)
@@ -285,7 +281,7 @@ ONE_LINE = "el => el.getBoundingClientRect().height < 1.8 * parseFloat(getComput
 
 
 def test_builds_tab_keeps_badges_on_one_line_cuts_long_messages_and_fits_a_narrow_window(
-        server, browsing, gitserver) -> None:  # noqa: ANN001, F811
+        server, browsing, gitserver) -> None:  # noqa: ANN001
     setup_project(server)
     words = " ".join(f"this-step-fails-on-purpose-{i}" for i in range(30))
     gitserver.commit("long", {"Dockerfile": f"FROM dockyard/demo:1.0\nRUN echo {words} && exit 3\n"})

@@ -8,6 +8,7 @@ from pathlib import Path
 import docker
 import pytest
 from dockyard_harness import Server, engine_available, remove_instance_objects
+from peers import docker_cli, gitserver  # noqa: F401 — fixtures of the registry and build tests
 
 
 @pytest.fixture(scope="session")

@@ -68,16 +68,14 @@ def test_a_killed_server_leaves_no_git_behind(server_factory) -> None:  # noqa: 
         hole.close()
 
 
-def test_a_killed_server_leaves_no_build_context_in_tmp(server_factory, tmp_path, monkeypatch, docker_api) -> None:  # noqa: ANN001
+def test_a_killed_server_leaves_no_build_context_in_tmp(
+        server_factory, tmp_path, monkeypatch, docker_api, gitserver) -> None:  # noqa: ANN001
     """The build context travels to the engine as a tar in a temporary file: one with a name
     outlives a SIGKILLed server (up to the 512 MiB the checkout may hold, per build)."""
-    from test_builds import GitServer
-
     tmp = tmp_path / "server-tmp"
     tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp))
-    git = GitServer(tmp_path / "git")
-    git.start()
+    git = gitserver
     s = server_factory()
     try:
         setup_project(s)
@@ -92,6 +90,5 @@ def test_a_killed_server_leaves_no_build_context_in_tmp(server_factory, tmp_path
         s.kill(signal.SIGKILL)
         assert [p.name for p in tmp.iterdir()] == []
     finally:
-        git.stop()
         s.wait_for(lambda: not [x for x in docker_api.containers(all=True) if "sleep 171" in x.get("Command", "")],
                    timeout=30, what="the build's container to go")

@@ -9,81 +9,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import signal
 import subprocess
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
-from dockyard_harness import PASSWORD, Server, app_manifest, free_port, get_app, setup_project
+from dockyard_harness import PASSWORD, Server, app_manifest, get_app, setup_project
 
 P = "/projects/acme/shop"
 SECRET = "hook-secret-1"
-GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_AUTHOR_NAME": "t",
-           "GIT_AUTHOR_EMAIL": "t@example.test", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.test"}
-
-
-class GitServer:
-    """Bare repositories under `root`, served read-only by `git daemon` on a loopback port; commits
-    are made in a work tree and pushed to the bare repository through the file system."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            ["git", "daemon", "--export-all", f"--base-path={self.root}", "--listen=127.0.0.1",
-             f"--port={self.port}", "--reuseaddr", str(self.root)],
-            env={**os.environ, **GIT_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(10)
-
-    def url(self, repo: str) -> str:
-        return f"git://127.0.0.1:{self.port}/{repo}.git"
-
-    def git(self, cwd: Path, *args: str) -> str:
-        return subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, check=True,
-                              capture_output=True, text=True).stdout.strip()
-
-    def commit(self, repo: str, files: dict[str, str], branch: str = "main") -> str:
-        """Write `files` into the repository's work tree, commit and push to `branch`; the SHA."""
-        bare = self.root / f"{repo}.git"
-        work = self.root / f"{repo}.work"
-        if not bare.exists():
-            self.git(self.root, "init", "-q", "--bare", str(bare))
-            self.git(self.root, "init", "-q", "-b", branch, str(work))
-        for name, text in files.items():
-            (work / name).write_text(text)
-        self.git(work, "add", ".")
-        self.git(work, "commit", "-q", "-m", f"change {time.time()}")
-        self.git(work, "push", "-q", str(bare), f"HEAD:refs/heads/{branch}")
-        return self.git(work, "rev-parse", "HEAD")
-
-
-@pytest.fixture
-def gitserver(tmp_path: Path):  # noqa: ANN201
-    g = GitServer(tmp_path / "git")
-    g.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with __import__("socket").create_connection(("127.0.0.1", g.port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    yield g
-    g.stop()
 
 
 @pytest.fixture

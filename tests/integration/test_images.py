@@ -4,8 +4,6 @@ retention, garbage collection beside a concurrent pull, and preheat before the f
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +13,7 @@ import docker
 import httpx
 import pytest
 from dockyard_harness import PASSWORD, Server, app_containers, app_manifest, remove_instance_objects, setup_project
+from peers import build_image, remove_registry_refs, run_docker, throwaway_env
 
 pytestmark = pytest.mark.engine
 
@@ -24,34 +23,19 @@ def reg(server_factory, tmp_path: Path) -> Iterator[tuple[Server, dict]]:  # noq
     """A server with project acme/shop and a docker client logged in to its registry as admin."""
     s = server_factory()
     setup_project(s)
-    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
-    docker_cli(env, "login", "-u", "admin", "--password-stdin", s.registry, input=PASSWORD)
+    env = throwaway_env(tmp_path / "docker-config")
+    run_docker(env, "login", "-u", "admin", "--password-stdin", s.registry, input=PASSWORD)
     yield s, env
     s.stop()  # its containers go first, so that nothing holds the images below
     remove_instance_objects(docker.APIClient(base_url=s.engine, version="1.41"), s.instance)
-    # the references to this server's registry, off the engine: tags, and images pulled by digest
-    # (by reference, never by id: an id may be the local demo image's too)
-    out = docker_cli(env, "images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}",
-                     check=False).stdout.splitlines()
-    for line in out:
-        repo, tag, digest = line.split()
-        if repo.startswith(s.registry + "/"):
-            refs = ([f"{repo}:{tag}"] if tag != "<none>" else []) + ([f"{repo}@{digest}"] if digest != "<none>" else [])
-            docker_cli(env, "rmi", *refs, check=False)
-
-
-def docker_cli(env: dict, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    res = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=180, env=env, input=input)
-    if check and res.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} failed: {res.stdout}\n{res.stderr}")
-    return res
+    remove_registry_refs(env, s.registry)
 
 
 def push(s: Server, env: dict, source: str, name: str, tag: str) -> str:
     """Tag a local image as NAME:TAG in acme/shop and push it; returns the digest docker reports."""
     ref = f"{s.registry}/acme/shop/{name}:{tag}"
-    docker_cli(env, "tag", source, ref)
-    out = docker_cli(env, "push", ref).stdout
+    run_docker(env, "tag", source, ref)
+    out = run_docker(env, "push", ref).stdout
     digest = next(w for w in out.split() if w.startswith("sha256:"))
     return digest
 
@@ -102,8 +86,8 @@ def test_browse_shows_digest_size_pushed_by_and_delete_removes_the_tag(reg) -> N
 
     s.cli("images", "delete", "acme/shop/web:1.0")
     assert "1.0" not in tags(s, "web")
-    docker_cli(env, "rmi", f"{s.registry}/acme/shop/web:1.0")
-    res = docker_cli(env, "pull", f"{s.registry}/acme/shop/web:1.0", check=False)
+    run_docker(env, "rmi", f"{s.registry}/acme/shop/web:1.0")
+    res = run_docker(env, "pull", f"{s.registry}/acme/shop/web:1.0", check=False)
     assert res.returncode != 0 and "not found" in (res.stderr + res.stdout).lower()
     with s.client() as c:
         events = c.get("/projects/acme/shop/events").json()["items"]
@@ -111,22 +95,13 @@ def test_browse_shows_digest_size_pushed_by_and_delete_removes_the_tag(reg) -> N
 
 
 def local_image_id(env: dict, ref: str) -> str:
-    return docker_cli(env, "image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
+    return run_docker(env, "image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()
 
 
 def build_variant(env: dict, ref: str, label: str, size: int = 0, tmp: Path | None = None) -> None:
     """A small image of its own digest (a label, optionally a random layer of `size` bytes) on
     top of the local demo image: nothing is pulled."""
-    dockerfile = f"FROM dockyard/demo:1.0\nLABEL variant={label}\n"
-    if size:
-        assert tmp is not None
-        ctx = tmp / f"ctx-{label}"
-        ctx.mkdir()
-        (ctx / "blob").write_bytes(os.urandom(size))
-        (ctx / "Dockerfile").write_text(dockerfile + "COPY blob /blob\n")
-        docker_cli(env, "build", "-q", "-t", ref, str(ctx))
-    else:
-        docker_cli(env, "build", "-q", "-t", ref, "-", input=dockerfile)
+    build_image(env, ref, base="dockyard/demo:1.0", label=label, size=size, ctx=tmp and tmp / f"ctx-{label}")
 
 
 def running_image_ids(docker_api: docker.APIClient, s: Server, app: str) -> set[str]:
@@ -216,10 +191,10 @@ def test_retention_keeps_the_last_n_matching_tags_and_tags_in_use(reg) -> None: 
     out = s.cli("images", "retention", "-p", "acme/shop").stdout
     assert "v3" in out and "deleted" in out
     assert set(tags(s, "api")) == {"v1", "v2", "v4", "v5", "keep-me"}
-    docker_cli(env, "rmi", f"{s.registry}/acme/shop/api:v3")
-    assert docker_cli(env, "pull", f"{s.registry}/acme/shop/api:v3", check=False).returncode != 0
+    run_docker(env, "rmi", f"{s.registry}/acme/shop/api:v3")
+    assert run_docker(env, "pull", f"{s.registry}/acme/shop/api:v3", check=False).returncode != 0
     for i in range(1, 6):
-        docker_cli(env, "rmi", f"h4-retention:v{i}", check=False)
+        run_docker(env, "rmi", f"h4-retention:v{i}", check=False)
 
 
 def test_gc_frees_the_blobs_of_a_deleted_tag_while_a_concurrent_pull_succeeds(reg, tmp_path: Path) -> None:  # noqa: ANN001
@@ -249,8 +224,8 @@ def test_gc_frees_the_blobs_of_a_deleted_tag_while_a_concurrent_pull_succeeds(re
 
     def pull_repeatedly() -> None:
         while not done.is_set():
-            docker_cli(env, "rmi", kept_ref, check=False)
-            res = docker_cli(env, "pull", kept_ref, check=False)
+            run_docker(env, "rmi", kept_ref, check=False)
+            res = run_docker(env, "pull", kept_ref, check=False)
             pulls.append((time.monotonic(), res.returncode, res.stderr[-300:]))
 
     t = threading.Thread(target=pull_repeatedly)
@@ -271,16 +246,16 @@ def test_gc_frees_the_blobs_of_a_deleted_tag_while_a_concurrent_pull_succeeds(re
     during = [p for p in pulls if started <= p[0] <= ended + 1]
     assert pulls and all(code == 0 for _, code, _ in pulls), pulls
     assert during, f"no pull overlapped the collection ({started:.1f}-{ended:.1f}): {pulls}"
-    assert docker_cli(env, "pull", kept_ref).returncode == 0
+    assert run_docker(env, "pull", kept_ref).returncode == 0
     assert report["untaggedManifestsDeleted"] == 1, report
-    assert docker_cli(env, "pull", f"{s.registry}/acme/shop/big@{dx}").returncode == 0  # the App's digest stays
-    assert docker_cli(env, "pull", f"{s.registry}/acme/shop/big@{dz}", check=False).returncode != 0
+    assert run_docker(env, "pull", f"{s.registry}/acme/shop/big@{dx}").returncode == 0  # the App's digest stays
+    assert run_docker(env, "pull", f"{s.registry}/acme/shop/big@{dz}", check=False).returncode != 0
     # a push works again afterwards (the writable registry is back)
     assert push(s, env, "h4-gc:gone", "big", "again") == gone
     with s.client() as c:
         assert c.post("/registry/gc").status_code == 200
     for ref in ("h4-gc:gone", "h4-gc:kept", "h4-gc:x", "h4-gc:y", "h4-gc:z", "h4-gc:w"):
-        docker_cli(env, "rmi", ref, check=False)
+        run_docker(env, "rmi", ref, check=False)
 
 
 def test_preheat_pulls_the_image_before_any_container_starts(reg, docker_api: docker.APIClient) -> None:  # noqa: ANN001
@@ -288,7 +263,7 @@ def test_preheat_pulls_the_image_before_any_container_starts(reg, docker_api: do
     build_variant(env, "h4-pre:1", f"pre-{s.port}")
     digest = push(s, env, "h4-pre:1", "pre", "1")
     ref = f"{s.registry}/acme/shop/pre:1"
-    docker_cli(env, "rmi", ref, "h4-pre:1")
+    run_docker(env, "rmi", ref, "h4-pre:1")
     since = int(time.time()) - 1
     with s.client() as c:
         c.post("/projects/acme/shop/apps", json=app_manifest("pre", ref)).raise_for_status()
@@ -317,7 +292,7 @@ def test_preheat_pulls_the_image_before_any_container_starts(reg, docker_api: do
     assert app_containers(docker_api, s.instance, "nope") == []
 
     # on demand, with the CLI; an unknown cluster is named in the error
-    docker_cli(env, "rmi", "-f", f"{ref}@{digest}", check=False)
+    run_docker(env, "rmi", "-f", f"{ref}@{digest}", check=False)
     out = s.cli("images", "preheat", "acme/shop/pre:1").stdout
     assert "pulled" in out and digest in out
     assert docker_api.inspect_image(f"{ref}@{digest}")["Id"]
@@ -370,10 +345,10 @@ def test_retention_and_gc_run_on_their_schedule(fast_schedules: None, reg) -> No
             events = c.get("/projects/acme/shop/events").json()["items"]
         assert any(e["reason"] == "RetentionApplied" and "2 tag(s)" in e["message"] for e in events), events
         s.wait_for(lambda: "garbage collection freed" in s.log.read_text(), timeout=30, what="scheduled GC")
-        assert docker_cli(env, "pull", f"{s.registry}/acme/shop/job:b3").returncode == 0
+        assert run_docker(env, "pull", f"{s.registry}/acme/shop/job:b3").returncode == 0
     finally:
         for i in (1, 2, 3):
-            docker_cli(env, "rmi", f"h4-sched:{i}", f"{s.registry}/acme/shop/job:b{i}", check=False)
+            run_docker(env, "rmi", f"h4-sched:{i}", f"{s.registry}/acme/shop/job:b{i}", check=False)
 
 
 def image_deleted(s: Server) -> list[str]:
@@ -405,7 +380,7 @@ def test_every_deleted_tag_gets_exactly_one_image_deleted_event_naming_who_asked
         time.sleep(3)  # the registry's notifications of the three deletes arrive meanwhile
         assert image_deleted(s) == ["admin deleted solo:1", "admin deleted web:a", "admin deleted web:b"]
     finally:
-        docker_cli(env, "rmi", f"h4-events:c-{s.port}", check=False)
+        run_docker(env, "rmi", f"h4-events:c-{s.port}", check=False)
 
 
 def shop_on_site_1(s: Server, env: dict) -> tuple[str, str]:

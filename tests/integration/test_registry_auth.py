@@ -9,54 +9,15 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from dockyard_harness import PASSWORD, Server, setup_project
+from peers import DEMO, Docker
 
 pytestmark = pytest.mark.skipif(not shutil.which("docker-registry") or not shutil.which("skopeo"),
                                 reason="needs Debian's docker-registry and skopeo (scripts/install.sh, WANT_TEST=1)")
-DEMO = "dockyard/demo:1.0"
-
-
-class Docker:
-    """The docker CLI with a throwaway DOCKER_CONFIG, so no login reaches root's config; removes
-    the image references it tagged when done."""
-
-    def __init__(self, config: Path) -> None:
-        self.env = {"DOCKER_CONFIG": str(config), "PATH": "/usr/local/bin:/usr/bin:/bin"}
-        self.tagged: set[str] = set()
-        self.registries: set[str] = set()
-
-    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", *args], capture_output=True, text=True, input=stdin, env=self.env,
-                              timeout=120)
-
-    def login(self, registry: str, user: str, password: str) -> subprocess.CompletedProcess:
-        self.registries.add(registry)
-        return self("login", "-u", user, "--password-stdin", registry, stdin=password)
-
-    def tag(self, ref: str) -> str:
-        assert self("tag", DEMO, ref).returncode == 0
-        self.tagged.add(ref)
-        return ref
-
-    def cleanup(self) -> None:
-        for registry in self.registries:
-            self("logout", registry)
-        for ref in self.tagged:
-            self("rmi", ref)
-
-
-@pytest.fixture
-def docker_cli(tmp_path: Path) -> Iterator[Docker]:
-    d = Docker(tmp_path / "docker-config")
-    yield d
-    d.cleanup()
-
-
 def skopeo(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=120)
 

@@ -57,13 +57,10 @@ def test_an_image_id_prefix_does_not_name_another_tenants_image(server_factory, 
     assert not docker_api.containers(all=True, filters={"label": f"dockyard.instance={s.instance}"})
 
 
-def test_a_build_cannot_start_from_another_projects_cached_image(server_factory, docker_api, tmp_path) -> None:  # noqa: ANN001
+def test_a_build_cannot_start_from_another_projects_cached_image(server_factory, docker_api, gitserver) -> None:  # noqa: ANN001
     """Builds run with pull=0 on the shared engine: `FROM` another project's image would be taken
     from the engine's cache without asking the registry (and `FROM <id prefix>` from anyone's)."""
-    from test_builds import GitServer  # the git daemon of the build tests
-
-    git = GitServer(tmp_path / "git")
-    git.start()
+    git = gitserver
     s = server_factory()
     setup_project(s, "other", "shop")
     secret_image = f"{s.registry}/acme/shop/private"
@@ -84,7 +81,6 @@ def test_a_build_cannot_start_from_another_projects_cached_image(server_factory,
                                timeout=90, what=f"build {name} to end")
                 assert b["status"]["phase"] == "Failed" and says in b["status"]["message"], b["status"]
     finally:
-        git.stop()
         docker_api.remove_image(f"{secret_image}:1")
         for img in docker_api.images(all=True, filters={"label": "dockyard.build.project=other/shop"}):
             try:

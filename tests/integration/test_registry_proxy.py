@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from peers import build_image, run_docker, throwaway_env
 
 from dockyard.registry.proxy import RegistryProxy
 from dockyard.registry.usage import StorageUsage
@@ -22,6 +23,7 @@ from dockyard.registry.usage import StorageUsage
 pytestmark = pytest.mark.engine
 
 REGISTRY = shutil.which("docker-registry")
+ENV = throwaway_env(Path("/nonexistent-dockyard-test"))  # the docker CLI with no login of root's
 
 
 class FixedQuota:
@@ -66,19 +68,6 @@ def registry(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
         proc.wait(timeout=10)
 
 
-def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, check=check,
-                          env={**os.environ, "DOCKER_CONFIG": "/nonexistent-dockyard-test"})
-
-
-def _image_with(tmp_path: Path, ref: str, size: int) -> None:
-    ctx = tmp_path / f"ctx-{ref.rsplit('/', 1)[-1].replace(':', '-')}"
-    ctx.mkdir()
-    (ctx / "blob").write_bytes(os.urandom(size))
-    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY blob /blob\n")
-    _docker("build", "-q", "-t", ref, str(ctx))
-
-
 def test_push_over_quota_is_refused_and_nothing_is_stored(registry: tuple[Path, Path], tmp_path: Path) -> None:
     sock, storage = registry
     usage = StorageUsage(storage, ttl=0)
@@ -87,14 +76,14 @@ def test_push_over_quota_is_refused_and_nothing_is_stored(registry: tuple[Path, 
     proxy.start()
     small, big = f"127.0.0.1:{port}/acme/shop/small:1", f"127.0.0.1:{port}/acme/shop/big:1"
     try:
-        _image_with(tmp_path, small, 2 * 1024 * 1024)
-        _image_with(tmp_path, big, 8 * 1024 * 1024)
-        pushed = _docker("push", small, check=False)
+        build_image(ENV, small, size=2 * 1024 * 1024, ctx=tmp_path / "small")
+        build_image(ENV, big, size=8 * 1024 * 1024, ctx=tmp_path / "big")
+        pushed = run_docker(ENV, "push", small, check=False)
         assert pushed.returncode == 0, pushed.stderr
         stored = usage.project_bytes("acme", "shop")
         assert 2 * 1024 * 1024 <= stored < 3 * 1024 * 1024
 
-        refused = _docker("push", big, check=False)
+        refused = run_docker(ENV, "push", big, check=False)
         assert refused.returncode != 0
         assert "storage quota exceeded" in refused.stderr, refused.stderr
         # the refused layer is not in the registry's storage, and the tag does not exist
@@ -106,14 +95,14 @@ def test_push_over_quota_is_refused_and_nothing_is_stored(registry: tuple[Path, 
 
         # another project has no quota here: the same image goes through, and pulls of it work
         other = f"127.0.0.1:{port}/acme/other/big:1"
-        _docker("tag", big, other)
-        assert _docker("push", other, check=False).returncode == 0
-        _docker("rmi", other, big)
-        pulled = _docker("pull", other, check=False)
+        run_docker(ENV, "tag", big, other)
+        assert run_docker(ENV, "push", other, check=False).returncode == 0
+        run_docker(ENV, "rmi", other, big)
+        pulled = run_docker(ENV, "pull", other, check=False)
         assert pulled.returncode == 0, pulled.stderr
     finally:
         proxy.stop()
-        _docker("rmi", "-f", small, big, f"127.0.0.1:{port}/acme/other/big:1", check=False)
+        run_docker(ENV, "rmi", "-f", small, big, f"127.0.0.1:{port}/acme/other/big:1", check=False)
 
 
 def test_tls_probe_gets_a_plain_http_answer_at_once(registry: tuple[Path, Path]) -> None:

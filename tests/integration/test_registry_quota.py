@@ -4,40 +4,21 @@ it is stored, the usage shows in the project's quota report, and raising the quo
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from dockyard_harness import PASSWORD, Server, setup_project
-from test_registry_auth import Docker, ok, refused
+from peers import Docker
+from test_registry_auth import ok, refused
 
 from dockyard.model.quantity import parse_memory
 
 pytestmark = pytest.mark.skipif(not shutil.which("docker-registry"),
                                 reason="needs Debian's docker-registry (scripts/install.sh)")
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def docker_cli(tmp_path: Path) -> Iterator[Docker]:
-    d = Docker(tmp_path / "docker-config")
-    yield d
-    d.cleanup()
-
-
-def _build(d: Docker, tmp_path: Path, ref: str, size: int) -> str:
-    """An image of one layer of `size` random bytes (incompressible, so its pushed size is known)."""
-    ctx = tmp_path / f"ctx{len(d.tagged)}"
-    ctx.mkdir()
-    (ctx / "blob").write_bytes(os.urandom(size))
-    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY blob /blob\n")
-    ok(d("build", "-q", "-t", ref, str(ctx)))
-    d.tagged.add(ref)
-    return ref
 
 
 def _storage(s: Server) -> dict:
@@ -53,8 +34,8 @@ def test_push_past_the_storage_quota_is_refused_until_the_quota_is_raised(
     with server.client() as c:
         c.patch("/projects/acme/shop", json={"spec": {"quota": {"storage": "6Mi"}}}).raise_for_status()
     ok(docker_cli.login(server.registry, "admin", PASSWORD))
-    small = _build(docker_cli, tmp_path, f"{server.registry}/acme/shop/small:1", 2 * MiB)
-    big = _build(docker_cli, tmp_path, f"{server.registry}/acme/shop/big:1", 8 * MiB)
+    small = docker_cli.build(f"{server.registry}/acme/shop/small:1", tmp_path / "small", 2 * MiB)
+    big = docker_cli.build(f"{server.registry}/acme/shop/big:1", tmp_path / "big", 8 * MiB)
 
     ok(docker_cli("push", small))
     used = _storage(server)
