@@ -200,7 +200,7 @@ def _needed_by(store: Store, service: RegistryService, tenant: str, project: str
     scope = f"{tenant}/{project}"
     by_image = autodeploy.apps_by_image(store, service.settings, scope)
     naming = [DigestUser(scope, a) for key in ((repo, tag), (repo, digest)) for a in by_image.get(key, [])]
-    users = [u for u in untagged.digest_users(store).get(digest, []) if u.scope == scope]
+    users = untagged.digest_users(store, scope).get(digest, [])
     return untagged.describe_users(list(dict.fromkeys(naming + users)), scope)
 
 

@@ -6,8 +6,9 @@ rule and each repository, the tags matching both globs are ordered by push time;
 newest and those pushed within `keepDays` are kept. A tag goes only when at least one rule matches
 it and no rule keeps it. It never goes when
 
-- an App of the project names it, or an App runs the digest it points to or has it in its rollout
-  history: running workloads, their next restart and a rollback must find their image;
+- an App of the project names it, or runs the digest it points to or has it in its rollout
+  history: running workloads, their next restart and a rollback must find their image (an App
+  runs images of its own project's repositories only, and a delete touches no other repository);
 - another tag that stays points to the same digest: the registry deletes manifests, not tags, so
   deleting it would take the kept tag along;
 - Dockyard has no push time for it (pushed while it was not listening): an unknown age is not old.
@@ -132,11 +133,11 @@ def _describe(rule: RetentionRule) -> str:
 
 def images_in_use(store: Store, settings: RegistrySettings | None, tenant: str, project: str
                   ) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
-    """(repository, tag) pairs the project's Apps name, and the digests Apps run or their rollout
+    """(repository, tag) pairs the project's Apps name, and the digests they run or their rollout
     history names (a rollback restores those exactly), each with who uses it."""
     scope = f"{tenant}/{project}"
     tags = autodeploy.apps_by_image(store, settings, scope)  # a (repository, digest) key matches no tag
-    digests = {d: untagged.describe_users(users, scope) for d, users in untagged.digest_users(store).items()}
+    digests = {d: untagged.describe_users(users, scope) for d, users in untagged.digest_users(store, scope).items()}
     return {k: "in use by App " + ", ".join(v) for k, v in tags.items()}, digests
 
 

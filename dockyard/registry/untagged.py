@@ -70,10 +70,12 @@ def _spec_digests(spec: dict) -> set[str]:
     return out
 
 
-def digest_users(store: Store) -> dict[str, list[DigestUser]]:
-    """Digest → the Apps that run it or whose rollout history names it (what a rollback restores)."""
+def digest_users(store: Store, scope: str | None = None) -> dict[str, list[DigestUser]]:
+    """Digest → the Apps (of `scope`, or all) that run it or whose rollout history names it (what a
+    rollback restores). One revisions read per App: a project's delete check and retention ask
+    for their own Apps only, GC for every App."""
     out: dict[str, list[DigestUser]] = defaultdict(list)
-    for app in store.list("App")[0]:
+    for app in store.list("App", scope=scope)[0]:
         current = _spec_digests(app.spec)
         for d in current:
             out[d].append(DigestUser(app.scope, app.name))
