@@ -35,11 +35,12 @@ def _logs_dir(request: Request) -> Path:
 
 
 def _phase(store: Store, scope: str, name: str, uid: str) -> str | None:
+    """The Build's phase (Pending before the runner wrote any status); None when it is gone."""
     try:
         b = store.get("Build", scope, name)
     except NotFound:
         return None
-    return (b.status or {}).get("phase") if b.uid == uid else None
+    return ((b.status or {}).get("phase") or "Pending") if b.uid == uid else None
 
 
 @router.get("/builds/{name}/logs", operation_id="getBuildLogs", response_class=StreamingResponse,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 
 import pytest
 from api_checks import viewer_and_stranger
@@ -115,3 +117,27 @@ def test_huge_robot_lifetimes_are_a_422_not_a_500(api) -> None:  # noqa: ANN001
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "expires", (expires, r.text)
     r = api.post("/api/v1/tokens", json={"name": "t", "expires": "999999999999d"})
     assert r.status_code == 422, r.text
+
+
+def test_following_the_log_of_a_build_the_runner_has_not_touched_waits_for_it(api, store, tmp_path) -> None:  # noqa: ANN001
+    """A Build made by POST has no status until the runner picks it up; `logs?follow=true` asked
+    in between ended at once, empty (so `dockyard build start --git … -f` reported 'Pending')."""
+    from dockyard.builds import logfile
+
+    viewer_and_stranger(api, PW)
+    api.app.state.build_data_dir = tmp_path
+    b = {"kind": "Build", "metadata": {"name": "b1", "project": "acme/shop"},
+         "spec": {"source": {"git": "https://git.example/x.git"}, "image": "web"}}
+    uid = api.post(f"{P}/builds", json=b).json()["metadata"]["uid"]
+    assert not store.get("Build", "acme/shop", "b1").status  # as the runner finds it
+    got: list = []
+    follower = threading.Thread(target=lambda: got.append(api.get(f"{P}/builds/b1/logs", params={"follow": "true"})))
+    follower.start()
+    time.sleep(1.0)
+    write = logfile.BuildLogWriter(logfile.log_path(tmp_path, uid))
+    write("a line written after the follow began")
+    write.close()
+    store.update_status("Build", "acme/shop", "b1", {"phase": "Succeeded"}, uid=uid)
+    follower.join(10)
+    assert not follower.is_alive() and got[0].status_code == 200
+    assert "a line written after the follow began" in got[0].text, got[0].text
