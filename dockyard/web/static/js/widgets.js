@@ -166,6 +166,11 @@ export function copyButton(text, label) {
   return button;
 }
 
+// a table's header row: one column header per label
+export function tableHead(labels) {
+  return h("thead", {}, h("tr", {}, labels.map((x) => h("th", { scope: "col" }, x))));
+}
+
 // a command or address to copy: the text in a <code> and its copy button
 export function copyLine(text, label, id) {
   return h("div", { class: "copy-line", id }, h("code", { class: "mono" }, text), copyButton(text, label));

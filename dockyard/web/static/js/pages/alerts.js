@@ -6,7 +6,7 @@ import { api, seg, session, watch } from "../api.js";
 import { h, clear, age, latest, refresher } from "../dom.js";
 import { language, t } from "../i18n.js";
 import { toast } from "../app.js";
-import { choice, confirmAction, createForm, emptyRow, errorBox, loadYaml, when } from "../widgets.js";
+import { choice, confirmAction, createForm, emptyRow, errorBox, loadYaml, tableHead, when } from "../widgets.js";
 import { editable } from "./manifest.js";
 import { applyDocument, readManifests } from "./deploy.js";
 
@@ -50,8 +50,6 @@ export async function projectAlertsTab({ tenant, project, rights, signal, body }
   const yamlBox = h("textarea", { id: "alerts-yaml", class: "code", rows: 12, spellcheck: "false", "aria-label": t("alerts.yaml"),
     placeholder: "kind: AlertRule\nmetadata: {name: hot-cpu}\nspec: {app: web, metric: cpu, op: \">\", threshold: 80, for: 5m}" });
   const results = h("ul", { class: "problems", id: "alerts-results", role: "status" });
-
-  const head = (cols) => h("thead", {}, h("tr", {}, cols.map((x) => h("th", { scope: "col" }, x))));
 
   async function edit(obj) {
     const yaml = await loadYaml();
@@ -160,11 +158,11 @@ export async function projectAlertsTab({ tenant, project, rights, signal, body }
   const sections = [
     h("section", { class: "card" }, h("h2", {}, t("alerts.rules")), message,
       h("table", { class: "data", id: "alert-rules" },
-        head([t("col.name"), t("alerts.condition"), t("logs.app"), t("col.state"), t("alerts.value"), t("alerts.since"), ""]), rulesBody)),
+        tableHead([t("col.name"), t("alerts.condition"), t("logs.app"), t("col.state"), t("alerts.value"), t("alerts.since"), ""]), rulesBody)),
     h("section", { class: "card" }, h("h2", {}, t("alerts.silences")),
-      h("table", { class: "data", id: "silences" }, head([t("alerts.rule"), t("logs.app"), t("alerts.ends"), t("alerts.comment"), ""]), silencesBody)),
+      h("table", { class: "data", id: "silences" }, tableHead([t("alerts.rule"), t("logs.app"), t("alerts.ends"), t("alerts.comment"), ""]), silencesBody)),
     canNotify && h("section", { class: "card" }, h("h2", {}, t("alerts.notifiers")),
-      h("table", { class: "data", id: "notifiers" }, head([t("col.name"), t("col.type"), t("alerts.target"), ""]), notifiersBody)),
+      h("table", { class: "data", id: "notifiers" }, tableHead([t("col.name"), t("col.type"), t("alerts.target"), ""]), notifiersBody)),
   ];
   body.append(...sections.filter(Boolean));
   if (canWrite) body.append(ruleForm());

@@ -6,7 +6,7 @@ import { api, seg, streamLines, watch } from "../api.js";
 import { h, clear, refresher } from "../dom.js";
 import { language, t } from "../i18n.js";
 import { navigate, toast } from "../app.js";
-import { copyLine, emptyRow, errorBox, when } from "../widgets.js";
+import { copyLine, emptyRow, errorBox, tableHead, when } from "../widgets.js";
 
 // model/build.py PHASES; a sign beside the word, so colour is never the only clue
 const SIGNS = { Pending: "… ", Running: "▶ ", Succeeded: "✓ ", Failed: "✗ ", Cancelled: "⊘ " };
@@ -14,7 +14,6 @@ const FINISHED = new Set(["Succeeded", "Failed", "Cancelled"]);
 
 const phaseOf = (b) => (b.status && b.status.phase) || "Pending";
 const startedOf = (b) => (b.status && b.status.startedAt) || b.metadata.createdAt || "";
-const head = (cols) => h("thead", {}, h("tr", {}, cols.map((x) => h("th", { scope: "col" }, x))));
 
 export function phaseBadge(phase) {
   const p = SIGNS[phase] ? phase : "Pending";
@@ -87,11 +86,11 @@ export async function projectBuildsTab({ tenant, project, rights, signal, body }
 
   body.append(message,
     h("section", { class: "card" }, h("h2", {}, t("builds.configs")),
-      h("table", { class: "data one-line", id: "buildconfigs" }, head([t("col.name"), t("builds.source"), t("builds.ref"), t("col.image"),
+      h("table", { class: "data one-line", id: "buildconfigs" }, tableHead([t("col.name"), t("builds.source"), t("builds.ref"), t("col.image"),
         t("builds.deployTo"), t("builds.webhook"), ""]), configsBody),
       h("p", { class: "muted" }, t("builds.configsHelp"))),
     h("section", { class: "card" }, h("h2", {}, t("builds.history")),
-      h("table", { class: "data one-line", id: "builds" }, head([t("col.name"), t("builds.phase"), t("builds.commit"), t("builds.duration"),
+      h("table", { class: "data one-line", id: "builds" }, tableHead([t("col.name"), t("builds.phase"), t("builds.commit"), t("builds.duration"),
         t("builds.startedAt"), t("col.message")]), buildsBody)));
   const first = await load();
   const again = refresher(() => load().catch((e) => { if (e.name !== "AbortError") clear(message, errorBox(e)); }), 1000);

@@ -8,7 +8,7 @@ import { h, clear } from "../dom.js";
 import { language, t } from "../i18n.js";
 import { navigate, toast } from "../app.js";
 import { formatValue } from "../chart.js";
-import { choice, confirmAction, copyButton, copyLine, createForm, emptyRow, errorBox, usageBar, when } from "../widgets.js";
+import { choice, confirmAction, copyButton, copyLine, createForm, emptyRow, errorBox, tableHead, usageBar, when } from "../widgets.js";
 
 // a repository name in the project (the distribution grammar: components joined by "/"), and a
 // tag: checked before they go into an API path, as `seg` does for names (no "..", no "?")
@@ -18,7 +18,6 @@ const TAG = /^[\w][\w.-]{0,127}$/;
 const ROBOT_EXPIRY = ["1d", "7d", "30d", "90d", "365d", "never"];
 
 const bytes = (v) => formatValue(v === null || v === undefined ? null : Number(v), "bytes");
-const head = (cols) => h("thead", {}, h("tr", {}, cols.map((x) => h("th", { scope: "col" }, x))));
 
 // "sha256:0123456789ab" — enough to tell digests apart on a page; the copy button gives the whole
 export function shortDigest(digest) {
@@ -107,7 +106,7 @@ function repositoriesCard({ tenant, project }, items, picked) {
   const link = (name) => `#/projects/${tenant}/${project}/images?repo=${encodeURIComponent(name)}`;
   return h("section", { class: "card" }, h("h2", {}, t("images.repositories")),
     h("table", { class: "data", id: "repositories", "data-loaded": "true" },
-      head([t("col.name"), t("images.tags"), t("images.size"), t("images.lastPush")]),
+      tableHead([t("col.name"), t("images.tags"), t("images.size"), t("images.lastPush")]),
       h("tbody", {}, items.length ? items.map((r) => h("tr", { "data-repo": r.name, class: r.name === picked ? "current" : "" },
         h("td", {}, h("a", { href: link(r.name), "aria-current": r.name === picked ? "page" : null }, r.name)),
         h("td", { class: "num" }, String(r.tagCount)), h("td", { class: "num" }, bytes(r.size)),
@@ -155,7 +154,7 @@ async function tagsCard({ tenant, project, rights, signal }, repo) {
     } catch (e) { message.append(errorBox(e)); }
   }
   const table = h("table", { class: "data", id: "tags" },
-    head([t("images.tag"), t("images.digest"), t("images.size"), t("images.pushedAt"), t("images.pushedBy"), t("images.usedBy"), ""]),
+    tableHead([t("images.tag"), t("images.digest"), t("images.size"), t("images.pushedAt"), t("images.pushedBy"), t("images.usedBy"), ""]),
     tbody);
   await load();
   return section;
@@ -211,7 +210,7 @@ async function robotsCards({ tenant, project, signal }, host) {
   }
   const list = h("section", { class: "card", id: "robots-card" }, h("h2", {}, t("robots.title")),
     h("p", { class: "muted" }, t("robots.help")), message, secretBox,
-    h("table", { class: "data", id: "robots" }, head([t("col.name"), t("robots.username"), t("robots.accessLabel"), t("col.state"),
+    h("table", { class: "data", id: "robots" }, tableHead([t("col.name"), t("robots.username"), t("robots.accessLabel"), t("col.state"),
       t("robots.expires"), t("robots.lastUsed"), ""]), tbody));
   await load();
   return [list, form];
