@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import time
 
-from dockyard_harness import app_manifest, get_app, setup_project
+from dockyard_harness import Server, app_manifest, get_app, setup_project
+
+
+def _settled(s: Server, app: str) -> dict | None:
+    """other/shop's App's status once it is Failed or Ready."""
+    st = get_app(s, app, "other/shop").get("status") or {}
+    return st if st.get("phase") in ("Failed", "Ready") else None
 
 
 def test_an_app_cannot_run_another_projects_image_from_the_engines_cache(server_factory, docker_api) -> None:  # noqa: ANN001
@@ -20,12 +26,7 @@ def test_an_app_cannot_run_another_projects_image_from_the_engines_cache(server_
             r = c.post("/projects/other/shop/apps", json=app_manifest("thief", f"{secret_image}:1",
                                                                        project="other/shop", health=False))
             assert r.status_code == 201, r.text
-
-        def settled():  # noqa: ANN202
-            st = get_app(s, "thief", "other/shop").get("status") or {}
-            return st if st.get("phase") in ("Failed", "Ready") else None
-
-        st = s.wait_for(settled, timeout=30, what="the App to settle")
+        st = s.wait_for(lambda: _settled(s, "thief"), timeout=30, what="the App to settle")
         assert st["phase"] == "Failed", st
         assert "acme/shop" in str(st), st
         time.sleep(1)
@@ -47,12 +48,7 @@ def test_an_image_id_prefix_does_not_name_another_tenants_image(server_factory, 
         assert r.status_code == 201, r.text
         r = c.post("/projects/other/shop/apps", json=app_manifest("byid", f"sha256:{prefix}", project="other/shop"))
         assert r.status_code == 422 and "by its ID" in r.text, r.text
-
-    def settled():  # noqa: ANN202
-        st = get_app(s, "guess", "other/shop").get("status") or {}
-        return st if st.get("phase") in ("Failed", "Ready") else None
-
-    st = s.wait_for(settled, timeout=30, what="the App to settle")
+    st = s.wait_for(lambda: _settled(s, "guess"), timeout=30, what="the App to settle")
     assert st["phase"] == "Failed", st
     assert not docker_api.containers(all=True, filters={"label": f"dockyard.instance={s.instance}"})
 
