@@ -197,7 +197,7 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     # builds run on the lease holder, like the controllers, and push to the server's registry
     app.state.build_data_dir = config.data_dir
     app.state.builds = BuildRunner(store, engine, config.data_dir, leading=manager.leading.is_set,
-                                   registry=lambda: getattr(app.state, "registry", None))
+                                   registry=app.state.registry)
     web.mount(app)
     return app, store, manager, engine
 

@@ -82,7 +82,7 @@ class Job:
 
 class BuildRunner:
     def __init__(self, store: Store, engine: EngineDriver, data_dir: Path, *, leading: Callable[[], bool],
-                 registry: Callable[[], PushRegistry | None], concurrency: int | None = None,
+                 registry: PushRegistry | None, concurrency: int | None = None,
                  limits: Limits | None = None, build_timeout: float = 3600.0) -> None:
         self.store = store
         self.engine = engine
@@ -276,7 +276,7 @@ class BuildRunner:
         b = job.build
         spec = BuildSpec.model_validate({k: v for k, v in b.spec.items() if k in BUILD_FIELDS})
         tenant, _, project = b.scope.partition("/")
-        registry = self.registry()
+        registry = self.registry
         if registry is None or not getattr(registry.settings, "host", None):
             raise ValueError("this server runs without a registry (--registry-listen off): there is nowhere to push")
         repository = f"{tenant}/{project}/{spec.image}"
