@@ -8,9 +8,7 @@ a database of their own that is dropped afterwards.
 from __future__ import annotations
 
 import os
-import re
 import secrets
-import subprocess
 import threading
 import warnings
 from collections.abc import Iterator
@@ -142,31 +140,16 @@ def api(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator:
         yield client
 
 
-# image references under a test registry: 127.0.0.1 on a port the harness picked (never the 5000 of
-# an installation running on this machine)
-_TEST_REGISTRY_REF = re.compile(r"^127\.0\.0\.1:(?!5000/)\d+/")
-
-
 @pytest.fixture(scope="session", autouse=True)
-def _remove_test_registry_images(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Pushes, pulls and builds against the test servers' registries leave image references on the
-    shared engine; without this every run adds a few more. Removed by reference, never by image id:
-    a pushed demo image has the same id as dockyard/demo:* itself. Only a session that ran engine
-    tests cleans up (scripts/test.sh runs the unit and API tests in a second session beside them)."""
+def _remove_test_registry_images() -> Iterator[None]:
+    """Pushes, pulls and builds against the registries of this session's test servers leave image
+    references on the shared engine; without this every run adds a few more. Only this session's
+    registries: another session running beside it may still need its own."""
     yield
-    if not any(part in str(item.path) for item in request.session.items for part in ("/integration/", "/e2e/")):
-        return
     try:
-        out = subprocess.run(["docker", "images", "--digests", "--format",
-                              "{{.Repository}}\t{{.Tag}}\t{{.Digest}}"],
-                             capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError):
-        return  # no engine here: nothing was left on it
-    refs = []
-    for line in out.splitlines():
-        repo, tag, digest = (line.split("\t") + ["", "", ""])[:3]
-        if not _TEST_REGISTRY_REF.match(repo + "/"):
-            continue
-        refs.append(f"{repo}:{tag}" if tag and tag != "<none>" else f"{repo}@{digest}")
-    for i in range(0, len(refs), 50):
-        subprocess.run(["docker", "rmi", *refs[i:i + 50]], capture_output=True, timeout=120)
+        from dockyard_harness import REGISTRIES  # tests/integration, on the path once its tests ran
+        from peers import remove_registry_refs
+    except ImportError:
+        return  # no engine tests ran: no test server, no registry
+    if REGISTRIES:
+        remove_registry_refs(dict(os.environ), *REGISTRIES)

@@ -33,6 +33,11 @@ def engine_available(url: str = "unix:///var/run/docker.sock") -> bool:
         return False
 
 
+# the registry address of every Server this test session made: its images are removed at the end
+# (tests/conftest.py), and no other session's
+REGISTRIES: set[str] = set()
+
+
 class Server:
     """A `dockyard server` subprocess with its own data dir; can be killed and restarted."""
 
@@ -45,6 +50,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.registry = f"127.0.0.1:{free_port()}"  # its image registry (the proxy's address)
+        REGISTRIES.add(self.registry)
         self.proc: subprocess.Popen | None = None
         self.log = data_dir / "server.log"
         self.token: str | None = None

@@ -48,16 +48,17 @@ def build_image(env: dict, ref: str, base: str = "scratch", label: str = "", siz
     return ref
 
 
-def remove_registry_refs(env: dict, registry: str) -> None:
-    """Take the references to `registry`'s images off the engine: tags and images pulled by digest
-    (by reference, never by id: an id may be the local demo image's too)."""
+def remove_registry_refs(env: dict, *registries: str) -> None:
+    """Take the references to these registries' images off the engine: tags and images pulled by
+    digest (by reference, never by id: an id may be the local demo image's too)."""
     out = run_docker(env, "images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}",
                      check=False).stdout.splitlines()
+    refs = []
     for repo, tag, digest in (line.split() for line in out if line.strip()):
-        if repo.startswith(registry + "/"):
-            refs = ([f"{repo}:{tag}"] if tag != "<none>" else []) + ([f"{repo}@{digest}"] if digest != "<none>" else [])
-            if refs:
-                run_docker(env, "rmi", *refs, check=False)
+        if repo.split("/", 1)[0] in registries:
+            refs += ([f"{repo}:{tag}"] if tag != "<none>" else []) + ([f"{repo}@{digest}"] if digest != "<none>" else [])
+    for i in range(0, len(refs), 50):
+        run_docker(env, "rmi", *refs[i:i + 50], check=False)
 
 
 class Docker:
