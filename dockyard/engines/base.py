@@ -62,6 +62,8 @@ class DesiredApp:
     # (username, password) for pulling the image from Dockyard's registry: an ephemeral, project-
     # scoped pull credential the controller mints per reconcile; None for any other image
     pull_auth: tuple[str, str] | None = None
+    # the project asks for an encrypted network between nodes (Project spec.network.encrypted)
+    network_encrypted: bool = False
 
 
 @dataclass
@@ -168,6 +170,15 @@ class NodeInfo:
     cpus: int = 0
     memory_total: int = 0
     containers: tuple[str, ...] = ()  # container names
+    # Swarm nodes (empty for a single engine): manager | worker; active | pause | drain; for managers
+    # leader | reachable | unreachable; the node's labels (sorted (key, value) pairs); its address
+    role: str = ""
+    availability: str = ""
+    manager_status: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    address: str = ""
+    id: str = ""
+    cluster: str = ""  # set by the cluster router: the Cluster the node belongs to ("local": the server's engine)
 
 
 @dataclass(frozen=True)
@@ -229,8 +240,9 @@ class EngineDriver(ABC):
     def ping(self) -> None: ...
 
     @abstractmethod
-    def ensure_project(self, tenant: str, project: str) -> str:
-        """Create the project's network if missing; return its engine name."""
+    def ensure_project(self, tenant: str, project: str, *, encrypted: bool = False) -> str:
+        """Create the project's network if missing; return its engine name. `encrypted`: encrypt
+        traffic between nodes (Swarm overlay); a single engine's bridge never leaves the host."""
 
     @abstractmethod
     def remove_project(self, tenant: str, project: str) -> None: ...
@@ -284,6 +296,18 @@ class EngineDriver(ABC):
     def nodes(self) -> list[NodeInfo]:
         """The engine's nodes with their capacity and this installation's running containers."""
         raise EngineError("this engine driver cannot list nodes", permanent=True, reason="NodesUnsupported")
+
+    def update_node(self, node: str, *, availability: str | None = None,
+                    labels: dict[str, str | None] | None = None) -> NodeInfo:
+        """Set a node's availability (active | pause | drain) and add/replace labels (a None value
+        removes the label); `node` is its hostname or id. EngineError reason "NodeNotFound" (permanent)."""
+        raise EngineError("this engine has no node operations (it is a single engine, not a cluster)",
+                          permanent=True, reason="NodesUnsupported")
+
+    def join_tokens(self) -> dict[str, str]:
+        """{"worker": token, "manager": token, "managerAddress": "host:port"} for adding nodes."""
+        raise EngineError("this engine has no join tokens (it is a single engine, not a cluster)",
+                          permanent=True, reason="NodesUnsupported")
 
     def containers(self) -> list[EngineContainer]:
         """Every container of this installation, exited ones included, in one call (log collection)."""

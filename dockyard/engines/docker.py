@@ -153,7 +153,7 @@ class DockerDriver(EngineDriver):
 
     # --- projects -------------------------------------------------------------------------
 
-    def ensure_project(self, tenant: str, project: str) -> str:
+    def ensure_project(self, tenant: str, project: str, *, encrypted: bool = False) -> str:
         name = self.network_name(tenant, project)
         if time.monotonic() - self._network_ok.get(name, -1e9) < 30:
             return name  # seen moments ago; a create that finds it gone clears this
