@@ -110,7 +110,8 @@ class AppReconciler:
         desired = DesiredApp(key=key, spec=spec, template_hash=h, revision=revision, generation=app.generation,
                              files=files,
                              rollout_stalled=deadline_passed and status.get("phase") != "Ready",
-                             hold_reason=hold, pull_auth=pull_auth)
+                             hold_reason=hold, pull_auth=pull_auth,
+                             network_encrypted=self._encrypted_network(tenant, project))
         def drain(leaving: list[ObservedContainer], observed: list[ObservedContainer]) -> None:
             # publish what runs now with the leaving replicas marked as draining, so that whoever
             # routes traffic stops sending it to them; then give in-flight requests a moment
@@ -201,6 +202,13 @@ class AppReconciler:
                 return rev.revision
         return int(status.get("revision") or 0)
 
+    def _encrypted_network(self, tenant: str, project: str) -> bool:
+        try:
+            spec = self.store.get("Project", tenant, project).spec or {}
+        except NotFound:
+            return False
+        return bool((spec.get("network") or {}).get("encrypted"))
+
     def _dependency_hold(self, scope: str, spec: AppSpec, status: dict) -> str | None:
         if not spec.depends_on or status.get("replicas"):
             return None  # ordering matters for the first start only
@@ -245,7 +253,7 @@ class AppReconciler:
             status.pop("stalledReason", None)
         elif obs.stalled_reason:
             phase = "Stalled"
-            reason = "ProgressDeadlineExceeded" if "deadline" in obs.stalled_reason else "NewReplicaFailed"
+            reason = stalled_reason(obs.stalled_reason)
             _set(conds, "Progressing", "False", reason, obs.stalled_reason)
             _set(conds, "Ready", "False", reason, obs.stalled_reason)
             status["stalledReason"] = obs.stalled_reason
@@ -276,6 +284,14 @@ class AppReconciler:
         if before.get("Ready") != after.get("Ready") and phase in ("Stalled", "Ready", "Degraded"):
             self.store.record_event(Event(app.scope, "App", app.name, "Normal" if phase == "Ready" else "Warning",
                                           conds["Ready"]["reason"], conds["Ready"]["message"]))
+
+
+def stalled_reason(message: str) -> str:
+    """The condition reason of a stalled rollout: the engine rolled it back itself (a Swarm update's
+    failure action), its deadline passed, or a new replica failed."""
+    if message.startswith("rolled back"):
+        return "RolledBack"
+    return "ProgressDeadlineExceeded" if "deadline" in message else "NewReplicaFailed"
 
 
 def container_entries(observed: list[ObservedContainer], draining: set[str] = frozenset()) -> list[dict]:

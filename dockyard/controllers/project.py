@@ -20,7 +20,8 @@ class ProjectReconciler:
         except NotFound:
             self.engine.remove_project(tenant, name)
             return Outcome()
-        network = self.engine.ensure_project(tenant, name)
+        encrypted = bool(((project.spec or {}).get("network") or {}).get("encrypted"))
+        network = self.engine.ensure_project(tenant, name, encrypted=encrypted)
         status = dict(project.status)
         status.update(observedGeneration=project.generation, network=network,
                       conditions=[{"type": "Ready", "status": "True", "reason": "NetworkReady",
