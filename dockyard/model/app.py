@@ -226,6 +226,39 @@ class SecurityContext(Schema):
     run_as_non_root: bool = False
 
 
+# Swarm placement constraints Dockyard accepts: node attributes and node/engine labels, == or !=
+CONSTRAINT = re.compile(r"^(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[A-Za-z0-9_.-]+)"
+                        r"|engine\.labels\.[A-Za-z0-9_.-]+)\s*(==|!=)\s*[A-Za-z0-9_.:-]+$")
+SPREAD = re.compile(r"^node\.labels\.[A-Za-z0-9_.-]+$")
+
+
+def _check_constraint(v: str) -> str:
+    if not CONSTRAINT.match(v):
+        raise ValueError(f"'{v}' is not a placement constraint: write ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE with "
+                         "node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.KEY "
+                         "or engine.labels.KEY (e.g. node.labels.zone==a)")
+    return v
+
+
+def _check_spread(v: str) -> str:
+    if not SPREAD.match(v):
+        raise ValueError(f"'{v}' is not a spread preference: write node.labels.KEY (e.g. node.labels.zone)")
+    return v
+
+
+class Placement(Schema):
+    """Where a cluster may run the replicas. A single engine has one node and ignores it, so the same
+    manifest runs on both."""
+
+    constraints: list[Annotated[str, AfterValidator(_check_constraint)]] = Field(default_factory=list, max_length=20)
+    spread: list[Annotated[str, AfterValidator(_check_spread)]] = Field(
+        default_factory=list, max_length=5, description="spread replicas evenly over the values of these node labels")
+    max_replicas_per_node: int | None = Field(default=None, ge=1, le=1000)
+
+    def is_empty(self) -> bool:
+        return not self.constraints and not self.spread and self.max_replicas_per_node is None
+
+
 IntOrPercent = Annotated[int | str, Field()]
 
 
@@ -283,6 +316,8 @@ class AppSpec(Schema):
     depends_on: list[DnsLabel] = Field(default_factory=list)
     strategy: Strategy = Field(default_factory=Strategy)
     security_context: SecurityContext = Field(default_factory=SecurityContext)
+    # part of the template: a change rolls out. None when empty, so Apps that never set it keep their hash
+    placement: Placement | None = None
     secrets: list[FileRef] = Field(default_factory=list)
     configs: list[FileRef] = Field(default_factory=list)
     # part of the template: setting it (POST .../restart) changes the template hash, so every
@@ -311,6 +346,11 @@ class AppSpec(Schema):
             if k.startswith("dockyard.") or k.startswith("com.docker."):
                 raise ValueError(f"label '{k}' is reserved: keys starting with dockyard. or com.docker. are set by the platform")
         return v
+
+    @field_validator("placement")
+    @classmethod
+    def _placement(cls, v: Placement | None) -> Placement | None:
+        return None if v is None or v.is_empty() else v
 
     @field_validator("env")
     @classmethod

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from dockyard.model.alerts import AlertRule, Notifier, Silence
 from dockyard.model.app import App
 from dockyard.model.build import Build, BuildConfig
+from dockyard.model.cluster import Cluster
 from dockyard.model.logdrain import LogDrain
 from dockyard.model.meta import Schema
 from dockyard.model.project import Project
@@ -24,6 +25,7 @@ class KindInfo:
 
 KINDS: dict[str, KindInfo] = {
     "Tenant": KindInfo("Tenant", "tenants", "cluster", Tenant),
+    "Cluster": KindInfo("Cluster", "clusters", "cluster", Cluster),
     "Project": KindInfo("Project", "projects", "tenant", Project),
     "App": KindInfo("App", "apps", "project", App),
     "Secret": KindInfo("Secret", "secrets", "project", Secret),

@@ -7,7 +7,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from dockyard.model.app import Duration
-from dockyard.model.meta import API_VERSION, Condition, Metadata, Schema
+from dockyard.model.cluster import LOCAL
+from dockyard.model.meta import API_VERSION, Condition, DnsLabel, Metadata, Schema
 from dockyard.model.quantity import parse_duration, parse_memory
 from dockyard.model.quota import Defaults, MemQ, Quota
 
@@ -55,6 +56,11 @@ class RegistryPolicy(Schema):
     retention: list[RetentionRule] = Field(default_factory=list, max_length=50)
 
 
+class ProjectNetwork(Schema):
+    encrypted: bool = Field(default=False, description="encrypt traffic between nodes (a Swarm overlay's IPsec); "
+                                                       "a single engine's network never leaves the host")
+
+
 class ProjectSpec(Schema):
     display_name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
@@ -63,6 +69,9 @@ class ProjectSpec(Schema):
     security_policy: Literal["baseline", "restricted", "privileged"] = "baseline"
     logs: LogPolicy = Field(default_factory=LogPolicy)
     registry: RegistryPolicy = Field(default_factory=RegistryPolicy)
+    cluster: DnsLabel = Field(default=LOCAL, description="the Cluster the project's apps run on (local: the "
+                                                         "server's own engine); fixed once the project exists")
+    network: ProjectNetwork = Field(default_factory=ProjectNetwork)
 
 
 class ProjectStatus(Schema):

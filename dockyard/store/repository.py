@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, u
 from sqlalchemy.exc import IntegrityError
 
 from dockyard.model.app import AppSpec, template_hash, template_of
+from dockyard.model.cluster import public_spec as cluster_public_spec
 from dockyard.store import db
 from dockyard.store.errors import AlreadyExists, Conflict, Gone, NotFound
 from dockyard.store.selectors import Selector
@@ -67,6 +68,8 @@ class StoredObject:
         if self.kind == "Secret":
             # write-only: the encrypted value never leaves the server, not even encrypted
             spec = {k: v for k, v in spec.items() if k not in ("ciphertext", "keyId")}
+        elif self.kind == "Cluster":
+            spec = cluster_public_spec(spec)  # TLS keys are write-only too
         return {"apiVersion": "dockyard/v1", "kind": self.kind, "metadata": meta,
                 "spec": spec, "status": self.status}
 
