@@ -1,8 +1,8 @@
 #!/bin/sh
 # Run the whole test suite: a private PostgreSQL for the store tests on both backends, then pytest.
-# With no arguments, the fast CPU-bound tests (tests/unit, tests/api) run in a second pytest beside the
-# slow ones that mostly wait on the engine and the browser (tests/integration, tests/e2e): on two cores
-# that takes minutes off the run. Arguments run one pytest with them, as before.
+# With no arguments, the fast CPU-bound tests (tests/unit, tests/api) and then the Swarm tests run in a
+# second lane beside the slow ones that mostly wait on the engine and the browser (tests/integration,
+# tests/e2e): on two cores that takes minutes off the run. Arguments run one pytest with them, as before.
 set -eu
 cd "$(dirname "$0")/.."
 . ./scripts/postgres.sh
@@ -15,13 +15,18 @@ if [ $# -gt 0 ]; then
   .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
   rc=$?
 else
-  .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 tests/unit tests/api > "$fast_log" 2>&1 &
+  # the Swarm tests (tests/integration/test_swarm_*.py) wait on their own test cluster of dockerd nodes,
+  # not on the host engine: they run in the second lane, after the fast tests
+  ( .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 tests/unit tests/api || exit 1
+    .venv/bin/python -m pytest -q -p no:cacheprovider --durations=10 tests/integration/test_swarm_*.py
+  ) > "$fast_log" 2>&1 &
   fast=$!
-  .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 tests/integration tests/e2e
+  .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 --ignore-glob='tests/integration/test_swarm_*' \
+    tests/integration tests/e2e
   rc=$?
   wait $fast
   fast_rc=$?
-  echo "--- tests/unit and tests/api (run beside the above) ---"
+  echo "--- tests/unit and tests/api, then the Swarm tests (run beside the above) ---"
   cat "$fast_log"
   [ $rc -ne 0 ] || rc=$fast_rc
 fi
