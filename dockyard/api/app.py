@@ -32,7 +32,14 @@ from dockyard.api import (
     terminal,
 )
 from dockyard.api.authz import check_path_visibility
-from dockyard.api.deps import ExecProvider, LogProvider, LogSearchProvider, MetricsProvider, PlatformInfo
+from dockyard.api.deps import (
+    ClusterOps,
+    ExecProvider,
+    LogProvider,
+    LogSearchProvider,
+    MetricsProvider,
+    PlatformInfo,
+)
 from dockyard.api.limits import LoginThrottle, RequestLimiter
 from dockyard.model.kinds import KINDS
 from dockyard.store.keyring import KeyRing
@@ -44,10 +51,11 @@ MAX_BODY = 1024 * 1024  # 1 MiB: manifests and Compose files are far smaller
 
 def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyring: KeyRing | None = None,
                exec_provider: ExecProvider | None = None, metrics_provider: MetricsProvider | None = None,
-               log_search: LogSearchProvider | None = None) -> FastAPI:
+               log_search: LogSearchProvider | None = None, clusters: ClusterOps | None = None) -> FastAPI:
     """The API over `store`; `exec_provider` (optional) runs the web terminal's commands;
     `metrics_provider` (optional) answers the metrics routes (503 without one); `log_search`
-    (optional) answers the stored-log routes (503 without one)."""
+    (optional) answers the stored-log routes (503 without one); `clusters` (optional) answers the
+    cluster and node routes (503 without one; then every project is on the local engine)."""
     app = FastAPI(title="Dockyard", version=__version__, openapi_url="/api/v1/openapi.json",
                   docs_url=None, redoc_url=None,  # the docs page is served by dockyard.web, from local files
                   description="Multi-tenant container cloud platform API. Every route but /login needs "
@@ -62,6 +70,7 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
     app.state.exec_provider = exec_provider
     app.state.metrics = metrics_provider
     app.state.log_search = log_search
+    app.state.clusters = clusters
     app.state.registry = None  # the server sets its RegistryService here
     app.state.images = None  # and the image routes' RegistryTools (api/images.py)
     app.state.limiter = RequestLimiter()

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.problems import Problem
+from dockyard.model.cluster import ClusterHealth
 from dockyard.store.repository import Store
 from dockyard.store.users import User
 
@@ -141,6 +142,29 @@ class PlatformInfo(Protocol):
         ...
 
 
+class ClusterOps(Protocol):
+    """The clusters the server drives (the local engine as `local`, and every stored Cluster); the
+    server wires one over its cluster router in. None in create_app: the cluster routes answer 503.
+    Failures raise dockyard.model.cluster.ClusterError carrying the HTTP status. Blocking."""
+
+    def cluster_health(self, cluster: str) -> ClusterHealth:
+        """Whether `cluster` can apply changes now; cached for a moment, so it is cheap to ask."""
+        ...
+
+    def nodes(self, cluster: str | None = None) -> list:
+        """NodeInfo objects (dockyard.engines.base) with .cluster set; None: of every cluster that answers."""
+        ...
+
+    def update_node(self, cluster: str, node: str, *, availability: str | None = None,
+                    labels: dict[str, str | None] | None = None) -> object:
+        """Set a node's availability (active | pause | drain) and labels (None removes one); the NodeInfo."""
+        ...
+
+    def join_tokens(self, cluster: str) -> dict[str, str]:
+        """{"worker", "manager", "managerAddress"} for adding nodes to a swarm."""
+        ...
+
+
 async def get_store(request: Request) -> Store:
     return request.app.state.store
 
@@ -163,6 +187,14 @@ def log_search_provider(request: Request) -> LogSearchProvider:
     if provider is None:
         raise Problem(503, "log search is off on this server (its log store could not be opened)")
     return provider
+
+
+def cluster_ops(request: Request) -> ClusterOps:
+    """The injected ClusterOps; 503 when the server has none. Called after the rights check."""
+    ops = getattr(request.app.state, "clusters", None)
+    if ops is None:
+        raise Problem(503, "clusters are not available on this server")
+    return ops
 
 
 async def get_platform(request: Request) -> PlatformInfo:
@@ -208,3 +240,4 @@ StoreDep = Annotated[Store, Depends(get_store)]
 PrincipalDep = Annotated[User, Depends(principal)]
 LogsDep = Annotated[LogProvider, Depends(get_logs)]
 PlatformDep = Annotated[PlatformInfo, Depends(get_platform)]
+ClusterOpsDep = Annotated[ClusterOps, Depends(cluster_ops)]
