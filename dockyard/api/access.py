@@ -8,7 +8,7 @@ from typing import Annotated, Literal, get_args
 from fastapi import APIRouter, Path, Request
 from pydantic import Field
 
-from dockyard.api import objects
+from dockyard.api import cluster_rules, objects
 from dockyard.api.authz import AuthzDep, admin_only
 from dockyard.api.deps import StoreDep
 from dockyard.api.problems import Problem
@@ -255,7 +255,7 @@ def project_quota(request: Request, store: StoreDep, authz: AuthzDep, tenant: st
 
 @router.post("/admin/secret-key/rotate", operation_id="rotateSecretKey", tags=["secrets"],
              dependencies=[admin_only("users.manage")],
-             summary="Encrypt every Secret with a new key and retire the old keys")
+             summary="Encrypt every Secret (and Cluster TLS key) with a new key and retire the old keys")
 def rotate_secret_key(store: StoreDep) -> dict:
     ring = store.keyring
     new_id = ring.rotate()
@@ -268,5 +268,6 @@ def rotate_secret_key(store: StoreDep) -> dict:
         key_id, token = ring.encrypt(plain)
         store.replace("Secret", obj.scope, obj.name, {**obj.spec, "keyId": key_id, "ciphertext": token})
         count += 1
+    count += cluster_rules.reseal_tls_keys(store)  # the Clusters' TLS keys are sealed with the same ring
     ring.retire_except({new_id})
     return {"activeKey": new_id, "reencrypted": count}

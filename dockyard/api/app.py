@@ -31,6 +31,7 @@ from dockyard.api import (
     telemetry,
     terminal,
 )
+from dockyard.api import clusters as cluster_routes
 from dockyard.api.authz import check_path_visibility
 from dockyard.api.deps import (
     ClusterOps,
@@ -90,7 +91,7 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
 
     for r in (system.router, resources.router, apps.router, dashboard.router, access.router, audit.router,
               rights.router, metrics.router, alerts.router, events.router, nodes.router, logsearch.router, builds.router,
-              registry.router, images.router):
+              registry.router, images.router, cluster_routes.router):
         app.include_router(r, prefix="/api/v1", dependencies=[Depends(check_path_visibility)])
     # the registry's token service: docker authenticates there with Basic auth, outside /api/v1
     app.include_router(registry.token_router)

@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from dockyard.api import logsearch, objects
 from dockyard.api.authz import AuthzDep
 from dockyard.api.change_events import RESTART_CAUSE, ROLLBACK_CAUSE
+from dockyard.api.cluster_rules import cluster_writable
 from dockyard.api.deps import LogRecord, LogsDep, StoreDep
 from dockyard.api.problems import Problem
 from dockyard.logs.store import ascii_lower
@@ -36,7 +37,11 @@ class RollbackRequest(Schema):
     revision: int | None = Field(default=None, ge=1, description="default: the revision before the current one")
 
 
-@router.post("/scale", operation_id="scaleApp", summary="Set the number of replicas")
+# scale, rollback and restart reach the project's engine: refused while its cluster cannot apply them
+ENGINE_WRITE = [Depends(cluster_writable)]
+
+
+@router.post("/scale", operation_id="scaleApp", summary="Set the number of replicas", dependencies=ENGINE_WRITE)
 def scale(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: str, body: ScaleRequest) -> dict:
     return objects.patch(store, authz, "App", {"spec": {"replicas": body.replicas}}, scope=f"{tenant}/{project}",
                          name=name, dry_run=False)
@@ -56,7 +61,8 @@ def revisions(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name:
     return {"items": items}
 
 
-@router.post("/rollback", operation_id="rollbackApp", summary="Roll back to an earlier revision (undo)")
+@router.post("/rollback", operation_id="rollbackApp", summary="Roll back to an earlier revision (undo)",
+             dependencies=ENGINE_WRITE)
 def rollback(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: str,
              body: RollbackRequest | None = None) -> dict:
     """Restore an earlier revision's container template. Revisions that differ from the current
@@ -90,7 +96,8 @@ def rollback(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: 
 
 
 @router.post("/restart", operation_id="restartApp",
-             summary="Replace every replica by a rolling update (zero downtime with the default strategy)")
+             summary="Replace every replica by a rolling update (zero downtime with the default strategy)",
+             dependencies=ENGINE_WRITE)
 def restart(store: StoreDep, authz: AuthzDep, tenant: str, project: str, name: str) -> dict:
     """Set `spec.restartedAt` to now: the template changes, so the reconciler rolls every
     replica as it would for a new image, under the App's strategy."""

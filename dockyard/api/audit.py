@@ -68,6 +68,13 @@ def _entry(scope: dict, status: int) -> audit.AuditEntry:
                             detail=state.get("audit_detail", ""))
 
 
+def record(request: Any, status: int, detail: str) -> None:
+    """Append an entry for a request the middleware does not record: a read that hands out
+    credentials (a swarm's join tokens). Blocking."""
+    request.state.audit_detail = detail
+    audit.append(request.app.state.store, _entry(request.scope, status))
+
+
 def _show(e: audit.AuditEntry) -> dict:
     return {"id": e.id, "at": e.at.isoformat(), "user": e.user, "source": e.source, "action": e.action,
             "object": e.object, "tenant": e.tenant or None, "project": e.project or None, "outcome": e.outcome,

@@ -5,14 +5,16 @@ eyes, and an engine version helps an attacker pick an exploit (docs/security.md)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.authz import AuthzDep
 from dockyard.api.deps import PlatformDep
+from dockyard.api.problems import Problem
 from dockyard.metrics.registry import metric_header, sample_line
+from dockyard.model.cluster import LOCAL, ClusterError
 
 router = APIRouter(tags=["nodes"])
 
@@ -29,13 +31,17 @@ NODE_GAUGES = (
 
 
 def node_rows(request: Request, nodes: list[Any], *, details: bool) -> list[dict]:
-    """One row per node; with `details`, usage summed over the node's containers' newest readings."""
+    """One row per node; with `details`, the swarm fields and usage summed over the node's
+    containers' newest readings."""
     provider = getattr(request.app.state, "metrics", None)
     usages = provider.current() if provider is not None and details else []
     rows = []
     for n in nodes:
-        row: dict[str, Any] = {"name": n.name, "status": n.status, "cpus": n.cpus, "memoryTotal": n.memory_total}
+        row: dict[str, Any] = {"cluster": n.cluster or LOCAL, "name": n.name, "status": n.status, "cpus": n.cpus,
+                               "memoryTotal": n.memory_total}
         if details:
+            row.update(role=n.role or None, availability=n.availability or None,
+                       managerStatus=n.manager_status or None, labels=dict(n.labels), address=n.address or None)
             on_node = set(n.containers)
             mine = [u for u in usages if u.container in on_node]
             cpu = [u.cpu for u in mine if u.cpu is not None]
@@ -49,9 +55,26 @@ def node_rows(request: Request, nodes: list[Any], *, details: bool) -> list[dict
     return rows
 
 
-@router.get("/nodes", operation_id="listNodes", summary="The engine's nodes: capacity and state (admins: usage too)")
-async def list_nodes(request: Request, authz: AuthzDep, platform: PlatformDep) -> dict:
-    nodes = await run_in_threadpool(platform.nodes)
+def cluster_nodes(request: Request, platform: Any, cluster: str | None) -> list[Any]:
+    """The nodes of `cluster` (None: of every cluster that answers); without cluster support on
+    this server, the local engine's. Blocking."""
+    ops = getattr(request.app.state, "clusters", None)
+    if ops is None:
+        if cluster not in (None, LOCAL):
+            raise Problem(404, f"cluster '{cluster}' not found (this server drives only its own engine, '{LOCAL}')")
+        return platform.nodes()
+    try:
+        return ops.nodes(cluster)
+    except ClusterError as e:
+        raise Problem(e.status, e.message) from None
+
+
+@router.get("/nodes", operation_id="listNodes",
+            summary="The nodes of every cluster (or of ?cluster=): capacity and state (admins: swarm fields, usage)")
+async def list_nodes(request: Request, authz: AuthzDep, platform: PlatformDep,
+                     cluster: Annotated[str | None, Query(max_length=63, description="only this cluster's")] = None,
+                     ) -> dict:
+    nodes = await run_in_threadpool(cluster_nodes, request, platform, cluster)
     return {"items": await run_in_threadpool(node_rows, request, nodes, details=authz.is_admin)}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, select
 
 from dockyard.admission import Admitted, FieldError, InvalidObject, admit, egress, requester  # noqa: F401 (FieldError re-exported)
-from dockyard.api import change_events
+from dockyard.api import change_events, cluster_rules
 from dockyard.api.authz import Authorizer
 from dockyard.api.deps import bearer_token
 from dockyard.api.problems import Problem
@@ -66,6 +66,8 @@ def _authorize(authz: Authorizer, kind: str, verb: str, scope: str, name: str | 
         tenant, project = _split(scope)
         authz.require("secret.read" if verb == "read" else "secret.write", tenant=tenant, project=project,
                       missing=f"{kind.lower()} '{scope}/{name}' not found" if name else f"project '{scope}' not found")
+    elif kind == "Cluster":
+        authz.require("clusters.manage")  # admin only, list and read included (endpoints, certificates)
     elif kind == "Tenant":
         tenant = name or ""
         action = {"read": "tenant.read", "create": "tenant.create", "update": "tenant.update",
@@ -202,6 +204,7 @@ def _parent_check(store: Store, kind: str) -> Any:
                 .with_for_update()).first()
             if tenant is None:
                 raise NotFound(f"tenant '{obj.scope}' not found; create it first")
+            cluster_rules.project_cluster_exists(conn, obj)
         if kind in PROJECT_KINDS:  # an App is checked with its quota instead
             tenant, project = _split(obj.scope)
             if not store.exists(conn, "Project", tenant, project):
@@ -246,7 +249,10 @@ def create(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str 
         _authorize(authz, kind, "create", scope, None)  # an invisible project is a 404 before anything else
     elif kind == "Tenant":
         authz.require("tenant.create")
+    elif kind == "Cluster":
+        authz.require("clusters.manage")
     a = admit(kind, body, scope=scope)
+    cluster_rules.check_name(a)
     _authorize(authz, kind, "create", a.scope, a.name)
     _property_checks(authz, kind, a.spec, None, _split(a.scope)[0] or a.name)
     a.annotations = _egress_checks(authz, a, None)
@@ -257,6 +263,8 @@ def create(store: Store, authz: Authorizer, kind: str, body: Any, *, scope: str 
     else:
         if kind == "Secret":
             a.spec = _seal_secret(store, a, None)
+        elif kind == "Cluster":
+            a.spec = cluster_rules.seal_tls_keys(store, a, None)
         check = _parent_check(store, kind)
     with _quota_refusals_recorded(store, authz, a, dry_run):
         obj = store.create(kind, a.scope, a.name, a.spec, labels=a.labels, annotations=a.annotations,
@@ -270,6 +278,7 @@ def _replace_admitted(store: Store, authz: Authorizer, a: Admitted, *, dry_run: 
                       change_cause: str | None = None) -> dict:
     current = store.get(a.kind, a.scope, a.name)
     _property_checks(authz, a.kind, a.spec, current.spec, _split(a.scope)[0] or a.name)
+    cluster_rules.project_cluster_unchanged(a, current)
     a.annotations = _egress_checks(authz, a, current)
     a.annotations = requester.stamp(a.kind, a.annotations, authz.user.name)
     check = None
@@ -278,6 +287,8 @@ def _replace_admitted(store: Store, authz: Authorizer, a: Admitted, *, dry_run: 
         check = _quota_check(store)
     elif a.kind == "Secret":
         a.spec = _seal_secret(store, a, current)
+    elif a.kind == "Cluster":
+        a.spec = cluster_rules.seal_tls_keys(store, a, current)
     with _quota_refusals_recorded(store, authz, a, dry_run):
         obj = store.replace(a.kind, a.scope, a.name, a.spec, labels=a.labels, annotations=a.annotations,
                             expected_rv=a.resource_version, dry_run=dry_run, check=check, change_cause=change_cause)
@@ -348,6 +359,8 @@ def delete(store: Store, authz: Authorizer, kind: str, *, scope: str, name: str,
                 resources.c.kind == "Project", resources.c.scope == name)).limit(1)).scalar()
             if first is not None:
                 raise Conflict(f"tenant '{name}' still has projects (for example {name}/{first}); delete them first")
+    elif kind == "Cluster":
+        check = cluster_rules.cluster_unused
     cascade = PROJECT_KINDS if kind == "Project" else ()
     obj = store.delete(kind, scope, name, dry_run=dry_run, cascade=cascade, check=check)
     if not dry_run and kind == "Project":

@@ -2,13 +2,13 @@
 selectors, watch), replace, merge-patch and delete, with the same shape for every kind."""
 
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.api import objects
+from dockyard.api import cluster_rules, objects
 from dockyard.api.authz import Authorizer, AuthzDep
 from dockyard.api.deps import StoreDep
 from dockyard.api.problems import Problem
@@ -71,10 +71,12 @@ async def watch_list(request: Request, store: Store, authz: Authorizer, kind: st
 
 
 def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: Callable[..., str | None],
-                    item_key: Callable[..., tuple[str, str]]) -> None:
+                    item_key: Callable[..., tuple[str, str]], write_checks: Sequence[Any] = ()) -> None:
     """Register the standard routes of `kind`; `collection_scope` and `item_key` are
-    dependencies that read the path parameters of the two URL shapes."""
+    dependencies that read the path parameters of the two URL shapes; `write_checks` are
+    dependencies of the create, replace, patch and delete routes."""
     plural = KINDS[kind].plural
+    checks = list(write_checks)
     CollectionScope = Annotated[str | None, Depends(collection_scope)]
     ItemKey = Annotated[tuple[str, str], Depends(item_key)]
 
@@ -89,7 +91,7 @@ def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: 
                                        name_contains=name)
 
     @router.post(collection, operation_id=f"create{kind}", tags=[plural], status_code=201,
-                 summary=f"Create a {kind}", openapi_extra=_body_schema(kind))
+                 summary=f"Create a {kind}", openapi_extra=_body_schema(kind), dependencies=checks)
     def create_object(store: StoreDep, authz: AuthzDep, scope: CollectionScope,
                       body: Annotated[Any, Body()], dry_run: DryRun = False) -> dict:
         return objects.create(store, authz, kind, body, scope=scope, dry_run=dry_run)
@@ -116,18 +118,19 @@ def add_kind_routes(kind: str, *, collection: str, item: str, collection_scope: 
         return await run_in_threadpool(objects.get, store, authz, kind, scope=scope, name=name)
 
     @router.put(item, operation_id=f"replace{kind}", tags=[plural], summary=f"Replace a {kind} (apply)",
-                openapi_extra=_body_schema(kind))
+                openapi_extra=_body_schema(kind), dependencies=checks)
     def replace_object(store: StoreDep, authz: AuthzDep, key: ItemKey, body: Annotated[Any, Body()],
                        dry_run: DryRun = False) -> dict:
         return objects.replace(store, authz, kind, body, scope=key[0], name=key[1], dry_run=dry_run)
 
     @router.patch(item, operation_id=f"patch{kind}", tags=[plural], summary=f"Merge-patch a {kind}",
-                  openapi_extra=_patch_schema())
+                  openapi_extra=_patch_schema(), dependencies=checks)
     def patch_object(store: StoreDep, authz: AuthzDep, key: ItemKey, body: Annotated[Any, Body()],
                      dry_run: DryRun = False) -> dict:
         return objects.patch(store, authz, kind, body, scope=key[0], name=key[1], dry_run=dry_run)
 
-    @router.delete(item, operation_id=f"delete{kind}", tags=[plural], summary=f"Delete a {kind}")
+    @router.delete(item, operation_id=f"delete{kind}", tags=[plural], summary=f"Delete a {kind}",
+                   dependencies=checks)
     def delete_object(store: StoreDep, authz: AuthzDep, key: ItemKey, dry_run: DryRun = False) -> dict:
         return objects.delete(store, authz, kind, scope=key[0], name=key[1], dry_run=dry_run)
 
@@ -160,16 +163,18 @@ add_kind_routes("Tenant", collection="/tenants", item="/tenants/{name}",
                 collection_scope=_tenant_collection, item_key=_tenant_item)
 add_kind_routes("Project", collection="/projects", item="/projects/{tenant}/{name}",
                 collection_scope=_project_collection, item_key=_project_item)
+# writes that reach the project's engine are refused while its cluster cannot apply them
+ENGINE_WRITE_CHECKS = [Depends(cluster_rules.cluster_writable)]
 add_kind_routes("App", collection="/projects/{tenant}/{project}/apps", item="/projects/{tenant}/{project}/apps/{name}",
-                collection_scope=_app_collection, item_key=_app_item)
+                collection_scope=_app_collection, item_key=_app_item, write_checks=ENGINE_WRITE_CHECKS)
 
 
 add_kind_routes("Secret", collection="/projects/{tenant}/{project}/secrets",
                 item="/projects/{tenant}/{project}/secrets/{name}",
-                collection_scope=_app_collection, item_key=_app_item)
+                collection_scope=_app_collection, item_key=_app_item, write_checks=ENGINE_WRITE_CHECKS)
 add_kind_routes("Config", collection="/projects/{tenant}/{project}/configs",
                 item="/projects/{tenant}/{project}/configs/{name}",
-                collection_scope=_app_collection, item_key=_app_item)
+                collection_scope=_app_collection, item_key=_app_item, write_checks=ENGINE_WRITE_CHECKS)
 for _kind in ("LogDrain", "AlertRule", "Notifier", "Silence", "Build", "BuildConfig"):
     add_kind_routes(_kind, collection=f"/projects/{{tenant}}/{{project}}/{KINDS[_kind].plural}",
                     item=f"/projects/{{tenant}}/{{project}}/{KINDS[_kind].plural}/{{name}}",

@@ -118,8 +118,8 @@ def paths_for(obj: dict) -> tuple[str, str]:
     kind = obj.get("kind")
     meta = obj.get("metadata") or {}
     name = meta.get("name", "")
-    if kind == "Tenant":
-        return "/tenants", f"/tenants/{name}"
+    if kind in ("Tenant", "Cluster"):
+        return f"/{kind.lower()}s", f"/{kind.lower()}s/{name}"
     if kind == "Project":
         tenant = meta.get("tenant")
         if "/" in str(name):
@@ -129,4 +129,4 @@ def paths_for(obj: dict) -> tuple[str, str]:
         project = meta.get("project") or ""
         plural = f"{str(kind).lower()}s"
         return f"/projects/{project}/{plural}", f"/projects/{project}/{plural}/{name}"
-    raise CliError(f"unknown kind '{kind}' (known: {', '.join(('Tenant', 'Project', *PROJECT_KINDS))})")
+    raise CliError(f"unknown kind '{kind}' (known: {', '.join(('Tenant', 'Cluster', 'Project', *PROJECT_KINDS))})")

@@ -15,6 +15,7 @@ import yaml
 
 from dockyard.cli import alerts as alerts_cli
 from dockyard.cli import builds as builds_cli
+from dockyard.cli import clusters as clusters_cli
 from dockyard.cli import events as events_cli
 from dockyard.cli import images as images_cli
 from dockyard.cli import logs as logs_cli
@@ -41,6 +42,7 @@ alerts_cli.register(app, KINDS)
 robots_cli.register(app)
 builds_cli.register(app, KINDS)
 images_cli.register(app)
+clusters_cli.register(app, KINDS)
 # things `get` and `delete` know besides the declarative kinds
 EXTRA_GET = ("users", "user", "tokens", "token", "members", "quota")
 
@@ -53,8 +55,8 @@ def kind_of(word: str) -> str:
 
 
 def item_path(kind: str, name: str, project: str | None) -> str:
-    if kind == "Tenant":
-        return f"/tenants/{name}"
+    if kind in ("Tenant", "Cluster"):
+        return f"/{kind.lower()}s/{name}"
     if kind == "Project":
         if "/" not in name:
             fail(f"give the project as TENANT/PROJECT, not '{name}'")
@@ -63,8 +65,8 @@ def item_path(kind: str, name: str, project: str | None) -> str:
 
 
 def collection_path(kind: str, project: str | None, all_projects: bool = False) -> str:
-    if kind == "Tenant":
-        return "/tenants"
+    if kind in ("Tenant", "Cluster"):
+        return f"/{kind.lower()}s"
     if kind == "Project":
         return "/projects"
     if all_projects and kind == "App":
@@ -199,7 +201,7 @@ def expand(c: Client, docs: list[tuple[str, Any, Path | None]], project: str | N
             if not meta.get("project"):
                 meta["project"] = project_of(project)
         out.append(doc)
-    order = {"Tenant": 0, "Project": 1}
+    order = {"Tenant": 0, "Cluster": 0, "Project": 1}
     return sorted(out, key=lambda d: order.get(d.get("kind", ""), 2))
 
 
@@ -287,8 +289,13 @@ def get(kind: Annotated[str, typer.Argument(help="apps, projects or tenants")],
         output: OutputOpt = "table",
         selector: Annotated[str | None, typer.Option("--selector", "-l", help="label selector")] = None,
         all_projects: Annotated[bool, typer.Option("--all-projects", "-A")] = False,
-        watch: Annotated[bool, typer.Option("--watch", "-w", help="keep printing changes")] = False) -> None:
-    """List objects, or show one (also: users, tokens, members, quota)."""
+        watch: Annotated[bool, typer.Option("--watch", "-w", help="keep printing changes")] = False,
+        cluster: Annotated[str | None, typer.Option("--cluster", help="(get nodes) only this cluster's")] = None,
+        ) -> None:
+    """List objects, or show one (also: users, tokens, members, quota, nodes)."""
+    if kind.lower() in ("nodes", "node"):
+        clusters_cli.get_nodes(cluster, output)
+        return
     if kind.lower() in EXTRA_GET:
         get_extra(kind.lower(), project, output)
         return

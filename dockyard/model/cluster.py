@@ -18,6 +18,7 @@ from dockyard.model.meta import API_VERSION, Condition, Metadata, Schema
 LOCAL = "local"  # the server's own engine (`dockyard server --engine`); reserved, never stored
 SEALED = "(sealed)"  # what reads show for a TLS key, and what a write sends to keep the stored one
 MAX_ENDPOINTS = 7
+SEALED_FIELDS = ("key", "keyCiphertext", "keyId", "keySha256")  # a TLS key as stored; reads show none of them
 MAX_PEM = 64 * 1024
 _PEM = re.compile(r"^\s*-----BEGIN ([A-Z0-9 ]+)-----\r?\n[A-Za-z0-9+/=\s:,.()-]+-----END \1-----\s*$")
 
@@ -40,6 +41,7 @@ class ClusterTLS(Schema):
     # the stored form of the key, set by the server only
     key_ciphertext: str | None = None
     key_id: str | None = None
+    key_sha256: str | None = None  # tells a re-sent key from a new one (sealing is not deterministic)
 
     @field_validator("ca", "cert")
     @classmethod
@@ -146,7 +148,7 @@ def public_spec(spec: dict[str, Any]) -> dict[str, Any]:
     for ep in spec.get("endpoints") or []:
         tls = ep.get("tls")
         if tls:
-            shown = {k: v for k, v in tls.items() if k not in ("keyCiphertext", "keyId", "key")}
+            shown = {k: v for k, v in tls.items() if k not in SEALED_FIELDS}
             ep = {**ep, "tls": {**shown, "key": SEALED}}
         endpoints.append(ep)
     return {**spec, "endpoints": endpoints} if "endpoints" in spec else spec
