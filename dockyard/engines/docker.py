@@ -47,18 +47,27 @@ from dockyard.engines.base import (
     TimedLine,
     WorkloadKey,
 )
+from dockyard.engines.common import (
+    DEFAULT_PIDS_LIMIT,
+    L_APP,
+    L_INSTANCE,
+    L_PROJECT,
+    L_REVISION,
+    L_TENANT,
+    LOG_OPTIONS,
+    TMP_SIZE,
+    healthcheck_config,
+    workload_labels,
+)
 from dockyard.engines.hostfw import HostFirewall
-from dockyard.engines.logframes import ChunkedBody, decode_frames
+from dockyard.engines.logframes import ChunkedBody, abort_stream, decode_frames
 from dockyard.engines.rollout import Action, Target, plan_step
 from dockyard.model.app import AppSpec, run_image
 from dockyard.model.image import parse_image
-from dockyard.model.quantity import parse_duration
 
 log = logging.getLogger(__name__)
 
-L_INSTANCE, L_TENANT, L_PROJECT, L_APP = "dockyard.instance", "dockyard.tenant", "dockyard.project", "dockyard.app"
-L_GENERATION, L_HASH, L_REVISION, L_SLOT = "dockyard.generation", "dockyard.spec-hash", "dockyard.revision", "dockyard.slot"
-DEFAULT_PIDS_LIMIT = 1024
+L_GENERATION, L_HASH, L_SLOT = "dockyard.generation", "dockyard.spec-hash", "dockyard.slot"
 # secrets and configs are written here (a tmpfs) and bind-mounted read-only, file by file
 FILES_BASE = Path(os.environ.get("DOCKYARD_FILES_DIR", "/dev/shm/dockyard"))
 PARALLELISM = 12
@@ -75,25 +84,6 @@ _END_EXEC = ('if printf "x\\0" | grep -qxzF x 2>/dev/null; then '
              'p=${f%/environ}; kill -"$2" "${p#/proc/}"; done; '
              'else for p in /proc/[0-9]*; do tr "\\0" "\\n" <"$p/environ" 2>/dev/null | grep -qxF "$1" '
              '&& kill -"$2" "${p#/proc/}"; done; fi; true')
-
-
-def _ns(seconds: float) -> int:
-    return int(seconds * 1_000_000_000)
-
-
-def _abort_stream(res: requests.Response) -> None:
-    """End a streaming response that another thread is reading. Closing it is not enough: the
-    reader holds the buffered reader's lock inside recv(), so close() waits for the next log line
-    (forever, for a quiet container); shutting the socket down wakes the reader first."""
-    fp = getattr(getattr(res.raw, "_fp", None), "fp", None)
-    raw = getattr(fp, "raw", None)
-    sock = getattr(raw, "_sock", None) or getattr(raw, "sock", None)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed
-    res.close()
 
 
 class DockerDriver(EngineDriver):
@@ -162,7 +152,7 @@ class DockerDriver(EngineDriver):
             existing = [n for n in self._call(self.api.networks, names=[name]) if n["Name"] == name]
             if not existing:
                 created = self._call(self.api.create_network, name, driver="bridge", check_duplicate=True,
-                                     labels={L_INSTANCE: self.instance, L_TENANT: tenant, L_PROJECT: project})
+                                     labels=workload_labels(self.instance, tenant, project))
                 existing = [{"Id": created["Id"]}]
             elif len(existing) > 1:
                 keep = sorted(existing, key=lambda n: n.get("Created", ""))[0]
@@ -429,7 +419,7 @@ class DockerDriver(EngineDriver):
             "restart_policy": restart,
             "security_opt": security_opt,
             "pids_limit": res.pids or DEFAULT_PIDS_LIMIT,
-            "log_config": LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
+            "log_config": LogConfig(type="json-file", config=dict(LOG_OPTIONS)),
             "mounts": [Mount(target=v.mount_path, source=v.host_path, type="bind", read_only=v.read_only)
                        if v.host_path else
                        Mount(target=v.mount_path, source=self.volume_name(key.tenant, key.project, v.name),
@@ -456,7 +446,7 @@ class DockerDriver(EngineDriver):
             host["network_mode"] = "host"
         if sc.read_only_root_filesystem:
             # a writable /tmp keeps most programs working on a read-only root
-            host["tmpfs"] = {"/tmp": "rw,noexec,nosuid,size=64m"}
+            host["tmpfs"] = {"/tmp": f"rw,noexec,nosuid,size={TMP_SIZE // (1024 * 1024)}m"}
         if spec.runtime != "runc":
             host["runtime"] = spec.runtime
         if (cpu := res.limit_cpu()) is not None:
@@ -491,7 +481,7 @@ class DockerDriver(EngineDriver):
         if spec.working_dir:
             config["working_dir"] = spec.working_dir
         if spec.healthcheck:
-            config["healthcheck"] = _healthcheck(spec)
+            config["healthcheck"] = Healthcheck(**healthcheck_config(spec))
         return config
 
     def _ensure_image(self, image: str, auth: tuple[str, str] | None = None) -> None:
@@ -533,7 +523,7 @@ class DockerDriver(EngineDriver):
             self._call(self.api.inspect_volume, name)
         except docker_errors.NotFound:
             self._call(self.api.create_volume, name, driver="local",
-                       labels={L_INSTANCE: self.instance, L_TENANT: key.tenant, L_PROJECT: key.project})
+                       labels=workload_labels(self.instance, key.tenant, key.project))
 
     def remove_app(self, key: WorkloadKey) -> int:
         found = self._call(self.api.containers, all=True,
@@ -660,7 +650,7 @@ class DockerDriver(EngineDriver):
         except docker_errors.NotFound:
             return
         if stop is not None:
-            threading.Thread(target=lambda: (stop.wait(), _abort_stream(res)), daemon=True, name="logs-closer").start()
+            threading.Thread(target=lambda: (stop.wait(), abort_stream(res)), daemon=True, name="logs-closer").start()
         try:
             yield from decode_frames(_body_chunks(res, pace, stop), max_line)
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, AttributeError, OSError, ValueError) as e:
@@ -754,7 +744,7 @@ class DockerDriver(EngineDriver):
         return True
 
     def build_image(self, build: ImageBuild, stop: threading.Event) -> Iterator[BuildOutput]:
-        return docker_build.run_build(self.api, self._call, _abort_stream, build, stop)
+        return docker_build.run_build(self.api, self._call, abort_stream, build, stop)
 
     def push_image(self, ref: str, auth: tuple[str, str] | None, stop: threading.Event | None = None) -> str:
         return docker_build.run_push(self.api, self._call, ref, auth)
@@ -912,22 +902,6 @@ def _log_line(c: ObservedContainer, raw: bytes, timestamps: bool) -> LogLine:
     if timestamps and " " in text:
         ts, text = text.split(" ", 1)
     return LogLine(container=c.name, slot=c.slot, stream="stdout", text=text, timestamp=ts)
-
-
-def _healthcheck(spec: AppSpec) -> Healthcheck:
-    hc = spec.healthcheck
-    assert hc is not None
-    if hc.exec:
-        test = ["CMD", *hc.exec.command]
-    elif hc.http:
-        url = f"http://127.0.0.1:{hc.http.port}{hc.http.path}"
-        test = ["CMD-SHELL", f"wget -q -O /dev/null '{url}' || curl -fsS -o /dev/null '{url}'"]
-    else:
-        assert hc.tcp
-        p = hc.tcp.port
-        test = ["CMD-SHELL", f"nc -z 127.0.0.1 {p} 2>/dev/null || nc -w 1 127.0.0.1 {p} </dev/null"]
-    return Healthcheck(test=test, interval=_ns(parse_duration(hc.interval)), timeout=_ns(parse_duration(hc.timeout)),
-                       retries=hc.retries, start_period=_ns(parse_duration(hc.start_period)))
 
 
 def _explain(e: docker_errors.APIError) -> str:

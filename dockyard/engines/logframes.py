@@ -14,7 +14,9 @@ dropped), so a container writing without newlines cannot grow a buffer.
 from __future__ import annotations
 
 import calendar
+import socket
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 STREAM_NAMES = {1: "stdout", 2: "stderr"}
 _HOURS: dict[bytes, int] = {}
@@ -153,3 +155,18 @@ class ChunkedBody:
             self._left = size
         del buf[:pos]
         return bytes(out)
+
+
+def abort_stream(res: Any) -> None:
+    """End a streaming response that another thread is reading. Closing it is not enough: the
+    reader holds the buffered reader's lock inside recv(), so close() waits for the next log line
+    (forever, for a quiet container); shutting the socket down wakes the reader first."""
+    fp = getattr(getattr(res.raw, "_fp", None), "fp", None)
+    raw = getattr(fp, "raw", None)
+    sock = getattr(raw, "_sock", None) or getattr(raw, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+    res.close()
