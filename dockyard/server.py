@@ -20,6 +20,9 @@ from dockyard.api.app import create_app
 from dockyard.api.deps import ExecError, ExecSession, LogRecord
 from dockyard.api.terminal import ExecSessions
 from dockyard.builds.runner import BuildRunner
+from dockyard.clusters.engines import ClusterEngines
+from dockyard.clusters.monitor import ClusterMonitor
+from dockyard.clusters.ops import ClusterOperations
 from dockyard.controllers.manager import ControllerManager
 from dockyard.engines import EngineDriver, EngineError, EngineUnavailable, open_engine
 from dockyard.engines.base import WorkloadKey
@@ -170,7 +173,8 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     store.keyring = KeyRing(config.data_dir / "secret-keys.json")
     instance = store.setting("instance", lambda: secrets.token_hex(3))
     ensure_admin(store, config.data_dir)
-    engine = open_engine(config.engine_url, instance=instance)
+    # the server's own engine is the cluster "local"; stored Clusters add theirs, routed per project
+    engine = ClusterEngines(store, open_engine(config.engine_url, instance=instance), data_dir=config.data_dir)
     server_id = _server_id(config.data_dir)
     manager = ControllerManager(store, engine, workers=config.workers, resync=config.resync, identity=server_id)
     collector = open_metrics(config, engine)
@@ -180,8 +184,10 @@ def build(config: ServerConfig) -> tuple[object, Store, ControllerManager, Engin
     metrics = MetricsService(collector) if collector else None
     app = create_app(store, logs=EngineLogs(engine), platform=Platform(engine, manager),
                      exec_provider=EngineExec(engine), log_search=log_collector.store if log_collector else None,
-                     metrics_provider=metrics)
+                     metrics_provider=metrics, clusters=ClusterOperations(engine, manager.nodes))
     app.state.exec_sessions = exec_sessions
+    # cluster health in the Clusters' status and node down/up events, written by the leader
+    app.state.cluster_monitor = ClusterMonitor(store, engine, leading=manager.leading.is_set)
     app.state.registry = open_registry(config.data_dir, store, api_listen=config.listen,
                                        listen=config.registry_listen, external_url=config.registry_url)
     # image routes, push events, autoDeploy/digests/preheat in the controllers, retention and GC
@@ -218,6 +224,7 @@ def run(config: ServerConfig) -> None:
     if registry is not None:
         registry.start()  # first: a taken --registry-listen address stops the start here, saying so
     manager.start()
+    app.state.cluster_monitor.start()
     signal.signal(signal.SIGTERM, _exit_after_shutdown)
     collector = app.state.metrics_collector
     if collector is not None:
@@ -250,6 +257,7 @@ def run(config: ServerConfig) -> None:
             app.state.log_drains.stop()
             app.state.log_collector.stop()  # writes every line read: a clean stop loses none
             app.state.log_collector.store.close()
+        app.state.cluster_monitor.stop()
         manager.stop()
         engine.close()
         store.close()
