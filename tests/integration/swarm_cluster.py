@@ -258,7 +258,10 @@ class SwarmCluster:
         args = ["dockerd", "--config-file", str(config), "--data-root", f"{node.dir}/data",
                 "--exec-root", f"{node.dir}/exec", "--pidfile", f"{node.dir}/exec/dockerd.pid",
                 "-H", node.sock, "--containerd-namespace", node.netns, "--containerd-plugins-namespace", f"{node.netns}-p",
-                "--bip", f"172.31.{node.index}.1/24", "--cgroup-parent", f"/dockyard-nodes-{self.slot}/{node.name}"]
+                "--bip", f"172.31.{node.index}.1/24", "--cgroup-parent", f"/dockyard-nodes-{self.slot}/{node.name}",
+                # Swarm's API 1.41 has no per-service no-new-privileges: the node sets it for every container,
+                # as docs/clusters.md tells operators to
+                "--no-new-privileges"]
         if node.manager and self.tls:
             tls = node.dir / "tls"
             args += ["-H", f"tcp://{node.ip}:{TLS_PORT}", "--tlsverify", "--tlscacert", f"{tls}/ca.pem",
