@@ -92,11 +92,16 @@ class ImageResolver:
             return list(pool.map(pull, engines))
 
     def engines_of(self, cluster: str | None) -> list[EngineDriver]:
-        """The engines of a cluster by name: only the local one exists, named "local" or by its node."""
+        """The engines of a cluster by name: the server's own, named "local" or by its node (a stored
+        Cluster's nodes pull for themselves)."""
         if cluster is None or cluster == "local":
             return self.engines
         names: list[str] = []
         for engine in self.engines:
+            others = getattr(engine, "clusters", None)  # the cluster router: the stored Clusters
+            if others is not None and cluster in others()[1:]:
+                raise LookupError(f"cluster '{cluster}' is not preheated: its nodes pull images themselves when "
+                                  "tasks start; preheat covers the server's own engine, 'local'")
             try:
                 nodes = [n.name for n in engine.nodes()]
             except EngineError:
