@@ -230,7 +230,7 @@ def test_events_alerts_and_charts_for_an_owner(server, browsing, browser) -> Non
     node = admin.page.locator("#nodes tbody tr[data-status='ready']")
     expect(node).to_have_count(1)
     expect(node).to_contain_text("ready")
-    assert int(node.locator("td").nth(5).inner_text()) >= 2  # web's two replicas at least
+    assert int(node.locator("td").nth(8).inner_text()) >= 2  # containers: web's two replicas at least
     admin.shot("admin-nodes")
 
     # with data on them (a firing badge, a warning, marked matches) the pages pass axe in both themes

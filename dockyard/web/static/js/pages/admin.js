@@ -7,16 +7,19 @@ import { language, t } from "../i18n.js";
 import { toast } from "../app.js";
 import { tabs, emptyRow, confirmAction, errorBox, createForm, when } from "../widgets.js";
 import { nodesTab } from "./nodes.js";
+import { clustersTab } from "./clusters.js";
 
 export async function adminPage(main, [tab = "users"], signal) {
   main.append(h("h1", {}, t("admin.title")),
     tabs([["users", t("admin.users"), "#/admin/users"], ["tenants", t("admin.tenants"), "#/admin/tenants"],
-      ["audit", t("admin.audit"), "#/admin/audit"], ["nodes", t("admin.nodes"), "#/admin/nodes"]], tab));
+      ["audit", t("admin.audit"), "#/admin/audit"], ["nodes", t("admin.nodes"), "#/admin/nodes"],
+      ["clusters", t("admin.clusters"), "#/admin/clusters"]], tab));
   const body = h("div", { class: "tab-body" });
   main.append(body);
   if (tab === "tenants") await tenantsTab(body, signal);
   else if (tab === "audit") await auditTab(body, signal);
   else if (tab === "nodes") await nodesTab(body, signal);
+  else if (tab === "clusters") await clustersTab(body, signal);
   else await usersTab(body, signal);
 }
 

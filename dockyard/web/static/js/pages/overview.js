@@ -68,8 +68,16 @@ async function creatableTenants(signal) {
   return rights.filter((r) => r?.allowed["project.create"]).map((r) => r.tenant);
 }
 
+// the clusters a new project may be bound to: the list is for admins only (GET /clusters), so
+// others get none and their projects go to the default, local
+async function bindableClusters(signal) {
+  if (!session.user?.admin) return [];
+  const data = await api("GET", "/clusters", undefined, { signal }).catch(() => ({ items: [] }));
+  return data.items.map((c) => c.metadata.name);
+}
+
 async function newProjectCard(signal) {
-  const tenants = await creatableTenants(signal);
+  const [tenants, clusters] = await Promise.all([creatableTenants(signal), bindableClusters(signal)]);
   if (!tenants.length) {
     return session.user?.admin ? h("section", { class: "card" }, h("h2", {}, t("overview.newProject")),
       h("p", {}, t("overview.noTenants"), " ", h("a", { href: "#/admin/tenants" }, t("nav.admin")))) : null;
@@ -84,7 +92,7 @@ async function newProjectCard(signal) {
     const name = data.get("name");
     try {
       await api("POST", "/projects", { apiVersion: "dockyard/v1", kind: "Project", metadata: { name, tenant },
-        spec: { description: data.get("description") || undefined } });
+        spec: { description: data.get("description") || undefined, cluster: data.get("cluster") || undefined } });
       toast(t("overview.projectCreated", { name: `${tenant}/${name}` }));
       navigate(`#/projects/${tenant}/${name}`);
     } catch (err) {
@@ -96,6 +104,8 @@ async function newProjectCard(signal) {
   h("label", {}, t("overview.projectName"), h("input", { name: "name", id: "new-project-name", required: true, "data-field": "metadata.name",
     pattern: "[a-z0-9]([a-z0-9\\-]*[a-z0-9])?", maxlength: 63, title: t("overview.nameRule") })),
   h("label", {}, t("overview.description"), h("input", { name: "description", "data-field": "spec.description" })),
+  clusters.length > 1 && h("label", {}, t("clusters.cluster"), h("select", { name: "cluster", id: "new-project-cluster",
+    "data-field": "spec.cluster" }, clusters.map((name) => h("option", { value: name }, name)))),
   h("button", { type: "submit", class: "primary" }, t("overview.createProject")));
   return h("section", { class: "card" }, h("h2", {}, t("overview.newProject")), form, message);
 }

@@ -17,12 +17,15 @@ const PAGE_SIZE = 50;
 
 export async function projectPage(main, [tenant, project, tab = "apps"], signal) {
   const base = `#/projects/${tenant}/${project}`;
-  const [rights, tenantRights] = await Promise.all([
+  const [rights, tenantRights, spec] = await Promise.all([
     api("GET", seg`/projects/${tenant}/${project}/rights`, undefined, { signal }),
     api("GET", seg`/tenants/${tenant}/rights`, undefined, { signal }).catch(() => ({ allowed: {} })),
+    api("GET", seg`/projects/${tenant}/${project}`, undefined, { signal }).then((p) => p.spec || {}).catch(() => ({})),
   ]);
   main.append(h("div", { class: "page-head" },
-    h("h1", {}, h("span", { class: "muted" }, `${tenant} / `), project),
+    h("div", { class: "title" }, h("h1", {}, h("span", { class: "muted" }, `${tenant} / `), project),
+      h("span", { class: "badge muted", id: "project-cluster", title: t("project.clusterHint") },
+        t("project.onCluster", { cluster: spec.cluster || "local" }))),
     h("div", { class: "actions" },
       rights.allowed["app.write"] && h("a", { class: "button primary", href: `${base}/deploy`, id: "deploy-here" }, t("project.deploy")),
       tenantRights.allowed["project.delete"] && h("button", { type: "button", class: "danger", id: "delete-project", onclick: async () => {
