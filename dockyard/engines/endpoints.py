@@ -26,7 +26,10 @@ from dockyard.engines.base import EngineError, EngineUnavailable
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 2.0   # seconds to reach a manager: a dead one must cost little
-READ_TIMEOUT = 10.0     # seconds for an answer (log follows read without one)
+# seconds for an answer (log follows read without one). Swarm calls answer in milliseconds; a
+# manager that has just lost its quorum holds them instead of refusing, and a write must fail fast
+READ_TIMEOUT = 3.0
+PING_TIMEOUT = 1.0      # seconds for the ping that tells a hung manager from a dead one
 RETRY_AFTER = 5.0       # seconds a down endpoint is skipped before it is tried again
 API_VERSION = "1.41"
 
@@ -56,6 +59,14 @@ def _unreachable(e: BaseException) -> bool:
     if isinstance(e, docker_errors.DockerException) and not isinstance(e, docker_errors.APIError):
         return True  # the SDK's own wrapping of socket and ssh failures
     return False
+
+
+def _alive(client: Any) -> bool:
+    """Whether the engine behind `client` answers a ping (its own API, no swarm involved)."""
+    try:
+        return client._get(client._url("/_ping"), timeout=(CONNECT_TIMEOUT, PING_TIMEOUT)).status_code == 200
+    except Exception:  # noqa: BLE001 — whatever went wrong, it does not answer
+        return False
 
 
 def open_client(ep: Endpoint, read_timeout: float = READ_TIMEOUT) -> docker.APIClient:
@@ -89,7 +100,9 @@ class EndpointSet:
         self._opener = opener
         self._clock = clock
         self._clients: dict[int, Any] = {}
-        self._down: dict[int, float] = {}   # endpoint index → when it was found unreachable
+        # endpoint index → (when, why): "down" (unreachable) or "hung" (answers a ping, but its swarm
+        # calls time out: a manager that has just lost its quorum waits before it says so)
+        self._down: dict[int, tuple[float, str]] = {}
         self._active = 0
         self._lock = threading.Lock()
 
@@ -113,7 +126,7 @@ class EndpointSet:
         n = len(self.endpoints)
         ring = [(self._active + k) % n for k in range(n)]
         now = self._clock()
-        fresh = [i for i in ring if now - self._down.get(i, -1e18) >= RETRY_AFTER]
+        fresh = [i for i in ring if now - self._down.get(i, (-1e18, ""))[0] >= RETRY_AFTER]
         return fresh, [i for i in ring if i not in fresh]
 
     def call(self, fn: Callable[[Any], T]) -> T:
@@ -121,12 +134,14 @@ class EndpointSet:
         every endpoint unreachable, or the reachable ones without a leader. Other API errors are
         the call's own (raised as they are: NotFound, APIError)."""
         fresh, skipped = self._order()
-        unreachable = [f"{self.endpoints[i].url}: down" for i in skipped]
-        leaderless: list[str] = []
+        unreachable = [f"{self.endpoints[i].url}: down" for i in skipped if self._down[i][1] == "down"]
+        leaderless = [f"{self.endpoints[i].url}: swarm calls time out" for i in skipped if self._down[i][1] == "hung"]
         for i in fresh:
             url = self.endpoints[i].url
+            client = None
             try:
-                result = fn(self._client(i))
+                client = self._client(i)
+                result = fn(client)
             except docker_errors.APIError as e:
                 if not_serving(e):
                     leaderless.append(f"{url}: {str(e.explanation or e).strip()}")
@@ -136,6 +151,10 @@ class EndpointSet:
             except Exception as e:  # noqa: BLE001 — sorted below: unreachable or the call's own
                 if not _unreachable(e):
                     raise
+                if isinstance(e, requests.exceptions.ReadTimeout) and client is not None and _alive(client):
+                    self._mark_down(i, "hung")
+                    leaderless.append(f"{url}: swarm calls time out")
+                    continue
                 self._mark_down(i)
                 unreachable.append(f"{url}: {type(e).__name__}")
                 continue
@@ -145,12 +164,12 @@ class EndpointSet:
         if leaderless:
             raise EngineUnavailable(
                 f"swarm {self.name} has no leader: {len(unreachable)} of {total} manager endpoints are "
-                f"unreachable and the others answer that the swarm has no leader ({leaderless[0]})")
+                f"unreachable and the others cannot serve swarm calls ({leaderless[0]})")
         raise EngineUnavailable(f"cluster {self.name}: no manager endpoint answers ({'; '.join(unreachable)})")
 
-    def _mark_down(self, i: int) -> None:
+    def _mark_down(self, i: int, why: str = "down") -> None:
         with self._lock:
-            self._down[i] = self._clock()
+            self._down[i] = (self._clock(), why)
             stale = self._clients.pop(i, None)
         if stale is not None and hasattr(stale, "close"):
             stale.close()  # a fresh client next time: no half-open pooled connections
@@ -163,7 +182,7 @@ class EndpointSet:
     def reachable(self) -> list[tuple[str, bool]]:
         """(url, whether it was not found unreachable lately) per endpoint."""
         now = self._clock()
-        return [(ep.url, now - self._down.get(i, -1e18) >= RETRY_AFTER) for i, ep in enumerate(self.endpoints)]
+        return [(ep.url, now - self._down.get(i, (-1e18, ""))[0] >= RETRY_AFTER) for i, ep in enumerate(self.endpoints)]
 
     def close(self) -> None:
         with self._lock:

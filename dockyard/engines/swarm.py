@@ -37,7 +37,7 @@ from dockyard.engines.base import (
     WorkloadKey,
 )
 from dockyard.engines.common import L_APP, L_INSTANCE, L_PROJECT, L_REVISION, L_TENANT, workload_labels
-from dockyard.engines.endpoints import CONNECT_TIMEOUT, Endpoint, EndpointSet
+from dockyard.engines.endpoints import CONNECT_TIMEOUT, READ_TIMEOUT, Endpoint, EndpointSet
 from dockyard.engines.logframes import abort_stream, decode_frames
 from dockyard.engines.swarm_spec import (
     L_TEMPLATE,
@@ -98,7 +98,8 @@ def _created_at(obj: dict) -> float:
 
 
 class SwarmDriver(EngineDriver):
-    def __init__(self, endpoints: list[Endpoint], *, instance: str, name: str, timeout: float = 10.0) -> None:
+    def __init__(self, endpoints: list[Endpoint], *, instance: str, name: str,
+                 timeout: float = READ_TIMEOUT) -> None:
         self.instance = instance
         self.name = name
         self.endpoints = EndpointSet(endpoints, name=name, timeout=timeout)
@@ -479,11 +480,16 @@ class SwarmDriver(EngineDriver):
         managers = [n for n in raw if n.get("ManagerStatus")]
         reachable = sum(1 for n in managers if n["ManagerStatus"].get("Reachability") == "reachable")
         ready = sum(1 for n in raw if (n.get("Status") or {}).get("State") == "ready")
+        counts = {"active_endpoint": self.endpoints.active, "managers_total": len(managers),
+                  "managers_reachable": reachable, "nodes_total": len(raw), "nodes_ready": ready}
+        if reachable * 2 <= len(managers) or not any(n["ManagerStatus"].get("Leader") for n in managers):
+            # what the manager still remembers, moments before it notices it lost its quorum
+            return ClusterHealth(self.name, "Unavailable", False,
+                                 f"the swarm has no leader: {len(managers) - reachable} of {len(managers)} managers "
+                                 "are unreachable", **counts)
         phase = "Ready" if reachable == len(managers) and ready == len(raw) else "Degraded"
         return ClusterHealth(self.name, phase, True,
-                             f"{reachable}/{len(managers)} managers reachable, {ready}/{len(raw)} nodes ready",
-                             active_endpoint=self.endpoints.active, managers_total=len(managers),
-                             managers_reachable=reachable, nodes_total=len(raw), nodes_ready=ready)
+                             f"{reachable}/{len(managers)} managers reachable, {ready}/{len(raw)} nodes ready", **counts)
 
     def close(self) -> None:
         self.endpoints.close()

@@ -135,8 +135,7 @@ def _file_refs(files: list[FileObject]) -> tuple[list[dict], list[dict]]:
 
 
 def _placement(spec: AppSpec) -> dict:
-    # spec.placement is the App's placement block (constraints, spread, maxReplicasPerNode)
-    pl = getattr(spec, "placement", None)
+    pl = spec.placement
     if pl is None:
         return {}
     out: dict = {}

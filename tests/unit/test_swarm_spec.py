@@ -121,6 +121,12 @@ def test_volumes_secrets_configs_and_placement() -> None:
     assert cs["Secrets"] == [{"File": {"Name": "/run/secrets/db-pass", "UID": "0", "GID": "0", "Mode": 0o444},
                               "SecretID": "sid", "SecretName": "sname"}]
     assert cs["Configs"][0]["ConfigID"] == "cid" and cs["Configs"][0]["File"]["Name"] == "/etc/app.conf"
+    placed = render(placement={"constraints": ["node.role==worker", "node.labels.zone!=c"],
+                               "spread": ["node.labels.zone"], "maxReplicasPerNode": 2})
+    assert placed["TaskTemplate"]["Placement"] == {
+        "Constraints": ["node.role==worker", "node.labels.zone!=c"],
+        "Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}], "MaxReplicas": 2}
+    assert render()["TaskTemplate"]["Placement"] == {}
 
 
 @pytest.mark.parametrize(("sc", "field"), [
