@@ -40,6 +40,23 @@ def healthcheck_config(spec: AppSpec) -> dict:
             "Retries": hc.retries, "StartPeriod": ns(parse_duration(hc.start_period))}
 
 
+def process_settings(spec: AppSpec) -> dict:
+    """What the App sets of its process, by the engine's ContainerSpec names (Command is the
+    entrypoint, Args its arguments); unset ones are left out, so the image's own apply."""
+    out: dict = {}
+    if spec.command is not None:
+        out["Command"] = spec.command
+    if spec.args is not None:
+        out["Args"] = spec.args
+    if spec.user:
+        out["User"] = spec.user
+    if spec.working_dir:
+        out["Dir"] = spec.working_dir
+    if spec.healthcheck:
+        out["Healthcheck"] = healthcheck_config(spec)
+    return out
+
+
 def workload_labels(instance: str, tenant: str, project: str, app: str | None = None) -> dict[str, str]:
     """The labels that say an engine object belongs to this installation (and to which project/app)."""
     out = {L_INSTANCE: instance, L_TENANT: tenant, L_PROJECT: project}

@@ -26,7 +26,7 @@ import docker
 import requests
 import urllib3
 from docker import errors as docker_errors
-from docker.types import Healthcheck, LogConfig, Mount
+from docker.types import LogConfig, Mount
 
 from dockyard.engines import docker_build
 from dockyard.engines.base import (
@@ -56,7 +56,7 @@ from dockyard.engines.common import (
     L_TENANT,
     LOG_OPTIONS,
     TMP_SIZE,
-    healthcheck_config,
+    process_settings,
     workload_labels,
 )
 from dockyard.engines.hostfw import HostFirewall
@@ -472,16 +472,10 @@ class DockerDriver(EngineDriver):
                 {net: self.api.create_endpoint_config(aliases=[key.app])}),
             "use_config_proxy": False,
         }
-        if spec.command is not None:
-            config["entrypoint"] = spec.command
-        if spec.args is not None:
-            config["command"] = spec.args
-        if spec.user:
-            config["user"] = spec.user
-        if spec.working_dir:
-            config["working_dir"] = spec.working_dir
-        if spec.healthcheck:
-            config["healthcheck"] = Healthcheck(**healthcheck_config(spec))
+        # the SDK's names for the engine's: Cmd is its `command`, the entrypoint its `entrypoint`
+        sdk_names = {"Command": "entrypoint", "Args": "command", "User": "user", "Dir": "working_dir",
+                     "Healthcheck": "healthcheck"}
+        config.update({sdk_names[k]: v for k, v in process_settings(spec).items()})
         return config
 
     def _ensure_image(self, image: str, auth: tuple[str, str] | None = None) -> None:

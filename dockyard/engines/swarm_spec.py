@@ -20,8 +20,8 @@ from dockyard.engines.common import (
     L_REVISION,
     LOG_OPTIONS,
     TMP_SIZE,
-    healthcheck_config,
     ns,
+    process_settings,
     workload_labels,
 )
 from dockyard.model.app import AppSpec, run_image
@@ -180,16 +180,7 @@ def service_spec(desired: DesiredApp, *, instance: str, network: str, files: lis
         "StopGracePeriod": ns(STOP_GRACE),
         "Mounts": _mounts(instance, key, spec),
     }
-    if spec.command is not None:
-        container["Command"] = spec.command
-    if spec.args is not None:
-        container["Args"] = spec.args
-    if spec.user:
-        container["User"] = spec.user
-    if spec.working_dir:
-        container["Dir"] = spec.working_dir
-    if spec.healthcheck:
-        container["HealthCheck"] = healthcheck_config(spec)
+    container.update(process_settings(spec))
     if sc.capabilities.add:
         container["CapabilityAdd"] = [f"CAP_{c}" if c != "ALL" else c for c in sc.capabilities.add]
     if sc.capabilities.drop:

@@ -101,8 +101,8 @@ def test_healthcheck_command_args_user_and_security() -> None:
     cs = s["TaskTemplate"]["ContainerSpec"]
     assert cs["Command"] == ["/bin/sh"] and cs["Args"] == ["-c", "sleep 1"]
     assert cs["User"] == "1000" and cs["Dir"] == "/srv"
-    assert cs["HealthCheck"]["Test"][0] == "CMD-SHELL" and "/healthz" in cs["HealthCheck"]["Test"][1]
-    assert cs["HealthCheck"]["Interval"] == 2_000_000_000 and cs["HealthCheck"]["Retries"] == 4
+    assert cs["Healthcheck"]["Test"][0] == "CMD-SHELL" and "/healthz" in cs["Healthcheck"]["Test"][1]
+    assert cs["Healthcheck"]["Interval"] == 2_000_000_000 and cs["Healthcheck"]["Retries"] == 4
     assert cs["CapabilityAdd"] == ["CAP_NET_ADMIN"] and cs["CapabilityDrop"] == ["ALL"]
     assert cs["ReadOnly"] is True and cs["Sysctls"] == {"net.core.somaxconn": "1024"}
     assert {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 64 << 20}} in cs["Mounts"]
