@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from swarm_cluster import DEMO, SwarmCluster
+from dockyard_harness import Server, engine_available
+from swarm_cluster import DEMO, SwarmCluster, leftovers
 
 
 def skip_unless_nodes_possible(images: tuple[str, ...] = (DEMO,)) -> None:
@@ -19,6 +21,30 @@ def skip_unless_nodes_possible(images: tuple[str, ...] = (DEMO,)) -> None:
     for image in images:
         if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
             pytest.skip(f"image {image} is not on the host engine (scripts/ensure-dockerd.sh builds it)")
+
+
+@contextmanager
+def module_swarm(managers: int = 3, workers: int = 2, images: tuple[str, ...] = (DEMO,)) -> Iterator[SwarmCluster]:
+    """A test swarm for a module's own fixture (skipped where nodes cannot be made), checked to leave
+    nothing behind once closed."""
+    skip_unless_nodes_possible(images)
+    with SwarmCluster(managers=managers, workers=workers, images=images) as cluster:
+        slot = cluster.slot
+        yield cluster
+    assert leftovers(slot) == [], "the test swarm left things behind"
+
+
+@contextmanager
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A `dockyard server` on the host engine for a module's swarm tests (skipped without one), stopped after."""
+    if not engine_available():
+        pytest.skip("no local Docker engine (run `make engine`)")
+    server = Server(tmp_path_factory.mktemp("dockyard"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")

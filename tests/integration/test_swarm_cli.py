@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dockyard_harness import Server, engine_available
-from swarm_cluster import DEMO, SwarmCluster, leftovers
-from swarm_fixtures import skip_unless_nodes_possible
+from dockyard_harness import Server
+from swarm_cluster import DEMO, SwarmCluster
+from swarm_fixtures import module_server, module_swarm
 
 pytestmark = pytest.mark.engine
 
@@ -23,23 +23,14 @@ LAB = "lab"
 
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[SwarmCluster]:
-    skip_unless_nodes_possible((DEMO,))
-    with SwarmCluster(managers=1, workers=2, images=(DEMO,)) as c:
-        slot = c.slot
+    with module_swarm(managers=1, workers=2) as c:
         yield c
-    assert leftovers(slot) == [], "the test swarm left things behind"
 
 
 @pytest.fixture(scope="module")
 def dy(swarm: SwarmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if not engine_available():
-        pytest.skip("no local Docker engine (run `make engine`)")
-    s = Server(tmp_path_factory.mktemp("dockyard"))
-    s.start()
-    try:
+    with module_server(tmp_path_factory) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def _cluster(s: Server, name: str) -> dict:
