@@ -287,6 +287,9 @@ class SwarmCluster:
         if node.dockerd_pid():
             raise RuntimeError(f"node {name} is running")
         (node.dir / "exec" / "dockerd.pid").unlink(missing_ok=True)
+        # the killed containerd's pid file too: in the node's new PID namespace that small number is
+        # often one of dockerd's own threads, so dockerd takes containerd for running and times out on it
+        (node.dir / "exec" / "containerd" / "containerd.pid").unlink(missing_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         env["DOCKER_SERVICE_PREFER_OFFLINE_IMAGE"] = "1"  # the swarm executor skips its pull when the image is here
         with open(node.dir / "log", "ab") as log:
