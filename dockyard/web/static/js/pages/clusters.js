@@ -30,6 +30,19 @@ function phaseBadge(phase) {
   return h("span", { class: `badge ${PHASES[known]}`, "data-phase": phase || "Unknown" }, termOf("clusters.phase", phase || "Unknown"));
 }
 
+// clear(container, ...children), keeping the keyboard focus: the element with the same data-key
+// as the focused one gets it back (else the first whose key shares the part before the last ":",
+// say the Activate button of the node whose Drain button was pressed), so a refresh every 5 s
+// does not throw a keyboard user back to the top of the page
+function redraw(container, ...children) {
+  const key = container.contains(document.activeElement) ? document.activeElement.dataset.key : undefined;
+  clear(container, ...children);
+  if (!key) return;
+  const keyed = [...container.querySelectorAll("[data-key]")];
+  const near = key.slice(0, key.lastIndexOf(":") + 1);
+  (keyed.find((el) => el.dataset.key === key) || keyed.find((el) => near && el.dataset.key.startsWith(near)))?.focus();
+}
+
 function ratio(count, part) {
   return count && count.total ? `${count[part]}/${count.total}` : "—";
 }
@@ -66,7 +79,7 @@ export async function clustersTab(body, signal) {
       // the cluster asked for, else the first swarm, else local
       const selected = items.find((c) => c.metadata.name === wanted)
         || items.find((c) => c.spec.driver === "swarm") || items[0];
-      clear(clusterRows, items.length ? items.map((c) => clusterRow(c, c === selected)) : emptyRow(8, t("clusters.none")));
+      redraw(clusterRows, items.length ? items.map((c) => clusterRow(c, c === selected)) : emptyRow(8, t("clusters.none")));
       clusterRows.closest("table").dataset.loaded = "true";
       if (!selected) return;
       if (shown?.name !== selected.metadata.name) {
@@ -91,7 +104,8 @@ function clusterRow(c, selected) {
   const name = c.metadata.name;
   const status = c.status || {};
   return h("tr", { "data-cluster": name, "data-phase": status.phase || "Unknown", class: selected ? "current" : "" },
-    h("td", {}, h("a", { href: `#/admin/clusters?cluster=${name}`, "aria-current": selected ? "true" : null }, name)),
+    h("td", {}, h("a", { href: `#/admin/clusters?cluster=${name}`, "aria-current": selected ? "true" : null,
+      "data-key": `cluster:${name}` }, name)),
     h("td", {}, c.spec.driver),
     endpointsCell(c.spec, status),
     h("td", { class: "phase" }, phaseBadge(status.phase), " ", h("span", { class: "muted" }, status.message || "")),
@@ -111,7 +125,7 @@ function nodesSection(cluster, signal) {
   const load = latest(async (isCurrent) => {
     const data = await api("GET", "/nodes", undefined, { signal, query: { cluster: name } });
     if (!isCurrent()) return;
-    clear(tbody, data.items.length ? data.items.map((n) => nodeRow(name, swarm, n, change))
+    redraw(tbody, data.items.length ? data.items.map((n) => nodeRow(name, swarm, n, change))
       : emptyRow(10, t("nodes.none")));
     tbody.closest("table").dataset.loaded = "true";
   });
@@ -160,7 +174,7 @@ function nodesSection(cluster, signal) {
 
 function nodeRow(cluster, swarm, n, change) {
   const action = (what, cls) => h("button", { type: "button", class: `small ${cls}`, "data-action": what,
-    "aria-label": t(`clusters.${what}Node`, { node: n.name }), onclick: () => change(n.name, what) }, t(`clusters.${what}`));
+    "aria-label": t(`clusters.${what}Node`, { node: n.name }), "data-key": `node:${n.name}:${what}`, onclick: () => change(n.name, what) }, t(`clusters.${what}`));
   return h("tr", { "data-node": n.name, "data-availability": n.availability || "", "data-status": n.status },
     h("td", {}, n.name),
     h("td", {}, termOf("clusters.role", n.role)),
