@@ -252,6 +252,11 @@ class SwarmDriver(EngineDriver):
             tasks = self._tasks({"service": [name]})
         _summarise(result, _observe(name, tasks), desired.template_hash, spec.replicas,
                    updating=bool(result.actions) or state in _IN_PROGRESS)
+        if desired.rollout_stalled and not result.converged and result.stalled_reason is None:
+            # Swarm goes on trying (tasks that find no node stay pending); the App says it is stuck
+            pending = next((c.error for c in result.containers if c.error), None)
+            result.stalled_reason = "the rollout did not complete within its progress deadline" + (
+                f" ({pending})" if pending else "")
         return result
 
     def _body(self, desired: DesiredApp) -> dict:

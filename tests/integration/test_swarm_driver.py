@@ -225,6 +225,21 @@ def test_logs_and_events(swarm: SwarmCluster, driver: SwarmDriver) -> None:
     assert not t.is_alive()
 
 
+def test_tasks_that_find_no_node_stall_after_the_deadline_and_an_app_is_removed(swarm: SwarmCluster,
+                                                                             driver: SwarmDriver) -> None:
+    key = WorkloadKey("acme", "shop", "nowhere")
+    spec = AppSpec.model_validate({"image": DEMO, "placement": {"constraints": ["node.labels.zone==mars"]}})
+    want = DesiredApp(key, spec, template_hash(template_of(spec)), 1, 1)
+    assert driver.reconcile_app(want).actions
+    late = DesiredApp(key, spec, want.template_hash, 1, 1, rollout_stalled=True)  # the controller's deadline
+    o = swarm.wait_for(lambda: (r := driver.reconcile_app(late)).stalled_reason and
+                       "no suitable node" in r.stalled_reason and r, 20, what="a stalled rollout")
+    assert o.stalled_reason.startswith("the rollout did not complete within its progress deadline"), o.stalled_reason
+    assert driver.remove_app(key) == 1
+    assert key not in driver.list_apps()
+    assert driver.remove_app(key) == 0
+
+
 def test_failover_when_the_active_manager_dies(swarm: SwarmCluster, driver: SwarmDriver) -> None:
     active = driver.active_endpoint
     victim = next(m for m in swarm.managers if active == swarm.tcp_url(m))
@@ -254,9 +269,13 @@ def test_no_quorum_fails_fast_and_says_why(swarm: SwarmCluster, driver: SwarmDri
         time.sleep(1)
     FIGURES["slowest write without quorum (s)"] = slowest
     assert "has no leader" in str(e.value) or "no manager endpoint answers" in str(e.value), e.value
-    assert slowest <= 4.0
-    t0 = time.monotonic()
-    h = driver.health()
-    FIGURES["health without quorum (s)"] = time.monotonic() - t0
-    assert not h.writable and h.phase == "Unavailable" and "leader" in h.message, h
-    assert time.monotonic() - t0 <= 4.0
+    assert slowest <= 4.5
+    # a cold look (a driver that knows nothing yet, as after a server restart) is fast too
+    fresh = SwarmDriver(driver.endpoints.endpoints, instance=driver.instance, name="testswarm")
+    for d, figure in ((driver, "health without quorum (s)"), (fresh, "cold health without quorum (s)")):
+        t0 = time.monotonic()
+        h = d.health()
+        FIGURES[figure] = time.monotonic() - t0
+        assert not h.writable and h.phase == "Unavailable" and ("leader" in h.message or "answers" in h.message), h
+        assert FIGURES[figure] <= 4.5
+    fresh.close()

@@ -284,3 +284,36 @@ def test_other_api_errors_are_the_calls_own() -> None:
     with pytest.raises(docker_errors.NotFound):
         es.call(lambda c: c.run())
     assert es.active == "tcp://m1:2376"
+
+
+class PingingClient(FakeClient):
+    """Answers /_ping, as a manager does that holds swarm calls after losing its quorum."""
+
+    def _url(self, path: str) -> str:
+        return path
+
+    def _get(self, path: str, timeout: object = None) -> requests.Response:
+        r = requests.Response()
+        r.status_code = 200
+        return r
+
+
+def test_a_manager_that_holds_calls_but_answers_ping_is_leaderless_not_down() -> None:
+    clock = Clock()
+    behaviour: dict[str, object] = {"tcp://m1:2376": requests.exceptions.ConnectionError("refused"),
+                                    "tcp://m2:2376": requests.exceptions.ReadTimeout("held")}
+    opened: list[str] = []
+
+    def opener(ep: Endpoint, _timeout: float) -> FakeClient:
+        opened.append(ep.url)
+        return PingingClient(ep.url, behaviour) if ep.url.endswith("m2:2376") else FakeClient(ep.url, behaviour)
+    es = EndpointSet([Endpoint("tcp://m1:2376"), Endpoint("tcp://m2:2376")], name="eu", opener=opener, clock=clock)
+    with pytest.raises(EngineUnavailable, match="swarm eu has no leader: 1 of 2 .*m2:2376: swarm calls time out"):
+        es.call(lambda c: c.run())
+    tried = len(opened)
+    with pytest.raises(EngineUnavailable, match="has no leader"):
+        es.call(lambda c: c.run())  # both skipped for a while: fails at once, nothing tried
+    assert len(opened) == tried
+    clock.now += RETRY_AFTER + 0.1
+    behaviour.clear()
+    assert es.call(lambda c: c.run()) == "tcp://m1:2376"
