@@ -3,7 +3,8 @@
 nodes; a worker drained from the page is drained in the swarm itself and its row says so, then activated
 again; the join commands appear only when asked for and are the swarm's own; the Nodes tab shows every
 cluster's nodes; a project created from the overview is bound to the chosen cluster; the page passes axe
-in both themes and fits a 420 px window; with the manager gone, a drain shows the API's problem detail."""
+in both themes and fits a 420 px window; with the manager gone, a drain shows the API's problem detail
+and the swarm turns Unavailable on the page."""
 
 from __future__ import annotations
 
@@ -154,4 +155,6 @@ def test_clusters_tab_drains_and_activates_a_node_and_shows_join_commands(server
     swarm.kill("m1")
     page.once("dialog", lambda d: d.accept())
     w1.locator("[data-action='drain']").click()
-    expect(page.locator("#cluster-nodes .error")).to_contain_text(f"cluster {LAB} cannot do this now", timeout=20_000)
+    expect(page.locator("#node-action-message .error")).to_contain_text(f"cluster {LAB} cannot do this now", timeout=20_000)
+    # and the next refresh shows the swarm down
+    expect(lab).to_have_attribute("data-phase", "Unavailable", timeout=20_000)

@@ -120,14 +120,20 @@ function nodesSection(cluster, signal) {
   const name = cluster.metadata.name;
   const swarm = cluster.spec.driver === "swarm";
   const tbody = h("tbody");
-  const message = h("div");
+  const listed = h("div", { id: "nodes-list-message" }); // why the nodes could not be read (the last rows stay)
+  const message = h("div", { id: "node-action-message" }); // why a drain or activate failed
   const tokens = h("div", { id: "join-commands" });
   const load = latest(async (isCurrent) => {
-    const data = await api("GET", "/nodes", undefined, { signal, query: { cluster: name } });
-    if (!isCurrent()) return;
-    redraw(tbody, data.items.length ? data.items.map((n) => nodeRow(name, swarm, n, change))
-      : emptyRow(10, t("nodes.none")));
-    tbody.closest("table").dataset.loaded = "true";
+    try {
+      const data = await api("GET", "/nodes", undefined, { signal, query: { cluster: name } });
+      if (!isCurrent()) return;
+      listed.replaceChildren();
+      redraw(tbody, data.items.length ? data.items.map((n) => nodeRow(name, swarm, n, change))
+        : emptyRow(10, t("nodes.none")));
+      tbody.closest("table").dataset.loaded = "true";
+    } catch (e) {
+      if (e.name !== "AbortError" && isCurrent()) clear(listed, errorBox(e));
+    }
   });
   async function change(node, action) {
     if (action === "drain" && !confirmAction(t("clusters.confirmDrain", { node, cluster: name }))) return;
@@ -164,7 +170,7 @@ function nodesSection(cluster, signal) {
     } }, t("clusters.showJoin"));
   const element = h("section", { class: "card spaced", id: "cluster-nodes", "data-cluster": name },
     h("div", { class: "page-head" }, h("h2", {}, t("clusters.nodesOf", { cluster: name })), swarm && reveal),
-    tokens, message,
+    tokens, listed, message,
     h("table", { class: "data", id: "cluster-node-table" },
       tableHead([t("col.name"), t("clusters.role"), t("clusters.managerStatus"), t("clusters.availability"),
         t("col.state"), t("nodes.engine"), t("nodes.cpus"), t("metrics.memory"), t("clusters.labels"), ""]),
