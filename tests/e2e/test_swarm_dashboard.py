@@ -15,8 +15,8 @@ import pytest
 from conftest import open_login
 from dockyard_harness import PASSWORD, Server
 from playwright.sync_api import expect
-from swarm_cluster import DEMO, SwarmCluster, leftovers
-from swarm_fixtures import skip_unless_nodes_possible
+from swarm_cluster import SwarmCluster
+from swarm_fixtures import module_swarm
 from test_dashboard_a11y import AXE, _violations
 
 pytestmark = pytest.mark.engine
@@ -26,11 +26,8 @@ LAB = "lab"
 
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[SwarmCluster]:
-    skip_unless_nodes_possible((DEMO,))
-    with SwarmCluster(managers=1, workers=1, images=(DEMO,)) as c:
-        slot = c.slot
+    with module_swarm(managers=1, workers=1) as c:
         yield c
-    assert leftovers(slot) == [], "the test swarm left things behind"
 
 
 def _add_lab(server: Server, swarm: SwarmCluster) -> None:
