@@ -21,6 +21,7 @@ BENCHMARKS = {
     "drains": "bench.drains",
     "logpage": "bench.logpage",
     "registry": "bench.registry",
+    "swarm": "bench.swarm",
 }
 
 
