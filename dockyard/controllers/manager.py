@@ -275,7 +275,7 @@ class ControllerManager:
                 RECONCILE_ERRORS.inc((key[0],))
                 n = self._failures.get(key, 0) + 1
                 self._failures[key] = n
-                delay = min(0.5 * 2 ** (n - 1), 10.0)
+                delay = min(0.5 * 2 ** min(n - 1, 5), 10.0)  # a bounded exponent: n grows for as long as it fails
                 if isinstance(e, EngineError):
                     log.warning("reconcile %s failed (retry in %.1fs): %s", "/".join(key[1:]), delay, e)
                 else:

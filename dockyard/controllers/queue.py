@@ -1,5 +1,8 @@
 """A work queue keyed by object: a key is processed by one worker at a time, added twice it
-runs once more after the current run, and it can be re-added after a delay (backoff)."""
+runs once more after the current run, and it can be re-added after a delay (backoff). A key waits
+in at most one delay, the soonest asked for: otherwise every extra run of a failing key (a resync,
+an event) would leave one more delayed retry behind, and the retries of a key that keeps failing
+would multiply without bound."""
 
 from __future__ import annotations
 
@@ -18,13 +21,18 @@ class WorkQueue:
         self._processing: set[Hashable] = set()
         self._dirty: set[Hashable] = set()  # added while processing: run again when done
         self._delayed: list[tuple[float, int, Hashable]] = []
+        self._due: dict[Hashable, float] = {}  # key → when its one delayed entry is due
         self._seq = itertools.count()
         self._closed = False
 
     def add(self, key: Hashable, delay: float = 0.0) -> None:
         with self._cond:
             if delay > 0:
-                heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), key))
+                at = time.monotonic() + delay
+                if self._due.get(key, float("inf")) <= at:
+                    return  # already due sooner
+                self._due[key] = at
+                heapq.heappush(self._delayed, (at, next(self._seq), key))
                 self._cond.notify()
                 return
             self._add_now(key)
@@ -46,7 +54,10 @@ class WorkQueue:
                     return None
                 now = time.monotonic()
                 while self._delayed and self._delayed[0][0] <= now:
-                    _, _, key = heapq.heappop(self._delayed)
+                    at, _, key = heapq.heappop(self._delayed)
+                    if self._due.get(key) != at:
+                        continue  # replaced by a sooner delay
+                    del self._due[key]
                     self._add_now(key)
                 if self._ready:
                     key = self._ready.pop(0)
@@ -72,7 +83,7 @@ class WorkQueue:
 
     def depth(self) -> int:
         with self._cond:
-            return len(self._ready) + len(self._delayed)
+            return len(self._ready) + len(self._due)
 
     def close(self) -> None:
         with self._cond:

@@ -40,3 +40,28 @@ def test_close_wakes_waiting_worker() -> None:
     q.close()
     t.join(1)
     assert got == [None]
+
+
+def test_a_key_waits_in_one_delay_however_often_it_fails() -> None:
+    # a key that keeps failing is retried with a delay after each run; extra runs (resyncs, events)
+    # must not leave one more delayed retry behind each time, or its retries multiply without bound
+    q = WorkQueue()
+    for _ in range(50):
+        q.add("k", delay=0.05)
+        q.add("k")
+        assert q.get(timeout=1) == "k"
+        q.done("k")
+    assert q.depth() == 1
+    time.sleep(0.1)
+    assert q.get(timeout=1) == "k"
+    q.done("k")
+    assert q.get(timeout=0.2) is None
+
+
+def test_a_sooner_delay_replaces_a_later_one() -> None:
+    q = WorkQueue()
+    q.add("k", delay=30)
+    q.add("k", delay=0.05)
+    q.add("k", delay=20)
+    assert q.depth() == 1
+    assert q.get(timeout=1) == "k"
