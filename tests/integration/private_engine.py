@@ -13,6 +13,38 @@ from pathlib import Path
 import docker
 
 
+def dockerd_pid(wrapper: subprocess.Popen | None) -> int | None:
+    """The host PID of a namespaced dockerd: the child of its `unshare --fork` wrapper (inside its PID
+    namespace, and in its pid file, it is 1)."""
+    if wrapper is None or wrapper.poll() is not None:
+        return None
+    try:
+        children = Path(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def stop_dockerd(wrapper: subprocess.Popen | None, sig: int, timeout: float = 30) -> None:
+    """Signal the namespaced dockerd under `wrapper` and wait for the wrapper to end (SIGKILL: the whole
+    PID namespace dies with it, a crash). If it does not end in `timeout`, its process group is killed."""
+    if wrapper is None:
+        return
+    pid = dockerd_pid(wrapper)
+    try:
+        if pid and pid > 1:
+            os.kill(pid, sig)
+        else:
+            os.killpg(wrapper.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        wrapper.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(wrapper.pid, signal.SIGKILL)
+        wrapper.wait(10)
+
+
 class PrivateEngine:
     def __init__(self, name: str, root: Path, index: int = 2) -> None:
         self.name = name
@@ -51,32 +83,11 @@ class PrivateEngine:
         raise RuntimeError(f"private dockerd {self.name} did not start: {(self.dir / 'log').read_text()[-1500:]}")
 
     def dockerd_pid(self) -> int | None:
-        """The host PID of dockerd: the child of `unshare` (its pid file holds 1, the PID inside)."""
-        if self.proc is None:
-            return None
-        try:
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        except OSError:
-            return None
-        return int(children[0]) if children else None
+        return dockerd_pid(self.proc)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         """Stop dockerd (SIGTERM: a clean engine restart; SIGKILL: a crash of the whole node)."""
-        if self.proc is None:
-            return
-        pid = self.dockerd_pid()
-        try:
-            if pid and pid > 1:
-                os.kill(pid, sig)
-            else:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        stop_dockerd(self.proc, sig, timeout)
         self.proc = None
 
     def load_image(self, image: str) -> None:

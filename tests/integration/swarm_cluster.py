@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from private_engine import dockerd_pid, stop_dockerd
 from swarm_tls import TestCA, write_pem_files
 
 DEMO = "dockyard/demo:1.0"
@@ -50,13 +51,6 @@ def run(args: list[str], *, check: bool = True, timeout: float = 120, **kw) -> s
 
 def _quiet(*args: str) -> None:
     subprocess.run(list(args), capture_output=True)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def _mounts_under(root: Path) -> list[str]:
@@ -97,11 +91,7 @@ class Node:
         return f"unix://{self.dir}/docker.sock"
 
     def dockerd_pid(self) -> int | None:
-        """The host PID of dockerd: the child of `unshare --fork` (inside its namespace it is PID 1)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None
-        kids = _children(self.proc.pid)
-        return kids[0] if kids else None
+        return dockerd_pid(self.proc)
 
 
 class SwarmCluster:
@@ -319,16 +309,7 @@ class SwarmCluster:
         """SIGKILL the node's dockerd: its whole PID namespace (containerd, shims, containers) dies with it,
         the node drops off the network as a crashed machine would."""
         node = self.nodes[name]
-        pid = node.dockerd_pid()
-        if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if node.proc is not None:
-            try:
-                node.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.proc.pid, signal.SIGKILL)
-                node.proc.wait(10)
+        stop_dockerd(node.proc, signal.SIGKILL, timeout)
         node.proc = None
 
     def alive(self, name: str) -> bool:
