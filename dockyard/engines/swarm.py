@@ -56,6 +56,10 @@ from dockyard.model.image import parse_image
 log = logging.getLogger(__name__)
 
 L_FILE = "dockyard.file"
+# set on a service scaled while Swarm's rollback of a template stands: that template, and why it failed
+# (a scale is an update, after which the tasks no longer tell which template was rolled back)
+L_ROLLED_BACK = "dockyard.rolled-back-template"
+L_ROLLED_BACK_WHY = "dockyard.rolled-back-reason"
 PROBE_TIMEOUT = 2.0     # seconds for each health probe call
 FILE_GRACE = 60.0       # seconds a new secret/config is kept even when no service uses it yet
 EVENT_POLL = 1.0        # seconds between task polls in events()
@@ -237,7 +241,12 @@ class SwarmDriver(EngineDriver):
         else:
             cur = current["Spec"]
             result.stalled_reason = _rolled_back(current, tasks, desired.template_hash)
-            if result.stalled_reason is None and (
+            if result.stalled_reason is not None and spec_replicas(cur) != spec.replicas:
+                # scaling goes on with the template Swarm rolled back to; the failed one stays unapplied
+                self._scale_rolled_back(current, spec.replicas, desired.template_hash, result.stalled_reason)
+                result.actions.append(f"scale service {name} from {spec_replicas(cur)} to {spec.replicas} "
+                                      f"(revision {(cur.get('Labels') or {}).get(L_REVISION, '?')}, rolled back to)")
+            elif result.stalled_reason is None and (
                     spec_hash(cur) != desired.template_hash or spec_replicas(cur) != spec.replicas):
                 self._update(current, desired)
                 if spec_hash(cur) != desired.template_hash:
@@ -287,6 +296,14 @@ class SwarmDriver(EngineDriver):
         version = current["Version"]["Index"]
         self._call(lambda c: c._result(c._post_json(c._url("/services/{0}/update", current["ID"]), data=body,
                                                     params={"version": version}, headers=headers), True))
+
+    def _scale_rolled_back(self, current: dict, replicas: int, failed_hash: str, why: str) -> None:
+        body = json.loads(json.dumps(current["Spec"]))
+        body["Mode"] = {"Replicated": {"Replicas": replicas}}
+        body["Labels"] = {**(body.get("Labels") or {}), L_ROLLED_BACK: failed_hash, L_ROLLED_BACK_WHY: why[:2000]}
+        version = current["Version"]["Index"]
+        self._call(lambda c: c._result(c._post_json(c._url("/services/{0}/update", current["ID"]), data=body,
+                                                    params={"version": version}), True))
 
     def remove_app(self, key: WorkloadKey) -> int:
         name = service_name(self.instance, key)
@@ -552,6 +569,9 @@ def _rolled_back(service: dict, tasks: list[dict], desired_hash: str) -> str | N
     tasks yet, so it is applied."""
     upd = service.get("UpdateStatus") or {}
     running = spec_hash(service["Spec"])
+    labels = service["Spec"].get("Labels") or {}
+    if labels.get(L_ROLLED_BACK) == desired_hash and running != desired_hash:
+        return labels.get(L_ROLLED_BACK_WHY) or "rolled back automatically"
     if not str(upd.get("State", "")).startswith("rollback") or running == desired_hash:
         return None
     others = [t for t in tasks if _task_labels(t).get(L_TEMPLATE, "") != running]

@@ -172,12 +172,23 @@ def test_a_failing_image_rolls_back_automatically(swarm: SwarmCluster, driver: S
     assert actions == [f"update service dy-{driver.instance}-acme-shop-web to revision 4"]
     # asked again, the failed template is not applied again
     version = inspect(swarm, f"dy-{driver.instance}-acme-shop-web")["Version"]["Index"]
+    stalled = o.stalled_reason
     for _ in range(3):
         o = driver.reconcile_app(bad)
-        assert not o.actions and o.stalled_reason
+        assert not o.actions and o.stalled_reason == stalled
     spec = inspect(swarm, f"dy-{driver.instance}-acme-shop-web")
     assert spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == DEMO
     assert spec["Version"]["Index"] == version
+    # scaling while rolled back scales the template Swarm rolled back to, and still never applies the failed one
+    for replicas in (7, 6):
+        bad.spec = bad.spec.model_copy(update={"replicas": replicas})
+        o = driver.reconcile_app(bad)
+        assert o.actions and "scale service" in o.actions[0] and o.stalled_reason == stalled, (o.actions, o.stalled_reason)
+        swarm.wait_for(lambda n=replicas: len([c for c in driver.reconcile_app(bad).containers if c.ready]) == n, 60,
+                       what=f"{replicas} tasks of the rolled-back template")
+        spec = inspect(swarm, f"dy-{driver.instance}-acme-shop-web")
+        assert spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == DEMO
+        assert spec["Spec"]["Mode"]["Replicated"]["Replicas"] == replicas
 
 
 def test_node_drain_activate_labels_and_join_tokens(swarm: SwarmCluster, driver: SwarmDriver) -> None:
