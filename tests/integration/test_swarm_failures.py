@@ -11,6 +11,7 @@ whole swarm gone while the local project carries on. What the swarm runs is read
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -98,9 +99,12 @@ def cluster_status(c: httpx.Client) -> dict:
 
 
 def app_ready(s: Server, name: str, n: int, project: str = EDGE, timeout: float = 60) -> dict:
+    """The App's status once it is Ready with n replicas for its latest spec (observedGeneration current)."""
     def ready() -> dict | None:
-        st = get_app(s, name, project).get("status") or {}
-        return st if st.get("phase") == "Ready" and st.get("readyReplicas") == n else None
+        app = get_app(s, name, project)
+        st = app.get("status") or {}
+        return st if (st.get("phase") == "Ready" and st.get("readyReplicas") == n
+                      and st.get("observedGeneration") == app["metadata"].get("generation")) else None
     return s.wait_for(ready, timeout=timeout, interval=0.5, what=f"{project}/{name} Ready with {n} replicas")
 
 
@@ -143,18 +147,13 @@ def service_spec(swarm: SwarmCluster, service: str) -> dict:
     return json.loads(swarm.docker(swarm.manager_view(), "service", "inspect", service, "--format", "{{json .Spec}}"))
 
 
-def until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.5,
+def until(swarm: SwarmCluster, predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.5,
           show: Callable[[], object] | None = None) -> object:
-    """predicate() once it is true; on timeout an AssertionError with what show() says of the state then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
-                                 + (f"; then: {show()}" if show else ""))
-        time.sleep(interval)
+    """swarm.wait_for, failing the test with what show() says of the state at the timeout."""
+    try:
+        return swarm.wait_for(predicate, timeout, interval, what)
+    except TimeoutError as e:
+        raise AssertionError(f"{e}" + (f"; then: {show()}" if show else "")) from None
 
 
 def restore(swarm: SwarmCluster) -> None:
@@ -209,7 +208,7 @@ def test_rollout_to_a_failing_image_rolls_back_automatically(dy: Server, swarm: 
         assert ready["status"] == "False" and ready["reason"] == "RolledBack", ready
         assert ready["message"].startswith("rolled back automatically"), ready
         # the swarm runs the previous image's tasks only, as many as before
-        until(lambda: [t["image"].split("@")[0] for t in tasks(swarm, service)
+        until(swarm, lambda: [t["image"].split("@")[0] for t in tasks(swarm, service)
                        if t["state"] == "Running"] == [DEMO, DEMO]
               and len(tasks(swarm, service)) == 2, 60, "two running tasks of demo:1.0 only")
         assert service_spec(swarm, service)["TaskTemplate"]["ContainerSpec"]["Image"].split("@")[0] == DEMO
@@ -220,7 +219,7 @@ def test_rollout_to_a_failing_image_rolls_back_automatically(dy: Server, swarm: 
         time.sleep(8)
         assert [t["image"].split("@")[0] for t in tasks(swarm, service)] == [DEMO, DEMO]
         c.delete(f"/projects/{EDGE}/apps/roll").raise_for_status()
-        until(lambda: not swarm.docker(swarm.manager_view(), "service", "ls", "-q", "--filter",
+        until(swarm, lambda: not swarm.docker(swarm.manager_view(), "service", "ls", "-q", "--filter",
                                        f"name={service}").strip(), 60, "the service to be removed")
 
 
@@ -248,7 +247,7 @@ def test_cli_lists_clusters_and_nodes_and_drains_a_worker(dy: Server, swarm: Swa
     try:
         t0 = time.monotonic()
         dy.cli("node", "drain", "w1", "--cluster", SWARM)
-        until(lambda: running_on(swarm, web) == {"w2": WEB}, 60, "the tasks to leave the drained w1",
+        until(swarm, lambda: running_on(swarm, web) == {"w2": WEB}, 60, "the tasks to leave the drained w1",
               show=lambda: tasks(swarm, web))
         FIGURES["drain w1: tasks moved (s)"] = time.monotonic() - t0
         assert not containers_everywhere(swarm, web)["w1"], "nothing of web runs on w1 any more"
@@ -259,14 +258,14 @@ def test_cli_lists_clusters_and_nodes_and_drains_a_worker(dy: Server, swarm: Swa
         app_ready(dy, "web", WEB)
 
         dy.cli("node", "activate", "w1", "--cluster", SWARM)
-        until(lambda: {r["hostname"]: r for r in swarm.node_table()}["w1"]["availability"] == "Active", 20,
+        until(swarm, lambda: {r["hostname"]: r for r in swarm.node_table()}["w1"]["availability"] == "Active", 20,
               "w1 to be Active again")
         out = dy.cli("get", "nodes", "--cluster", SWARM).stdout
         assert next(line for line in out.splitlines() if line.split()[1] == "w1").split()[3] == "active", out
         # w1 takes tasks again: a restart (a rolling update) spreads web over both workers
         with dy.client() as c:
             c.post(f"/projects/{EDGE}/apps/web/restart").raise_for_status()
-        until(lambda: set(running_on(swarm, web)) == {"w1", "w2"} and sum(running_on(swarm, web).values()) == WEB,
+        until(swarm, lambda: set(running_on(swarm, web)) == {"w1", "w2"} and sum(running_on(swarm, web).values()) == WEB,
               60, "web on both workers after the restart", show=lambda: tasks(swarm, web))
         app_ready(dy, "web", WEB)
     finally:
@@ -278,25 +277,28 @@ def test_a_killed_worker_s_replicas_run_elsewhere_within_60s_and_no_duplicates_a
         dy: Server, swarm: SwarmCluster, web: str) -> None:
     on = running_on(swarm, web)
     victim = max(on, key=on.get)  # the worker with the most of web's tasks
-    seen: list[tuple[str, int]] = []
+    seen: list[tuple[str, int, str]] = []  # (phase, readyReplicas, the Available condition's status)
 
     def recovered() -> bool:
         st = get_app(dy, "web", EDGE).get("status") or {}
-        seen.append((st.get("phase"), st.get("readyReplicas")))
+        available = next((x["status"] for x in st.get("conditions") or [] if x["type"] == "Available"), None)
+        seen.append((st.get("phase"), st.get("readyReplicas"), available))
         return st.get("phase") == "Ready" and st.get("readyReplicas") == WEB and victim not in running_on(swarm, web) \
             and sum(running_on(swarm, web).values()) == WEB
 
     try:
         t0 = time.monotonic()
         swarm.kill(victim)
-        until(recovered, 60, f"web Ready with {WEB} replicas away from the killed {victim}", interval=0.3,
+        until(swarm, recovered, 60, f"web Ready with {WEB} replicas away from the killed {victim}", interval=0.3,
               show=lambda: (seen[-3:], tasks(swarm, web)))
         failover = time.monotonic() - t0
         FIGURES["worker killed: to all replicas running elsewhere and App Ready (s)"] = failover
         assert failover < 60
-        degraded = [p for p in seen if p[0] != "Ready" and (p[1] or 0) < WEB]
-        assert degraded, f"the App never showed fewer ready replicas while {victim} was down: {seen}"
-        print(f"\nwhile {victim} was down the App showed (phase, readyReplicas) {sorted(set(degraded), key=str)}")
+        # the victim ran at least half of web's tasks: fewer than the strategy's minimum stay ready
+        degraded = [p for p in seen if p[0] != "Ready" and (p[1] or 0) < WEB and p[2] == "False"]
+        assert degraded, f"the App never showed itself degraded while {victim} was down: {seen}"
+        print(f"\nwhile {victim} was down the App showed (phase, readyReplicas, Available) "
+              f"{sorted(set(degraded), key=str)}")
 
         swarm.start(victim)
         swarm.wait_ready()
@@ -308,12 +310,21 @@ def test_a_killed_worker_s_replicas_run_elsewhere_within_60s_and_no_duplicates_a
             running = [t for t in tasks(swarm, web) if t["state"] == "Running"]
             assert len(running) <= WEB, running
             time.sleep(1)
-        until(lambda: sum(len(ids) for ids in containers_everywhere(swarm, web).values()) == WEB, 30,
+        until(swarm, lambda: sum(len(ids) for ids in containers_everywhere(swarm, web).values()) == WEB, 30,
               f"exactly {WEB} containers of web", show=lambda: containers_everywhere(swarm, web))
         assert len(tasks(swarm, web)) == WEB
         app_ready(dy, "web", WEB)
     finally:
         restore(swarm)
+
+
+def _time_election(swarm: SwarmCluster, old: str, t0: float) -> None:
+    """FIGURES gets how long the swarm itself took to have a leader other than `old` (for comparison)."""
+    try:
+        until(swarm, lambda: swarm.leader() not in (None, old), 60, "a new leader", interval=0.2)
+        FIGURES["leader killed: the swarm's own election (s)"] = time.monotonic() - t0
+    except AssertionError:
+        pass
 
 
 @pytest.mark.timeout(300)
@@ -325,12 +336,12 @@ def test_with_the_leader_killed_changes_are_applied_through_another_manager(
     try:
         t0 = time.monotonic()
         swarm.kill(leader)
+        elected = threading.Thread(target=_time_election, args=(swarm, leader, t0), daemon=True)
+        elected.start()
         with dy.client() as c:
             # a new leader is elected within seconds; meanwhile the cluster may say it cannot apply
             # changes (503), never hang
             def accepted() -> bool:
-                if "leader killed: swarm has a new leader (s)" not in FIGURES and swarm.leader():
-                    FIGURES["leader killed: swarm has a new leader (s)"] = time.monotonic() - t0
                 r, elapsed = timed(lambda: c.patch(f"/projects/{EDGE}/apps/web", headers=MERGE,
                                                    json={"spec": {"env": [{"name": "COLOUR", "value": "blue"}]}}))
                 assert elapsed < 5, f"a write took {elapsed:.1f} s while the leader was down"
@@ -339,13 +350,14 @@ def test_with_the_leader_killed_changes_are_applied_through_another_manager(
                     return False
                 r.raise_for_status()
                 return True
-            until(accepted, 45, "the write to be accepted with the leader down", interval=0.5,
+            until(swarm, accepted, 45, "the write to be accepted with the leader down", interval=0.5,
                   show=lambda: refusals[-3:])
             FIGURES["leader killed: to a write accepted (s)"] = time.monotonic() - t0
             print(f"\nleader {leader} killed: {len(refusals)} refused writes first"
                   + (f", first: {refusals[0]}, last: {refusals[-1]}" if refusals else ""))
             app_ready(dy, "web", WEB, timeout=90)
         FIGURES["leader killed: to the change rolled out (s)"] = time.monotonic() - t0
+        elected.join(60)
         env = service_spec(swarm, web)["TaskTemplate"]["ContainerSpec"].get("Env") or []
         assert "COLOUR=blue" in env, env
         running = [t for t in tasks(swarm, web) if t["state"] == "Running"]
