@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.admission import Admitted, FieldError, InvalidObject
 from dockyard.api.problems import Problem
-from dockyard.model.cluster import LOCAL, SEALED, ClusterError
+from dockyard.model.cluster import LOCAL, SEALED, ClusterError, without_addresses
 from dockyard.store.errors import Conflict, NotFound
 from dockyard.store.repository import Store, StoredObject
 from dockyard.store.tables import resources
@@ -130,7 +130,7 @@ def check_writable(store: Store, ops: Any, tenant: str, project: str) -> None:
     except ClusterError as e:
         why = None if e.status == 404 else e.message
     if why is not None:
-        raise Problem(503, f"cluster {cluster} cannot apply changes now: {why}; nothing was changed",
+        raise Problem(503, f"cluster {cluster} cannot apply changes now: {without_addresses(why)}; nothing was changed",
                       headers={"Retry-After": RETRY_AFTER})
 
 

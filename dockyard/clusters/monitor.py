@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from dockyard.clusters.engines import ClusterEngines
-from dockyard.model.cluster import ClusterError, ClusterHealth
+from dockyard.model.cluster import ClusterError, ClusterHealth, without_addresses
 from dockyard.store.errors import NotFound
 from dockyard.store.repository import CLUSTER_SCOPE, Event, Store
 
@@ -69,7 +69,8 @@ class ClusterMonitor:
         if before.get("phase") != health.phase and health.phase in _REASONS:
             self.store.record_event(Event(CLUSTER_SCOPE, "Cluster", name,
                                           "Normal" if health.phase == "Ready" else "Warning",
-                                          _REASONS[health.phase], f"cluster {name}: {health.message}"))
+                                          _REASONS[health.phase],
+                                          f"cluster {name}: {without_addresses(health.message)}"))  # every project shows it
         if health.phase != "Unavailable":
             self._node_events(name)
         return health

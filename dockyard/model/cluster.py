@@ -176,6 +176,17 @@ class ClusterHealth:
                 "nodes": {"total": self.nodes_total, "ready": self.nodes_ready}}
 
 
+# an engine URL (the endpoint's, or one a Docker error quotes) or an IPv4 address with its port
+_ADDRESS = re.compile(r"\b(?:tcp|unix|ssh|https?|npipe)://[^\s;,()]*[^\s;,():]|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
+
+
+def without_addresses(message: str) -> str:
+    """`message` as non-admins may read it (a 503's detail, a timeline event every project shows):
+    a cluster's endpoints and its managers' addresses are for platform admins only, who read the
+    full message in the Cluster's status."""
+    return _ADDRESS.sub("an endpoint", message)
+
+
 class ClusterError(Exception):
     """A cluster operation that failed, with the HTTP status the API answers: 404 unknown cluster
     or node, 409 not possible on this kind of cluster, 503 the cluster cannot act now."""

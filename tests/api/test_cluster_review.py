@@ -1,0 +1,82 @@
+"""Hostile review of Kind Cluster (issue 6): what project members (non-admins) must not learn about
+a cluster — its endpoints' addresses, in a 503's detail or in the cluster events every project's
+timeline shows — and which tenants an admin lets bind projects to a cluster (spec.tenants)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import requests
+from api_checks import V1, ok, problem
+from test_clusters import APP, PW, FakeClusterOps, _login, _project, swarm
+
+from dockyard.clusters.monitor import ClusterMonitor
+from dockyard.engines.base import EngineUnavailable
+from dockyard.engines.endpoints import Endpoint, EndpointSet
+from dockyard.model.cluster import ClusterHealth
+from dockyard.store.repository import Store
+
+ADDRESSES = re.compile(r"10\.98\.0\.2|/tmp/m2|tcp://|unix://")
+
+
+@pytest.fixture
+def ops(api: Any) -> FakeClusterOps:
+    fake = FakeClusterOps()
+    api.app.state.clusters = fake
+    return fake
+
+
+def _all_down_message() -> str:
+    """What the real endpoint set says when no manager of eu-swarm answers."""
+    def unreachable(ep: Endpoint, timeout: float) -> Any:
+        raise requests.exceptions.ConnectionError(f"cannot connect to {ep.url}")
+
+    endpoints = EndpointSet([Endpoint("tcp://10.98.0.2:2376"), Endpoint("unix:///tmp/m2/docker.sock")],
+                            name="eu-swarm", opener=unreachable)
+    with pytest.raises(EngineUnavailable) as e:
+        endpoints.call(lambda client: client.info())
+    assert ADDRESSES.search(str(e.value)), "the admin-facing message names the endpoints"
+    return str(e.value)
+
+
+def _member(api: Any, project: str, role: str = "owner") -> dict:
+    r = api.post(f"{V1}/users", json={"name": "dev1", "password": PW})
+    assert r.status_code in (201, 409), r.text
+    ok(api.post(f"{V1}/projects/acme/{project}/members", json={"user": "dev1", "role": role}), 201)
+    return _login(api, "dev1")
+
+
+def test_a_503_does_not_tell_project_members_the_cluster_endpoints(api: Any, ops: FakeClusterOps) -> None:
+    ok(api.post(f"{V1}/clusters", json=swarm()), 201)
+    ok(_project(api, "eu", cluster="eu-swarm"), 201)
+    h = _member(api, "eu")
+    ops.health["eu-swarm"] = ClusterHealth("eu-swarm", "Unavailable", False, _all_down_message())
+    err = problem(api.post(f"{V1}/projects/acme/eu/apps", json=APP, headers=h), 503)
+    assert "cluster eu-swarm cannot apply changes now" in err["detail"]
+    assert not ADDRESSES.search(err["detail"]), err["detail"]
+
+
+class _Engines:
+    """The router as the monitor sees it: a swarm none of whose endpoints answers."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def health(self, name: str) -> ClusterHealth:
+        return ClusterHealth(name, "Unavailable", False, self.message)
+
+    def cluster_nodes(self, name: str) -> list:
+        return []
+
+
+def test_cluster_events_do_not_tell_project_members_the_endpoints(api: Any, store: Store) -> None:
+    ok(api.post(f"{V1}/clusters", json=swarm()), 201)
+    ok(_project(api, "shop"), 201)
+    h = _member(api, "shop", "viewer")
+    ClusterMonitor(store, _Engines(_all_down_message()), leading=lambda: True).probe("eu-swarm")  # type: ignore[arg-type]
+    items = ok(api.get(f"{V1}/projects/acme/shop/events", headers=h))["items"]
+    messages = [e["message"] for e in items if e.get("reason") == "ClusterUnavailable"]
+    assert messages, items
+    assert not any(ADDRESSES.search(m) for m in messages), messages
