@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.admission import Admitted, FieldError, InvalidObject
 from dockyard.api.problems import Problem
-from dockyard.model.cluster import LOCAL, SEALED, ClusterError, without_addresses
+from dockyard.model.cluster import LOCAL, SEALED, ClusterError, open_to, without_addresses
 from dockyard.store.errors import Conflict, NotFound
 from dockyard.store.repository import Store, StoredObject
 from dockyard.store.tables import resources
@@ -88,13 +88,17 @@ def project_cluster_exists(conn: Connection, obj: StoredObject) -> None:
     cluster = obj.spec.get("cluster") or LOCAL
     if cluster == LOCAL:
         return
-    row = conn.execute(select(resources.c.id).where(and_(
+    row = conn.execute(select(resources.c.spec).where(and_(
         resources.c.kind == "Cluster", resources.c.scope == "", resources.c.name == cluster)).with_for_update()).first()
-    if row is None:
-        known = [LOCAL, *conn.execute(select(resources.c.name).where(resources.c.kind == "Cluster")
-                                      .order_by(resources.c.name).limit(20)).scalars()]
-        raise InvalidObject("Project", [FieldError("spec.cluster", f"cluster '{cluster}' does not exist "
-                                                                   f"(clusters: {', '.join(known)})")])
+    if row is not None and open_to(row.spec or {}, obj.scope):
+        return
+    # only the clusters this tenant may use are named: the others are no business of its owners
+    rows = conn.execute(select(resources.c.name, resources.c.spec).where(resources.c.kind == "Cluster")
+                        .order_by(resources.c.name)).all()
+    known = [LOCAL, *[r.name for r in rows if open_to(r.spec or {}, obj.scope)][:20]]
+    why = "does not exist" if row is None else f"is not open to tenant {obj.scope} (a platform admin sets its spec.tenants)"
+    raise InvalidObject("Project", [FieldError("spec.cluster", f"cluster '{cluster}' {why} "
+                                                               f"(clusters: {', '.join(known)})")])
 
 
 def project_cluster_unchanged(a: Admitted, current: StoredObject) -> None:
@@ -103,15 +107,26 @@ def project_cluster_unchanged(a: Admitted, current: StoredObject) -> None:
             "spec.cluster", "cannot change: move apps by creating a project on the other cluster")])
 
 
-def cluster_unused(conn: Connection, obj: StoredObject) -> None:
-    """Inside a cluster delete's transaction: no project is bound to it."""
+def _refuse_users(conn: Connection, obj: StoredObject, what: str, keeps: Any = lambda tenant: False) -> None:
+    """409 naming the projects bound to the cluster `obj` whose tenant `keeps(tenant)` is False."""
     rows = conn.execute(select(resources.c.scope, resources.c.name, resources.c.spec).where(
         resources.c.kind == "Project").order_by(resources.c.scope, resources.c.name)).all()
-    users = [f"{r.scope}/{r.name}" for r in rows if (r.spec or {}).get("cluster") == obj.name]
+    users = [f"{r.scope}/{r.name}" for r in rows if (r.spec or {}).get("cluster") == obj.name and not keeps(r.scope)]
     if users:
         more = f" and {len(users) - 5} more" if len(users) > 5 else ""
         raise Conflict(f"cluster {obj.name} is used by project{'s' if len(users) > 1 else ''} "
-                       f"{', '.join(users[:5])}{more}: delete them first")
+                       f"{', '.join(users[:5])}{more}: {what}")
+
+
+def cluster_unused(conn: Connection, obj: StoredObject) -> None:
+    """Inside a cluster delete's transaction: no project is bound to it."""
+    _refuse_users(conn, obj, "delete them first")
+
+
+def cluster_keeps_its_tenants(conn: Connection, obj: StoredObject) -> None:
+    """Inside a cluster replace's transaction: spec.tenants still lets every bound project's tenant in."""
+    _refuse_users(conn, obj, "delete them first or keep their tenants in spec.tenants",
+                  keeps=lambda tenant: open_to(obj.spec, tenant))
 
 
 def check_writable(store: Store, ops: Any, tenant: str, project: str) -> None:

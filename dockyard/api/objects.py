@@ -289,6 +289,7 @@ def _replace_admitted(store: Store, authz: Authorizer, a: Admitted, *, dry_run: 
         a.spec = _seal_secret(store, a, current)
     elif a.kind == "Cluster":
         a.spec = cluster_rules.seal_tls_keys(store, a, current)
+        check = cluster_rules.cluster_keeps_its_tenants
     with _quota_refusals_recorded(store, authz, a, dry_run):
         obj = store.replace(a.kind, a.scope, a.name, a.spec, labels=a.labels, annotations=a.annotations,
                             expected_rv=a.resource_version, dry_run=dry_run, check=check, change_cause=change_cause)

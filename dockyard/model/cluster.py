@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from dockyard.model.meta import API_VERSION, Condition, Metadata, Schema
+from dockyard.model.meta import API_VERSION, Condition, Metadata, Schema, check_dns_label
 
 LOCAL = "local"  # the server's own engine (`dockyard server --engine`); reserved, never stored
 SEALED = "(sealed)"  # what reads show for a TLS key, and what a write sends to keep the stored one
@@ -102,6 +102,18 @@ class ClusterSpec(Schema):
     endpoints: list[ClusterEndpoint] = Field(min_length=1, max_length=MAX_ENDPOINTS,
                                              description="tried in order; the next that answers takes over")
     description: str | None = Field(default=None, max_length=2000)
+    tenants: list[str] = Field(default_factory=list, max_length=1000,
+                               description="the tenants whose projects may use this cluster; empty: every tenant")
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenants(cls, v: list[str]) -> list[str]:
+        for name in v:
+            check_dns_label(name)
+        dup = next((t for t in v if v.count(t) > 1), None)
+        if dup:
+            raise ValueError(f"tenant {dup} is given twice")
+        return v
 
     @model_validator(mode="after")
     def _endpoints(self) -> ClusterSpec:
@@ -112,6 +124,12 @@ class ClusterSpec(Schema):
         if self.driver == "docker" and len(urls) > 1:
             raise ValueError("a docker cluster is one engine: give one endpoint (several are for swarm managers)")
         return self
+
+
+def open_to(spec: dict[str, Any], tenant: str) -> bool:
+    """Whether projects of `tenant` may be bound to a cluster with this (stored) spec."""
+    tenants = spec.get("tenants") or []
+    return not tenants or tenant in tenants
 
 
 class ClusterCount(Schema):

@@ -80,3 +80,24 @@ def test_cluster_events_do_not_tell_project_members_the_endpoints(api: Any, stor
     messages = [e["message"] for e in items if e.get("reason") == "ClusterUnavailable"]
     assert messages, items
     assert not any(ADDRESSES.search(m) for m in messages), messages
+
+
+def test_an_admin_says_which_tenants_may_use_a_cluster(api: Any) -> None:
+    for t in ("acme", "globex"):
+        ok(api.post(f"{V1}/tenants", json={"kind": "Tenant", "metadata": {"name": t}}), 201)
+    ok(api.post(f"{V1}/clusters", json=swarm(tenants=["globex"])), 201)
+    ok(api.post(f"{V1}/clusters", json=swarm("shared")), 201)  # no tenants: every tenant
+    err = problem(_project(api, "eu", cluster="eu-swarm"), 422)
+    assert err["errors"][0]["field"] == "spec.cluster", err
+    assert "tenant acme" in err["errors"][0]["message"], err
+    problem(api.get(f"{V1}/projects/acme/eu"), 404)
+    ok(_project(api, "shared", cluster="shared"), 201)
+    ok(api.post(f"{V1}/projects", json={"kind": "Project", "metadata": {"name": "eu", "tenant": "globex"},
+                                        "spec": {"cluster": "eu-swarm"}}), 201)
+    # a tenant whose projects use the cluster cannot be taken off its list
+    err = problem(api.patch(f"{V1}/clusters/shared", json={"spec": {"tenants": ["globex"]}}), 409)
+    assert "acme/shared" in err["detail"], err
+    ok(api.patch(f"{V1}/clusters/eu-swarm", json={"spec": {"tenants": ["globex", "acme"]}}))
+    ok(_project(api, "eu", cluster="eu-swarm"), 201)
+    err = problem(api.patch(f"{V1}/clusters/eu-swarm", json={"spec": {"tenants": ["Not A Name"]}}), 422)
+    assert err["errors"][0]["field"].startswith("spec.tenants"), err
