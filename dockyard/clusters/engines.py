@@ -69,7 +69,9 @@ class ClusterEngines(EngineDriver):
         self.data_dir = data_dir
         self._opener = opener
         self._lock = threading.Lock()
-        self._drivers: dict[str, tuple[int, EngineDriver]] = {}   # cluster → (resourceVersion opened, driver)
+        # cluster → ((uid, generation) opened, driver): the spec's version, not the resourceVersion,
+        # which every status write of the monitor moves (a reopen forgets which managers are down)
+        self._drivers: dict[str, tuple[tuple[str, int], EngineDriver]] = {}
         self._health: dict[str, tuple[float, ClusterHealth]] = {}
         self._projects: dict[tuple[str, str], tuple[float, str | None]] = {}
         self._known_nodes: dict[str, list[NodeInfo]] = {}
@@ -105,11 +107,11 @@ class ClusterEngines(EngineDriver):
             raise ClusterError(404, f"cluster {cluster} does not exist") from None
         with self._lock:
             held = self._drivers.get(cluster)
-            if held is not None and held[0] == obj.resource_version:
+            if held is not None and held[0] == (obj.uid, obj.generation):
                 return held[1]
             endpoints = self._endpoints(cluster, obj.spec)
             drv = self._opener(obj.spec.get("driver", "swarm"), endpoints, instance=self.instance, name=cluster)
-            self._drivers[cluster] = (obj.resource_version, drv)
+            self._drivers[cluster] = ((obj.uid, obj.generation), drv)
             self._health.pop(cluster, None)
         if held is not None:
             held[1].close()
