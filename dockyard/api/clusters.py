@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Request, Response
 from pydantic import Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -174,11 +174,13 @@ def update_node(request: Request, store: StoreDep, ops: ClusterOpsDep, cluster: 
 
 @router.get("/clusters/{cluster}/join-tokens", operation_id="getJoinTokens",
             summary="Tokens and commands to add nodes to a swarm (audited)")
-async def join_tokens(request: Request, store: StoreDep, ops: ClusterOpsDep, cluster: str) -> dict:
+async def join_tokens(request: Request, response: Response, store: StoreDep, ops: ClusterOpsDep,
+                      cluster: str) -> dict:
     await run_in_threadpool(_swarm, store, cluster, "join")
     tokens = await run_in_threadpool(ops_call, lambda: ops.join_tokens(cluster))
     # a read the audit middleware does not record: whoever saw the tokens can add nodes
     await run_in_threadpool(audit.record, request, 200, f"join tokens of cluster {cluster} shown")
+    response.headers["Cache-Control"] = "no-store"  # a credential: no browser or proxy may keep it
     addr = tokens.get("managerAddress", "")
     return {**tokens, "commands": {
         role: f"docker swarm join --token {tokens[role]} {addr}" for role in ("worker", "manager") if role in tokens}}

@@ -101,3 +101,10 @@ def test_an_admin_says_which_tenants_may_use_a_cluster(api: Any) -> None:
     ok(_project(api, "eu", cluster="eu-swarm"), 201)
     err = problem(api.patch(f"{V1}/clusters/eu-swarm", json={"spec": {"tenants": ["Not A Name"]}}), 422)
     assert err["errors"][0]["field"].startswith("spec.tenants"), err
+
+
+def test_join_tokens_are_not_kept_in_caches(api: Any, ops: FakeClusterOps) -> None:
+    ok(api.post(f"{V1}/clusters", json=swarm()), 201)
+    r = api.get(f"{V1}/clusters/eu-swarm/join-tokens")
+    assert ok(r)["worker"] == "SWMTKN-1-worker"
+    assert r.headers.get("Cache-Control") == "no-store", r.headers
