@@ -362,9 +362,13 @@ def test_with_the_leader_killed_changes_are_applied_through_another_manager(
         assert "COLOUR=blue" in env, env
         running = [t for t in tasks(swarm, web) if t["state"] == "Running"]
         assert len(running) == WEB, running
-        for name, ids in containers_everywhere(swarm, web).items():
-            for cid in ids:
-                assert "COLOUR=blue" in swarm.docker(name, "inspect", cid, "--format", "{{json .Config.Env}}")
+
+        def envs() -> list[str]:
+            return [swarm.docker(name, "inspect", cid, "--format", "{{json .Config.Env}}")
+                    for name, ids in containers_everywhere(swarm, web).items() for cid in ids]
+        # the App is Ready once WEB new tasks run; the last old container may still be stopping a moment
+        until(swarm, lambda: len(e := envs()) == WEB and all("COLOUR=blue" in x for x in e), 15,
+              "only containers with the change", show=envs)
         assert swarm.leader() != leader
         with dy.client() as c:
             active = cluster_status(c).get("activeEndpoint")
