@@ -55,14 +55,31 @@ def node_rows(request: Request, nodes: list[Any], *, details: bool) -> list[dict
     return rows
 
 
-def cluster_nodes(request: Request, platform: Any, cluster: str | None) -> list[Any]:
+def clusters_in_use(store: Any, authz: Any) -> set[str]:
+    """The clusters a non-admin may know of: `local` and those of the projects they can see (the
+    nodes of other tenants' clusters are none of their business). Blocking."""
+    return {LOCAL} | {(p.spec or {}).get("cluster") or LOCAL for p in store.list("Project")[0]
+                      if authz.can_see_project(p.scope, p.name)}
+
+
+def cluster_nodes(request: Request, platform: Any, cluster: str | None, known: set[str] | None = None) -> list[Any]:
     """The nodes of `cluster` (None: of every cluster that answers); without cluster support on
-    this server, the local engine's. Blocking."""
+    this server, the local engine's. `known`: the clusters the caller may see (None: all). Blocking."""
+    if known is not None and cluster is not None and cluster not in known:
+        raise Problem(404, f"cluster '{cluster}' not found")
     ops = getattr(request.app.state, "clusters", None)
     if ops is None:
         if cluster not in (None, LOCAL):
             raise Problem(404, f"cluster '{cluster}' not found (this server drives only its own engine, '{LOCAL}')")
         return platform.nodes()
+    if known is not None and cluster is None:
+        out: list[Any] = []
+        for name in sorted(known, key=lambda c: (c != LOCAL, c)):
+            try:
+                out += ops.nodes(name)
+            except Exception:  # noqa: BLE001 — a cluster removed or broken meanwhile: as ops.nodes(None) skips it
+                continue
+        return out
     try:
         return ops.nodes(cluster)
     except ClusterError as e:
@@ -74,7 +91,8 @@ def cluster_nodes(request: Request, platform: Any, cluster: str | None) -> list[
 async def list_nodes(request: Request, authz: AuthzDep, platform: PlatformDep,
                      cluster: Annotated[str | None, Query(max_length=63, description="only this cluster's")] = None,
                      ) -> dict:
-    nodes = await run_in_threadpool(cluster_nodes, request, platform, cluster)
+    known = None if authz.is_admin else await run_in_threadpool(clusters_in_use, authz.store, authz)
+    nodes = await run_in_threadpool(cluster_nodes, request, platform, cluster, known)
     return {"items": await run_in_threadpool(node_rows, request, nodes, details=authz.is_admin)}
 
 

@@ -13,7 +13,7 @@ from api_checks import V1, ok, problem
 from test_clusters import APP, PW, FakeClusterOps, _login, _project, swarm
 
 from dockyard.clusters.monitor import ClusterMonitor
-from dockyard.engines.base import EngineUnavailable
+from dockyard.engines.base import EngineUnavailable, NodeInfo
 from dockyard.engines.endpoints import Endpoint, EndpointSet
 from dockyard.model.cluster import ClusterHealth
 from dockyard.store.repository import Store
@@ -108,3 +108,26 @@ def test_join_tokens_are_not_kept_in_caches(api: Any, ops: FakeClusterOps) -> No
     r = api.get(f"{V1}/clusters/eu-swarm/join-tokens")
     assert ok(r)["worker"] == "SWMTKN-1-worker"
     assert r.headers.get("Cache-Control") == "no-store", r.headers
+
+
+def test_project_members_see_only_the_nodes_of_clusters_their_projects_use(api: Any) -> None:
+    fake = FakeClusterOps(node_list=[
+        NodeInfo("m1", "ready", "20.10.24", 2, 2**30, (), "manager", "active", "leader", (), "10.98.0.2", "i1",
+                 "eu-swarm"),
+        NodeInfo("g1", "ready", "20.10.24", 2, 2**30, (), "manager", "active", "leader", (), "10.99.0.2", "i2",
+                 "globex-swarm"),
+        NodeInfo("host", "ready", "20.10.24", 4, 2**32, (), cluster="local")])
+    api.app.state.clusters = fake
+    ok(api.post(f"{V1}/clusters", json=swarm()), 201)
+    ok(api.post(f"{V1}/clusters", json=swarm("globex-swarm")), 201)
+    ok(_project(api, "eu", cluster="eu-swarm"), 201)
+    ok(_project(api, "home"), 201)
+    h = _member(api, "home", "viewer")
+    assert {r["name"] for r in ok(api.get(f"{V1}/nodes", headers=h))["items"]} == {"host"}
+    for name in ("globex-swarm", "eu-swarm", "nowhere"):
+        assert "not found" in problem(api.get(f"{V1}/nodes", params={"cluster": name}, headers=h), 404)["detail"]
+    ok(api.post(f"{V1}/projects/acme/eu/members", json={"user": "dev1", "role": "viewer"}), 201)
+    assert {r["name"] for r in ok(api.get(f"{V1}/nodes", headers=h))["items"]} == {"host", "m1"}
+    assert [r["name"] for r in ok(api.get(f"{V1}/nodes", params={"cluster": "eu-swarm"}, headers=h))["items"]] == ["m1"]
+    # admins see every cluster's
+    assert {r["name"] for r in ok(api.get(f"{V1}/nodes"))["items"]} == {"host", "m1", "g1"}
