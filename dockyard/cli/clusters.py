@@ -75,7 +75,10 @@ def add(name: Annotated[str, typer.Argument()],
         tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM file: the client key (stored sealed)")]
         = None,
         label: Annotated[list[str] | None, typer.Option("--label", "-l", help="k=v, e.g. region=eu-west")] = None,
-        description: Annotated[str | None, typer.Option("--description")] = None) -> None:
+        description: Annotated[str | None, typer.Option("--description")] = None,
+        tenant: Annotated[list[str] | None, typer.Option("--tenant", "-t", help="only this tenant's projects may "
+                                                         "use it; repeat for more (default: every tenant)")] = None,
+        ) -> None:
     """Add a cluster. The TLS files apply to every tcp:// endpoint."""
     tls_files = (tls_ca, tls_cert, tls_key)
     if any(tls_files) and not all(tls_files):
@@ -92,6 +95,8 @@ def add(name: Annotated[str, typer.Argument()],
     spec: dict[str, Any] = {"driver": driver, "endpoints": endpoints}
     if description:
         spec["description"] = description
+    if tenant:
+        spec["tenants"] = tenant
     c = run(Client)
     run(lambda: c.request("POST", "/clusters", json_body={
         "apiVersion": "dockyard/v1", "kind": "Cluster", "metadata": {"name": name, "labels": labels}, "spec": spec}))
