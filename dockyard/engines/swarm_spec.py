@@ -72,6 +72,13 @@ class FileObject:
     name: str
 
 
+def literal(text: str) -> str:
+    """`text` as Swarm keeps it: a task's environment and mount paths are Go templates to Swarm
+    ({{.Node.Hostname}} is expanded, "{{name}}" refused), which the docker driver passes as they are;
+    each "{{" becomes the template that prints it."""
+    return text.replace("{{", '{{"{{"}}')
+
+
 def _refuse(field: str, why: str) -> EngineError:
     return EngineError(f"spec.{field}: {why} on a Swarm cluster", permanent=True, reason="UnsupportedOnSwarm")
 
@@ -112,10 +119,11 @@ def _mounts(instance: str, key: WorkloadKey, spec: AppSpec) -> list[dict]:
     out = []
     for v in spec.volumes:
         if v.host_path:
-            out.append({"Type": "bind", "Source": v.host_path, "Target": v.mount_path, "ReadOnly": v.read_only})
+            out.append({"Type": "bind", "Source": literal(v.host_path), "Target": literal(v.mount_path),
+                        "ReadOnly": v.read_only})
         else:
             out.append({"Type": "volume", "Source": volume_name(instance, key.tenant, key.project, v.name),
-                        "Target": v.mount_path, "ReadOnly": v.read_only,
+                        "Target": literal(v.mount_path), "ReadOnly": v.read_only,
                         "VolumeOptions": {"Labels": workload_labels(instance, key.tenant, key.project),
                                           "DriverConfig": {"Name": "local"}}})
     if spec.security_context.read_only_root_filesystem:
@@ -173,7 +181,7 @@ def service_spec(desired: DesiredApp, *, instance: str, network: str, files: lis
     container: dict = {
         "Image": run_image(spec),
         "Labels": labels,
-        "Env": [f"{e.name}={e.value}" for e in spec.env],
+        "Env": [literal(f"{e.name}={e.value}") for e in spec.env],
         # replica N answers to app-N, as on one engine
         "Hostname": f"{key.app[:50]}-{{{{.Task.Slot}}}}",
         "ReadOnly": sc.read_only_root_filesystem,
