@@ -131,3 +131,41 @@ def test_project_members_see_only_the_nodes_of_clusters_their_projects_use(api: 
     assert [r["name"] for r in ok(api.get(f"{V1}/nodes", params={"cluster": "eu-swarm"}, headers=h))["items"]] == ["m1"]
     # admins see every cluster's
     assert {r["name"] for r in ok(api.get(f"{V1}/nodes"))["items"]} == {"host", "m1", "g1"}
+
+
+@pytest.mark.parametrize("tls", [
+    {"ca": "KEY", "cert": "CERT", "key": "KEY"},         # the key where a certificate goes
+    {"ca": "CERT", "cert": "CERT", "key": "KEY", "keyCiphertext": 5},
+    {"ca": "CERT", "cert": "CERT", "key": ["KEY"]},       # a key of the wrong type
+    {"ca": "CERT", "cert": "CERT", "key": "KEY", "secret": "KEY"},
+])
+def test_a_refused_cluster_never_echoes_its_key(api: Any, tls: dict) -> None:
+    from test_clusters import CERT, KEY
+
+    def fill(v: Any) -> Any:
+        return KEY if v == "KEY" else CERT if v == "CERT" else [fill(x) for x in v] if isinstance(v, list) else v
+
+    body = swarm()
+    body["spec"]["endpoints"][0]["tls"] = {k: fill(v) for k, v in tls.items()}
+    for r in (api.post(f"{V1}/clusters", json=body), api.post(f"{V1}/clusters", json=body, params={"dryRun": "true"})):
+        assert r.status_code == 422, r.text
+        assert "PRIVATE KEY" not in r.text and KEY.splitlines()[1] not in r.text, r.text
+
+
+def test_an_admins_project_scoped_token_is_no_admin_for_clusters(api: Any, ops: FakeClusterOps) -> None:
+    ops.node_list = [NodeInfo("m1", "ready", "20.10.24", 2, 2**30, (), "manager", "active", "leader", (),
+                              "10.98.0.2", "i1", "eu-swarm"),
+                     NodeInfo("host", "ready", "20.10.24", 4, 2**32, (), cluster="local")]
+    ok(api.post(f"{V1}/clusters", json=swarm()), 201)
+    ok(api.post(f"{V1}/clusters", json=swarm("us-swarm")), 201)
+    ok(_project(api, "home"), 201)
+    token = ok(api.post(f"{V1}/tokens", json={"name": "ci", "project": "acme/home", "role": "owner"}), 201)["token"]
+    h = {"Authorization": f"Bearer {token}"}
+    for method, path, body in [
+            ("GET", "/clusters", None), ("GET", "/clusters/eu-swarm", None), ("POST", "/clusters", swarm("mine")),
+            ("PATCH", "/clusters/eu-swarm", {"spec": {"tenants": ["acme"]}}), ("DELETE", "/clusters/us-swarm", None),
+            ("GET", "/clusters/eu-swarm/join-tokens", None), ("POST", "/clusters/eu-swarm/nodes/m1/drain", None)]:
+        assert problem(api.request(method, V1 + path, json=body, headers=h), 403), (method, path)
+    rows = ok(api.get(f"{V1}/nodes", headers=h))["items"]
+    assert [r["name"] for r in rows] == ["host"] and "address" not in rows[0]
+    assert ops.updates == []
