@@ -47,6 +47,7 @@ from dockyard.store.repository import Store
 log = logging.getLogger(__name__)
 
 HEALTH_TTL = 2.0        # seconds a cluster's health answer is reused (the API's write check asks often)
+COLD_PROBE_WAIT = 5.0   # seconds a caller waits for another's first probe of a cluster (one takes ≤ 3 s)
 PROJECT_TTL = 5.0       # seconds a project's cluster is remembered (spec.cluster never changes)
 CLUSTER_SCAN = 3.0      # seconds between looks for added or removed clusters in the event stream
 BACKOFF_MAX = 5.0
@@ -73,6 +74,7 @@ class ClusterEngines(EngineDriver):
         # which every status write of the monitor moves (a reopen forgets which managers are down)
         self._drivers: dict[str, tuple[tuple[str, int], EngineDriver]] = {}
         self._health: dict[str, tuple[float, ClusterHealth]] = {}
+        self._probing: dict[str, threading.Event] = {}  # cluster → set when its running probe ends
         self._projects: dict[tuple[str, str], tuple[float, str | None]] = {}
         self._known_nodes: dict[str, list[NodeInfo]] = {}
 
@@ -179,11 +181,31 @@ class ClusterEngines(EngineDriver):
     # --- health -----------------------------------------------------------------------------
 
     def health(self, cluster: str) -> ClusterHealth:
-        """Whether `cluster` answers and can apply changes; answers are reused for HEALTH_TTL seconds."""
+        """Whether `cluster` answers and can apply changes; answers are reused for HEALTH_TTL seconds.
+        One caller probes at a time: the others get the last answer meanwhile (or, before the first,
+        wait for it), so a cluster that does not answer holds one thread, not one per API write."""
         now = time.monotonic()
         hit = self._health.get(cluster)
         if hit is not None and now - hit[0] < HEALTH_TTL:
             return hit[1]
+        with self._lock:
+            flight = self._probing.get(cluster)
+            if flight is None:
+                self._probing[cluster] = threading.Event()
+        if flight is not None:
+            if hit is None:
+                flight.wait(COLD_PROBE_WAIT)
+                hit = self._health.get(cluster)
+            if hit is not None:
+                return hit[1]
+            return self._probe(cluster)  # the other probe failed or is stuck: ask ourselves
+        try:
+            return self._probe(cluster)
+        finally:
+            with self._lock:
+                self._probing.pop(cluster).set()
+
+    def _probe(self, cluster: str) -> ClusterHealth:
         drv = self.driver(cluster)  # ClusterError 404 for an unknown one
         probe = getattr(drv, "health", None)
         if probe is not None:
