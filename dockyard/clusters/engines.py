@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -77,6 +78,7 @@ class ClusterEngines(EngineDriver):
         self._probing: dict[str, threading.Event] = {}  # cluster → set when its running probe ends
         self._projects: dict[tuple[str, str], tuple[float, str | None]] = {}
         self._known_nodes: dict[str, list[NodeInfo]] = {}
+        self._sweep_tls()
 
     # --- which engine ---------------------------------------------------------------------
 
@@ -95,8 +97,31 @@ class ClusterEngines(EngineDriver):
         return cluster
 
     def clusters(self) -> list[str]:
-        """`local` and every stored Cluster's name."""
-        return [LOCAL] + sorted(o.name for o in self.store.list("Cluster")[0])
+        """`local` and every stored Cluster's name; the drivers of deleted ones are closed (and their
+        TLS files removed) on the way."""
+        names = sorted(o.name for o in self.store.list("Cluster")[0])
+        with self._lock:
+            held = set(self._drivers) - set(names)
+        for name in held:
+            try:
+                self.store.get("Cluster", "", name)  # made since the list was read
+            except NotFound:
+                self._forget(name)
+        return [LOCAL] + names
+
+    def _tls_dir(self, cluster: str) -> Path:
+        return self.data_dir / "clusters" / cluster
+
+    def _sweep_tls(self) -> None:
+        """Remove the TLS files of clusters no longer stored (deleted while this server was down):
+        they hold the client keys in clear."""
+        root = self.data_dir / "clusters"
+        if not root.is_dir():
+            return
+        stored = {o.name for o in self.store.list("Cluster")[0]}
+        for d in root.iterdir():
+            if d.name not in stored:
+                shutil.rmtree(d, ignore_errors=True)
 
     def driver(self, cluster: str) -> EngineDriver:
         """The driver of `cluster`, opened (again) when its spec changed. ClusterError 404 when unknown."""
@@ -125,15 +150,18 @@ class ClusterEngines(EngineDriver):
             self._health.pop(cluster, None)
         if held is not None:
             held[1].close()
+        shutil.rmtree(self._tls_dir(cluster), ignore_errors=True)  # the client keys, in clear
 
     def _endpoints(self, cluster: str, spec: dict) -> list[Endpoint]:
         """The spec's endpoints; TLS material goes to files (0600) under <data>/clusters/NAME/."""
         out = []
+        written = set()
         for i, ep in enumerate(spec.get("endpoints") or []):
             tls = ep.get("tls")
             paths = None
             if tls:
-                d = self.data_dir / "clusters" / cluster / str(i)
+                d = self._tls_dir(cluster) / str(i)
+                written.add(d.name)
                 d.mkdir(parents=True, exist_ok=True)
                 key = tls.get("keyCiphertext")
                 if key is None or self.store.keyring is None:
@@ -144,6 +172,10 @@ class ClusterEngines(EngineDriver):
                     write_private(d / fname, data)
                 paths = (str(d / "ca.pem"), str(d / "cert.pem"), str(d / "key.pem"))
             out.append(Endpoint(ep["url"], tls=paths))
+        if self._tls_dir(cluster).is_dir():
+            for old in self._tls_dir(cluster).iterdir():  # endpoints removed from the spec
+                if old.name not in written:
+                    shutil.rmtree(old, ignore_errors=True)
         return out
 
     def _for_project(self, tenant: str, project: str) -> EngineDriver:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_cluster_router import _setup, store  # noqa: F401 (store: fixture)
+from test_cluster_router import FakeDriver, Opener, _setup, store  # noqa: F401 (store: fixture)
 
+from dockyard.clusters.engines import ClusterEngines
 from dockyard.store.repository import Store
 
 
@@ -73,3 +74,41 @@ def test_a_slow_cluster_is_probed_once_however_many_ask(store: Store, tmp_path: 
         t.join(10)
     assert probing["most"] == 1, probing
     assert sorted(took)[-2] < 0.2, f"askers waited for the probe: {sorted(took)}"
+
+
+def _tls_cluster(s: Store, name: str, urls: list[str]) -> None:
+    assert s.keyring is not None
+    _, sealed = s.keyring.encrypt(b"-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n")
+    s.create("Cluster", "", name, {"driver": "swarm", "endpoints": [
+        {"url": u, "tls": {"ca": "CA PEM", "cert": "CERT PEM", "keyCiphertext": sealed}} for u in urls]})
+
+
+def _key_files(tmp_path: Path, name: str) -> list[str]:
+    return sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "clusters" / name).rglob("key.pem"))
+
+
+def test_the_clear_tls_key_leaves_the_disk_with_its_cluster(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    """The router writes each endpoint's key in clear for the Docker client: once the Cluster (or
+    the endpoint) is gone, that copy must go too, and one left by a server that was down is swept
+    when the router starts."""
+    engines, _, _ = _setup(store, tmp_path)
+    _tls_cluster(store, "tls", ["tcp://10.0.0.1:2376", "tcp://10.0.0.2:2376"])
+    engines.driver("tls")
+    assert _key_files(tmp_path, "tls") == ["clusters/tls/0/key.pem", "clusters/tls/1/key.pem"]
+    obj = store.get("Cluster", "", "tls")
+    store.replace("Cluster", "", "tls", {**obj.spec, "endpoints": obj.spec["endpoints"][1:]})
+    engines.driver("tls")
+    assert _key_files(tmp_path, "tls") == ["clusters/tls/0/key.pem"], "the removed endpoint's key stays"
+    store.delete("Cluster", "", "tls")
+    engines.clusters()
+    try:
+        engines.driver("tls")
+    except Exception:  # noqa: BLE001 — ClusterError 404
+        pass
+    assert not (tmp_path / "clusters" / "tls").exists(), "the deleted cluster's key stays on disk"
+    # deleted while this server was not running
+    _tls_cluster(store, "gone", ["tcp://10.0.0.3:2376"])
+    engines.driver("gone")
+    store.delete("Cluster", "", "gone")
+    ClusterEngines(store, FakeDriver("local"), data_dir=tmp_path, opener=Opener())
+    assert not (tmp_path / "clusters" / "gone").exists()
