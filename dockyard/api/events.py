@@ -19,6 +19,7 @@ from dockyard.api.deps import StoreDep
 from dockyard.api.logsearch import parse_when
 from dockyard.api.metrics import bad_param
 from dockyard.api.watch import Batch, follow, sse, sse_response
+from dockyard.model.cluster import LOCAL, event_scope
 from dockyard.store.repository import CLUSTER_SCOPE, Event, EventQuery, Store, iso_time
 
 router = APIRouter(prefix="/projects/{tenant}/{project}", tags=["events"])
@@ -34,7 +35,7 @@ def event_json(e: Event) -> dict[str, Any]:
     """An event as the API shows it: `id` stays with the event; `resourceVersion`, its cursor,
     moves on with each repeat; `project` is null for cluster-level events."""
     return {"id": e.id, "resourceVersion": str(e.seq), "type": e.type, "reason": e.reason, "message": e.message,
-            "kind": e.kind, "name": e.name, "project": e.scope or None, "count": e.count,
+            "kind": e.kind, "name": e.name, "project": e.scope if "/" in e.scope else None, "count": e.count,
             "firstSeen": iso_time(e.first_at or e.at), "lastSeen": iso_time(e.at)}
 
 
@@ -89,12 +90,14 @@ def list_events(
     _require(authz, tenant, project)
     # 404 for a project that does not exist (admins pass the check above); a project deleted and
     # made again under the same name does not inherit its predecessor's events
-    born = store.get("Project", tenant, project).created_at
+    proj = store.get("Project", tenant, project)
+    born = proj.created_at
     if type is not None and type not in TYPES:
         raise bad_param("type", f"'{type}' is not an event type; choose Normal or Warning")
     if app is not None and kind is not None and kind != "App":
         raise bad_param("kind", "app= names an App: leave kind out or set it to App")
-    q = EventQuery([f"{tenant}/{project}", CLUSTER_SCOPE], kind="App" if app else kind, name=app, type=type,
+    scopes = [f"{tenant}/{project}", CLUSTER_SCOPE, event_scope(proj.spec.get("cluster") or LOCAL)]
+    q = EventQuery(list(dict.fromkeys(scopes)), kind="App" if app else kind, name=app, type=type,
                    reason=reason, since=_later(parse_since(since), born), after=_cursor(after, "after"),
                    before=_cursor(before, "before"), limit=limit)
     if watch:

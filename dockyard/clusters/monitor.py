@@ -10,9 +10,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from dockyard.clusters.engines import ClusterEngines
-from dockyard.model.cluster import ClusterError, ClusterHealth, without_addresses
+from dockyard.model.cluster import ClusterError, ClusterHealth, event_scope, without_addresses
 from dockyard.store.errors import NotFound
-from dockyard.store.repository import CLUSTER_SCOPE, Event, Store
+from dockyard.store.repository import Event, Store
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,10 @@ class ClusterMonitor:
                 status["lastTransitionTime"] = before.get("lastTransitionTime", status["lastTransitionTime"])
             self.store.update_status("Cluster", "", name, status, uid=obj.uid)
         if before.get("phase") != health.phase and health.phase in _REASONS:
-            self.store.record_event(Event(CLUSTER_SCOPE, "Cluster", name,
+            self.store.record_event(Event(event_scope(name), "Cluster", name,
                                           "Normal" if health.phase == "Ready" else "Warning",
                                           _REASONS[health.phase],
-                                          f"cluster {name}: {without_addresses(health.message)}"))  # every project shows it
+                                          f"cluster {name}: {without_addresses(health.message)}"))  # its projects show it
         if health.phase != "Unavailable":
             self._node_events(name)
         return health
@@ -83,7 +83,7 @@ class ClusterMonitor:
                 continue
             up = n.status == "ready"
             self.store.record_event(Event(
-                CLUSTER_SCOPE, "Node", n.name, "Normal" if up else "Warning", "NodeUp" if up else "NodeDown",
+                event_scope(cluster), "Node", n.name, "Normal" if up else "Warning", "NodeUp" if up else "NodeDown",
                 f"node {n.name} of cluster {cluster} is {'ready again' if up else n.status}"))
 
 

@@ -126,6 +126,12 @@ class ClusterSpec(Schema):
         return self
 
 
+def event_scope(cluster: str) -> str:
+    """The scope of a cluster's own timeline events (its phase, its nodes): those of `local` show in
+    every project's timeline (scope ""), another cluster's only in the timelines of its projects."""
+    return "" if cluster == LOCAL else f"@{cluster}"
+
+
 def open_to(spec: dict[str, Any], tenant: str) -> bool:
     """Whether projects of `tenant` may be bound to a cluster with this (stored) spec."""
     tenants = spec.get("tenants") or []

@@ -73,7 +73,7 @@ class _Engines:
 
 def test_cluster_events_do_not_tell_project_members_the_endpoints(api: Any, store: Store) -> None:
     ok(api.post(f"{V1}/clusters", json=swarm()), 201)
-    ok(_project(api, "shop"), 201)
+    ok(_project(api, "shop", cluster="eu-swarm"), 201)
     h = _member(api, "shop", "viewer")
     ClusterMonitor(store, _Engines(_all_down_message()), leading=lambda: True).probe("eu-swarm")  # type: ignore[arg-type]
     items = ok(api.get(f"{V1}/projects/acme/shop/events", headers=h))["items"]
@@ -169,3 +169,33 @@ def test_an_admins_project_scoped_token_is_no_admin_for_clusters(api: Any, ops: 
     rows = ok(api.get(f"{V1}/nodes", headers=h))["items"]
     assert [r["name"] for r in rows] == ["host"] and "address" not in rows[0]
     assert ops.updates == []
+
+
+class _Swarm(_Engines):
+    """A swarm that is Ready, with one node that goes down between two probes."""
+
+    def __init__(self) -> None:
+        super().__init__("3/3 managers reachable")
+        self.node_status = "ready"
+
+    def health(self, name: str) -> ClusterHealth:
+        return ClusterHealth(name, "Ready", True, self.message)
+
+    def cluster_nodes(self, name: str) -> list:
+        return [NodeInfo("w1", self.node_status, cluster=name)]
+
+
+def test_a_clusters_events_show_only_in_the_projects_on_it(api: Any, store: Store) -> None:
+    ok(api.post(f"{V1}/clusters", json=swarm()), 201)
+    ok(_project(api, "eu", cluster="eu-swarm"), 201)
+    ok(_project(api, "home"), 201)
+    engines = _Swarm()
+    monitor = ClusterMonitor(store, engines, leading=lambda: True)  # type: ignore[arg-type]
+    monitor.probe("eu-swarm")
+    engines.node_status = "down"
+    monitor.probe("eu-swarm")
+    on_it = ok(api.get(f"{V1}/projects/acme/eu/events"))["items"]
+    assert {e["reason"] for e in on_it} >= {"ClusterReady", "NodeDown"}, on_it
+    assert all(e["project"] is None for e in on_it if e["reason"] in ("ClusterReady", "NodeDown")), on_it
+    other = ok(api.get(f"{V1}/projects/acme/home/events"))["items"]
+    assert not [e for e in other if e["reason"] in ("ClusterReady", "NodeDown")], other
