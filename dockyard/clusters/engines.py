@@ -82,11 +82,13 @@ class ClusterEngines(EngineDriver):
 
     # --- which engine ---------------------------------------------------------------------
 
-    def cluster_of(self, tenant: str, project: str) -> str | None:
-        """The project's cluster; None when the project does not exist (any more)."""
+    def cluster_of(self, tenant: str, project: str, *, fresh: bool = False) -> str | None:
+        """The project's cluster; None when the project does not exist (any more). `fresh`: read
+        now, for calls that make or remove things — a project deleted and made again on another
+        cluster under the same name must not have its apps put on the old one for PROJECT_TTL."""
         now = time.monotonic()
         hit = self._projects.get((tenant, project))
-        if hit is not None and now - hit[0] < PROJECT_TTL:
+        if hit is not None and now - hit[0] < PROJECT_TTL and not fresh:
             return hit[1]
         try:
             obj = self.store.get("Project", tenant, project)
@@ -178,8 +180,8 @@ class ClusterEngines(EngineDriver):
                     shutil.rmtree(old, ignore_errors=True)
         return out
 
-    def _for_project(self, tenant: str, project: str) -> EngineDriver:
-        cluster = self.cluster_of(tenant, project)
+    def _for_project(self, tenant: str, project: str, *, fresh: bool = False) -> EngineDriver:
+        cluster = self.cluster_of(tenant, project, fresh=fresh)
         if cluster is None or cluster == LOCAL:
             return self.local
         try:
@@ -383,10 +385,10 @@ class ClusterEngines(EngineDriver):
     # --- EngineDriver: one project -----------------------------------------------------------
 
     def ensure_project(self, tenant: str, project: str, *, encrypted: bool = False) -> str:
-        return self._for_project(tenant, project).ensure_project(tenant, project, encrypted=encrypted)
+        return self._for_project(tenant, project, fresh=True).ensure_project(tenant, project, encrypted=encrypted)
 
     def remove_project(self, tenant: str, project: str) -> None:
-        if self.cluster_of(tenant, project) is not None:
+        if self.cluster_of(tenant, project, fresh=True) is not None:
             self._for_project(tenant, project).remove_project(tenant, project)
             return
         # gone from the store: its cluster is unknown now, so remove it wherever it still is
@@ -398,10 +400,11 @@ class ClusterEngines(EngineDriver):
     def reconcile_app(self, desired: DesiredApp,
                       on_drain: Callable[[list[ObservedContainer], list[ObservedContainer]], None] | None = None,
                       ) -> ObservedApp:
-        return self._for_project(desired.key.tenant, desired.key.project).reconcile_app(desired, on_drain=on_drain)
+        return self._for_project(desired.key.tenant, desired.key.project, fresh=True).reconcile_app(
+            desired, on_drain=on_drain)
 
     def remove_app(self, key: WorkloadKey) -> int:
-        if self.cluster_of(key.tenant, key.project) is not None:
+        if self.cluster_of(key.tenant, key.project, fresh=True) is not None:
             return self._for_project(key.tenant, key.project).remove_app(key)
         return sum(self._union(lambda d: d.remove_app(key)))
 

@@ -112,3 +112,20 @@ def test_the_clear_tls_key_leaves_the_disk_with_its_cluster(store: Store, tmp_pa
     store.delete("Cluster", "", "gone")
     ClusterEngines(store, FakeDriver("local"), data_dir=tmp_path, opener=Opener())
     assert not (tmp_path / "clusters" / "gone").exists()
+
+
+def test_a_project_made_again_on_another_cluster_is_not_sent_to_the_old_one(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    """Moving a project is deleting it and creating it on the other cluster; the same name at once
+    must not put its apps on the old cluster (where nothing would ever remove them: the orphan
+    collection sees an App of that name in the store)."""
+    from test_cluster_router import _desired
+
+    engines, local, opener = _setup(store, tmp_path)
+    engines.reconcile_app(_desired("acme", "oneu", "api"))
+    assert opener.opened["eu"].calls == ["reconcile acme/oneu/api"]
+    store.delete("Project", "acme", "oneu")
+    store.create("Project", "acme", "oneu", {"cluster": "local"})
+    engines.ensure_project("acme", "oneu")
+    engines.reconcile_app(_desired("acme", "oneu", "api"))
+    assert opener.opened["eu"].calls == ["reconcile acme/oneu/api"], "sent to the cluster the old project was on"
+    assert local.calls[-1] == "reconcile acme/oneu/api"
