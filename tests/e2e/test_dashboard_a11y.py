@@ -19,7 +19,8 @@ PAGES = ["#/login", "#/", "#/projects/acme/shop", "#/projects/acme/shop/usage", 
          "#/projects/acme/shop/apps/web/manifest", "#/projects/acme/shop/deploy",
          "#/projects/acme/shop/deploy?mode=manifest", "#/admin/users", "#/admin/audit",
          "#/projects/acme/shop/logs", "#/projects/acme/shop/events", "#/projects/acme/shop/alerts",
-         "#/projects/acme/shop/apps/web/logs?mode=search", "#/projects/acme/shop/apps/web/events", "#/admin/nodes", "#/admin/clusters",
+         "#/projects/acme/shop/apps/web/logs?mode=search", "#/projects/acme/shop/apps/web/events", "#/admin/nodes",
+         "#/admin/clusters",
          "#/projects/acme/shop/images", "#/projects/acme/shop/builds"]
 
 
