@@ -102,9 +102,11 @@ def project_cluster_exists(conn: Connection, obj: StoredObject) -> None:
 
 
 def project_cluster_unchanged(a: Admitted, current: StoredObject) -> None:
-    if a.kind == "Project" and (a.spec.get("cluster") or LOCAL) != (current.spec.get("cluster") or LOCAL):
+    was, asked = current.spec.get("cluster") or LOCAL, a.spec.get("cluster") or LOCAL
+    if a.kind == "Project" and asked != was:
         raise InvalidObject("Project", [FieldError(
-            "spec.cluster", "cannot change: move apps by creating a project on the other cluster")])
+            "spec.cluster", f"cannot change from '{was}' to '{asked}' (no cluster given means 'local'): keep "
+            f"cluster: {was}, or move apps by creating a project on the other cluster")])
 
 
 def _refuse_users(conn: Connection, obj: StoredObject, what: str, keeps: Any = lambda tenant: False) -> None:

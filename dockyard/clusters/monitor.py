@@ -71,7 +71,9 @@ class ClusterMonitor:
                                           "Normal" if health.phase == "Ready" else "Warning",
                                           _REASONS[health.phase],
                                           f"cluster {name}: {without_addresses(health.message)}"))  # its projects show it
-        if health.phase != "Unavailable":
+        if health.phase != "Unavailable" and health.nodes_total:
+            # only when the swarm's leader listed the nodes: without one (an election) their states are
+            # not known, and reporting them down would be a false alarm
             self._node_events(name)
         return health
 
@@ -79,7 +81,7 @@ class ClusterMonitor:
         for n in self.engines.cluster_nodes(cluster):
             was = self._nodes.get((cluster, n.name))
             self._nodes[(cluster, n.name)] = n.status
-            if was is None or was == n.status or "ready" not in (was, n.status):
+            if {was, n.status} != {"ready", "down"}:  # "unknown" (a node's state in doubt) is no transition
                 continue
             up = n.status == "ready"
             self.store.record_event(Event(

@@ -233,6 +233,11 @@ class AppReconciler:
 
     def _write_status(self, app: StoredObject, status: dict, desired: DesiredApp, obs: ObservedApp) -> None:
         spec = desired.spec
+        prior = app.status or {}
+        # this template was rolled out completely before: fewer ready replicas now means some were lost
+        # (a node or a container went away), not a rollout or a scale still under way
+        was_settled = (prior.get("phase") in ("Ready", "Degraded") and prior.get("observedGeneration") == app.generation
+                       and prior.get("revision") == desired.revision)
         surge, unavailable = spec.strategy.resolve(spec.replicas)
         status["observedGeneration"] = app.generation
         status["revision"] = desired.revision
@@ -266,6 +271,9 @@ class AppReconciler:
                 phase, reason = "Degraded", "ReplicaFailing"
                 msg = f"replica {c.slot} is {c.health or c.state}" + (
                     f" (exit code {c.exit_code})" if c.exit_code else "") + (" (OOM killed)" if c.oom_killed else "")
+            elif was_settled and not obs.old and obs.ready < spec.replicas:
+                phase, reason = "Degraded", "ReplicasUnavailable"
+                msg = f"{obs.ready} of {spec.replicas} replicas ready: replacing lost replicas"
             elif obs.old:
                 phase, reason = "Progressing", "RollingUpdate"
                 msg = f"{obs.updated_ready}/{spec.replicas} replicas of revision {desired.revision} ready, {obs.old} old"

@@ -179,6 +179,13 @@ class EndpointSet:
             self._down.pop(i, None)
             self._active = i
 
+    def alive(self, i: int) -> bool:
+        """Whether endpoint `i` answers a ping now (a fresh look, whatever it was marked)."""
+        try:
+            return _alive(self._client(i))
+        except Exception:  # noqa: BLE001 — a client that cannot even be made does not answer
+            return False
+
     def reachable(self) -> list[tuple[str, bool]]:
         """(url, whether it was not found unreachable lately) per endpoint."""
         now = self._clock()

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -491,14 +492,10 @@ class SwarmDriver(EngineDriver):
             return ClusterHealth(self.name, "Unavailable", False,
                                  f"{active} is not part of an active swarm ({sw.get('LocalNodeState') or 'inactive'})",
                                  active_endpoint=active)
-        total = int(sw.get("Managers") or 0)
         try:
             raw = self._get("/nodes", timeout=PROBE_TIMEOUT)
-        except EngineError as e:
-            return ClusterHealth(self.name, "Unavailable", False,
-                                 f"{e}: a majority of the {total} managers ({total // 2 + 1}) must be up",
-                                 active_endpoint=self.endpoints.active, managers_total=total,
-                                 nodes_total=int(sw.get("Nodes") or 0))
+        except EngineError:
+            return self._leaderless_health()
         managers = [n for n in raw if n.get("ManagerStatus")]
         reachable = sum(1 for n in managers if n["ManagerStatus"].get("Reachability") == "reachable")
         ready = sum(1 for n in raw if (n.get("Status") or {}).get("State") == "ready")
@@ -512,6 +509,23 @@ class SwarmDriver(EngineDriver):
         phase = "Ready" if reachable == len(managers) and ready == len(raw) else "Degraded"
         return ClusterHealth(self.name, phase, True,
                              f"{reachable}/{len(managers)} managers reachable, {ready}/{len(raw)} nodes ready", **counts)
+
+    def _leaderless_health(self) -> ClusterHealth:
+        """No manager can list the nodes: the swarm has no leader. While a majority of the manager
+        endpoints answer, that is an election (a leader died): changes are accepted and applied once
+        it is over, in seconds. Otherwise the quorum is lost and nothing can be applied."""
+        eps = self.endpoints.endpoints
+        with ThreadPoolExecutor(max_workers=len(eps)) as pool:
+            alive = sum(pool.map(self.endpoints.alive, range(len(eps))))
+        counts = {"active_endpoint": self.endpoints.active, "managers_total": len(eps), "managers_reachable": alive}
+        if alive * 2 > len(eps):
+            return ClusterHealth(self.name, "Degraded", True,
+                                 f"the swarm is electing a leader ({alive} of {len(eps)} manager endpoints answer): "
+                                 "changes are applied once it has one", **counts)
+        return ClusterHealth(self.name, "Unavailable", False,
+                             f"the swarm has no leader: {alive} of {len(eps)} manager endpoints answer and a majority "
+                             f"({len(eps) // 2 + 1}) must be up; start a manager again (or, if the others are lost "
+                             "for good, run `docker swarm init --force-new-cluster` on a survivor)", **counts)
 
     def close(self) -> None:
         self.endpoints.close()

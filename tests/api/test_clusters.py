@@ -231,7 +231,7 @@ def test_a_project_is_bound_to_an_existing_cluster_for_good(api: Any, ops: FakeC
     assert local["spec"]["cluster"] == "local"
     err = problem(api.patch(f"{V1}/projects/acme/eu", json={"spec": {"cluster": "local"}}), 422)
     assert err["errors"][0]["field"] == "spec.cluster"
-    assert "cannot change: move apps by creating a project on the other cluster" in err["detail"]
+    assert "cannot change from 'eu-swarm' to 'local'" in err["detail"] and "keep cluster: eu-swarm" in err["detail"]
     problem(api.patch(f"{V1}/projects/acme/home", json={"spec": {"cluster": "eu-swarm"}}), 422)
     ok(api.patch(f"{V1}/projects/acme/eu", json={"spec": {"network": {"encrypted": True}, "description": "x"}}))
     err = problem(api.delete(f"{V1}/clusters/eu-swarm"), 409)
