@@ -17,9 +17,10 @@ if [ $# -gt 0 ]; then
 else
   # the Swarm tests (tests/integration/test_swarm_*.py, tests/e2e/test_swarm_*.py) wait on their own test cluster of dockerd nodes,
   # not on the host engine: they run in the second lane, after the fast tests
-  ( .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 tests/unit tests/api || exit 1
+  ( .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 tests/unit tests/api; first=$?
     .venv/bin/python -m pytest -q -p no:cacheprovider --durations=10 tests/integration/test_swarm_*.py \
-      tests/e2e/test_swarm_*.py
+      tests/e2e/test_swarm_*.py || exit 1
+    exit $first
   ) > "$fast_log" 2>&1 &
   fast=$!
   .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 --ignore-glob='tests/integration/test_swarm_*' \

@@ -179,7 +179,7 @@ class _Swarm(_Engines):
         self.node_status = "ready"
 
     def health(self, name: str) -> ClusterHealth:
-        return ClusterHealth(name, "Ready", True, self.message)
+        return ClusterHealth(name, "Ready", True, self.message, nodes_total=1, nodes_ready=1)  # the leader listed them
 
     def cluster_nodes(self, name: str) -> list:
         return [NodeInfo("w1", self.node_status, cluster=name)]
