@@ -320,7 +320,7 @@ class ClusterEngines(EngineDriver):
             while not stop.is_set():
                 if time.monotonic() - scanned > CLUSTER_SCAN:
                     scanned = time.monotonic()
-                    self._scan_pumps(pumps, inner, q)
+                    self._scan_pumps(pumps, q)
                 try:
                     item = q.get(timeout=0.5)
                 except queue.Empty:
@@ -332,11 +332,10 @@ class ClusterEngines(EngineDriver):
                 yield item
         finally:
             inner.set()
-            for ev in pumps.values():
-                ev.set()
+            for gone in pumps.values():
+                gone.set()
 
-    def _scan_pumps(self, pumps: dict[str, threading.Event], inner: threading.Event,
-                    q: queue.Queue[EngineEvent | _End]) -> None:
+    def _scan_pumps(self, pumps: dict[str, threading.Event], q: queue.Queue[EngineEvent | _End]) -> None:
         try:
             names = set(self.clusters()[1:])
         except Exception:  # noqa: BLE001 — a store hiccup: look again next time
@@ -347,29 +346,24 @@ class ClusterEngines(EngineDriver):
         for name in names - set(pumps):
             gone = threading.Event()
             pumps[name] = gone
-            threading.Thread(target=self._cluster_pump, args=(name, inner, gone, q), name=f"events-{name}",
+            threading.Thread(target=self._cluster_pump, args=(name, gone, q), name=f"events-{name}",
                              daemon=True).start()
 
-    def _cluster_pump(self, name: str, inner: threading.Event, gone: threading.Event,
-                      q: queue.Queue[EngineEvent | _End]) -> None:
+    def _cluster_pump(self, name: str, gone: threading.Event, q: queue.Queue[EngineEvent | _End]) -> None:
+        """One cluster's events until `gone` is set (the cluster was deleted, or events() ended)."""
         backoff = 0.5
-        while not (inner.is_set() or gone.is_set()):
-            stop = threading.Event()
-            watcher = threading.Thread(target=lambda s=stop: (_wait_any(inner, gone, s), s.set()), daemon=True)
-            watcher.start()
+        while not gone.is_set():
             try:
                 drv = self.driver(name)
                 drv.ping()
                 for key in self._apps_on(name):
                     q.put(EngineEvent(key, "resync", detail=f"cluster {name} answers"))
                 backoff = 0.5
-                for ev in drv.events(stop):
+                for ev in drv.events(gone):
                     q.put(ev)
             except (EngineError, ClusterError) as e:
                 log.debug("cluster %s events: %s", name, e)
-            finally:
-                stop.set()
-            _wait_any(inner, gone, timeout=backoff)
+            gone.wait(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _apps_on(self, cluster: str) -> list[WorkloadKey]:
@@ -462,10 +456,3 @@ def _or_empty(call: Callable[..., list], *args: Any) -> list:
             return []
         raise
 
-
-def _wait_any(*events: threading.Event, timeout: float | None = None) -> None:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while not any(e.is_set() for e in events):
-        if deadline is not None and time.monotonic() >= deadline:
-            return
-        time.sleep(0.2)
