@@ -41,6 +41,7 @@ from dockyard.engines.base import (
 )
 from dockyard.engines.endpoints import Endpoint
 from dockyard.model.cluster import LOCAL, ClusterError, ClusterHealth
+from dockyard.model.project import project_cluster
 from dockyard.registry.tokens import write_private
 from dockyard.store.errors import NotFound
 from dockyard.store.repository import Store
@@ -92,7 +93,7 @@ class ClusterEngines(EngineDriver):
             return hit[1]
         try:
             obj = self.store.get("Project", tenant, project)
-            cluster: str | None = (obj.spec or {}).get("cluster") or LOCAL
+            cluster: str | None = project_cluster(obj.spec)
         except NotFound:
             cluster = None
         self._projects[(tenant, project)] = (now, cluster)
@@ -368,7 +369,7 @@ class ClusterEngines(EngineDriver):
 
     def _apps_on(self, cluster: str) -> list[WorkloadKey]:
         projects = {(p.scope, p.name) for p in self.store.list("Project")[0]
-                    if ((p.spec or {}).get("cluster") or LOCAL) == cluster}
+                    if project_cluster(p.spec) == cluster}
         out = []
         for a in self.store.list("App")[0]:
             tenant, project = a.scope.split("/", 1)

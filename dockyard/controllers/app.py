@@ -20,6 +20,7 @@ from dockyard.engines.base import (
     WorkloadKey,
 )
 from dockyard.model.app import AppSpec, run_image, template_hash, template_of
+from dockyard.model.project import network_encrypted
 from dockyard.registry.autodeploy import ImageTarget
 from dockyard.store.errors import Conflict, NotFound
 from dockyard.store.repository import Event, Store, StoredObject
@@ -204,10 +205,9 @@ class AppReconciler:
 
     def _encrypted_network(self, tenant: str, project: str) -> bool:
         try:
-            spec = self.store.get("Project", tenant, project).spec or {}
+            return network_encrypted(self.store.get("Project", tenant, project).spec)
         except NotFound:
             return False
-        return bool((spec.get("network") or {}).get("encrypted"))
 
     def _dependency_hold(self, scope: str, spec: AppSpec, status: dict) -> str | None:
         if not spec.depends_on or status.get("replicas"):

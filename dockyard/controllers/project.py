@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dockyard.controllers.app import Outcome
 from dockyard.engines.base import EngineDriver
+from dockyard.model.project import network_encrypted
 from dockyard.store.errors import NotFound
 from dockyard.store.repository import Store
 
@@ -20,8 +21,7 @@ class ProjectReconciler:
         except NotFound:
             self.engine.remove_project(tenant, name)
             return Outcome()
-        encrypted = bool(((project.spec or {}).get("network") or {}).get("encrypted"))
-        network = self.engine.ensure_project(tenant, name, encrypted=encrypted)
+        network = self.engine.ensure_project(tenant, name, encrypted=network_encrypted(project.spec))
         status = dict(project.status)
         status.update(observedGeneration=project.generation, network=network,
                       conditions=[{"type": "Ready", "status": "True", "reason": "NetworkReady",

@@ -74,6 +74,16 @@ class ProjectSpec(Schema):
     network: ProjectNetwork = Field(default_factory=ProjectNetwork)
 
 
+def project_cluster(spec: dict | None) -> str:
+    """The cluster of a stored project's spec (projects made before clusters existed have none: local)."""
+    return (spec or {}).get("cluster") or LOCAL
+
+
+def network_encrypted(spec: dict | None) -> bool:
+    """Whether a stored project's spec asks for an encrypted network between nodes."""
+    return bool(((spec or {}).get("network") or {}).get("encrypted"))
+
+
 class ProjectStatus(Schema):
     observed_generation: int | None = None
     network: str | None = None
