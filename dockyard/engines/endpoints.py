@@ -115,27 +115,31 @@ class EndpointSet:
         with self._lock:
             c = self._clients.get(i)
         if c is None:
-            c = self._opener(self.endpoints[i], self.timeout)
+            made = self._opener(self.endpoints[i], self.timeout)
             with self._lock:
-                self._clients[i] = c
+                c = self._clients.setdefault(i, made)
+            if c is not made and hasattr(made, "close"):
+                made.close()  # another thread made one meanwhile: use that one, keep no stray connection pool
         return c
 
-    def _order(self) -> tuple[list[int], list[int]]:
+    def _order(self) -> tuple[list[int], dict[int, str]]:
         """(endpoints to try: the active one, then the others in their order; endpoints found
-        unreachable less than RETRY_AFTER seconds ago, skipped so that a dead manager costs nothing)."""
-        n = len(self.endpoints)
-        ring = [(self._active + k) % n for k in range(n)]
+        unreachable less than RETRY_AFTER seconds ago, skipped so that a dead manager costs nothing,
+        with why). Read under the lock: another thread's call may mark one up meanwhile."""
         now = self._clock()
-        fresh = [i for i in ring if now - self._down.get(i, (-1e18, ""))[0] >= RETRY_AFTER]
-        return fresh, [i for i in ring if i not in fresh]
+        with self._lock:
+            n = len(self.endpoints)
+            ring = [(self._active + k) % n for k in range(n)]
+            skipped = {i: why for i, (when, why) in self._down.items() if now - when < RETRY_AFTER}
+        return [i for i in ring if i not in skipped], skipped
 
     def call(self, fn: Callable[[Any], T]) -> T:
         """`fn(client)` on the first endpoint that can serve it. EngineUnavailable when none can:
         every endpoint unreachable, or the reachable ones without a leader. Other API errors are
         the call's own (raised as they are: NotFound, APIError)."""
         fresh, skipped = self._order()
-        unreachable = [f"{self.endpoints[i].url}: down" for i in skipped if self._down[i][1] == "down"]
-        leaderless = [f"{self.endpoints[i].url}: swarm calls time out" for i in skipped if self._down[i][1] == "hung"]
+        unreachable = [f"{self.endpoints[i].url}: down" for i, why in skipped.items() if why == "down"]
+        leaderless = [f"{self.endpoints[i].url}: swarm calls time out" for i, why in skipped.items() if why == "hung"]
         for i in fresh:
             url = self.endpoints[i].url
             client = None
