@@ -190,11 +190,6 @@ class EndpointSet:
         except Exception:  # noqa: BLE001 — a client that cannot even be made does not answer
             return False
 
-    def reachable(self) -> list[tuple[str, bool]]:
-        """(url, whether it was not found unreachable lately) per endpoint."""
-        now = self._clock()
-        return [(ep.url, now - self._down.get(i, (-1e18, ""))[0] >= RETRY_AFTER) for i, ep in enumerate(self.endpoints)]
-
     def close(self) -> None:
         with self._lock:
             clients = list(self._clients.values())
