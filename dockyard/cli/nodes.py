@@ -10,15 +10,15 @@ from dockyard.cli.client import Client
 from dockyard.cli.common import run
 from dockyard.cli.output import emit, human_bytes, table
 
-HEADERS = ["NODE", "STATUS", "CPUS", "CPU", "MEMORY", "CONTAINERS", "ENGINE"]
+HEADERS = ["CLUSTER", "NODE", "STATUS", "CPUS", "CPU", "MEMORY", "CONTAINERS", "ENGINE"]
 
 
 def node_row(n: dict) -> list[Any]:
     cpu = n.get("cpu")
     used = n.get("memoryUsed")
     memory = f"{human_bytes(used) if used is not None else '-'}/{human_bytes(n.get('memoryTotal'))}"
-    return [n["name"], n.get("status", "-"), n.get("cpus", "-"), "-" if cpu is None else f"{cpu:.1f}%", memory,
-            n.get("containers", "-"), n.get("engineVersion", "-")]
+    return [n.get("cluster") or "local", n["name"], n.get("status", "-"), n.get("cpus", "-"),
+            "-" if cpu is None else f"{cpu:.1f}%", memory, n.get("containers", "-"), n.get("engineVersion", "-")]
 
 
 def top_nodes(output: str) -> None:

@@ -36,9 +36,9 @@ def test_top_nodes_shows_the_engine_host_with_the_cpu_a_burner_uses(server_facto
 
     out = s.cli("top", "nodes").stdout
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["NODE", "STATUS", "CPUS", "CPU"], out
-    row = next(line for line in lines[1:] if line.split()[0] == host).split()
-    assert row[1] == "ready" and float(row[3].rstrip("%")) > 50, out
+    assert lines[0].split()[:5] == ["CLUSTER", "NODE", "STATUS", "CPUS", "CPU"], out
+    row = next(line for line in lines[1:] if line.split()[1] == host).split()
+    assert row[0] == "local" and row[2] == "ready" and float(row[4].rstrip("%")) > 50, out
 
 
 @pytest.mark.engine
