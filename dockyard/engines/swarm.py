@@ -112,10 +112,7 @@ class SwarmDriver(EngineDriver):
 
     @property
     def url(self) -> str:  # type: ignore[override]
-        return self.endpoints.active
-
-    @property
-    def active_endpoint(self) -> str:
+        """The manager endpoint calls go to first (the one that answered last)."""
         return self.endpoints.active
 
     # --- calls ------------------------------------------------------------------------------

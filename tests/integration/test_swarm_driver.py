@@ -97,7 +97,7 @@ def test_an_app_becomes_a_service_whose_tasks_run_and_spread(swarm: SwarmCluster
     FIGURES["4 replicas running (s)"] = time.monotonic() - t0
     assert o.converged and o.updated_ready == 4 and actions[0].startswith("create service")
     # the dead socket was skipped: the second endpoint (m2 over TLS) serves
-    assert driver.active_endpoint == swarm.tcp_url("m2")
+    assert driver.url == swarm.tcp_url("m2")
     name = "dy-" + driver.instance + "-acme-shop-web"
     tasks = running_tasks(swarm, name)
     assert len(tasks) == 4 and len({t["Node"] for t in tasks}) >= 3, tasks  # spread over the nodes
@@ -252,7 +252,7 @@ def test_tasks_that_find_no_node_stall_after_the_deadline_and_an_app_is_removed(
 
 
 def test_failover_when_the_active_manager_dies(swarm: SwarmCluster, driver: SwarmDriver) -> None:
-    active = driver.active_endpoint
+    active = driver.url
     victim = next(m for m in swarm.managers if active == swarm.tcp_url(m))
     if swarm.leader() == victim:
         pytest.skip("the active endpoint's manager leads: killing it means an election, tested elsewhere")
@@ -260,7 +260,7 @@ def test_failover_when_the_active_manager_dies(swarm: SwarmCluster, driver: Swar
     t0 = time.monotonic()
     assert KEY in driver.list_apps()
     FIGURES["call after the active manager died (s)"] = time.monotonic() - t0
-    assert driver.active_endpoint != active
+    assert driver.url != active
     swarm.start(victim)
 
 
