@@ -9,7 +9,6 @@ import docker
 import pytest
 from dockyard_harness import Server, engine_available, remove_instance_objects
 from peers import docker_cli, gitserver  # noqa: F401 — fixtures of the registry and build tests
-from swarm_fixtures import swarm_cluster  # noqa: F401 — a throwaway Swarm of dockerd nodes (issue 6)
 
 
 @pytest.fixture(scope="session")

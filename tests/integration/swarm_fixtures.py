@@ -1,5 +1,6 @@
-"""The `swarm_cluster` fixture: one throwaway 3-manager, 2-worker Swarm per test module
-(tests/integration/swarm_cluster.py); skipped where nodes cannot be made (not root, no dockerd)."""
+"""What a module's Swarm tests build their fixtures from: `module_swarm`, a throwaway test Swarm of
+the size the module needs (tests/integration/swarm_cluster.py), and `module_server`, a real server on
+the host engine; both skip where they cannot be made (not root, no dockerd, no local engine)."""
 
 from __future__ import annotations
 
@@ -46,11 +47,3 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     finally:
         server.stop()
 
-
-@pytest.fixture(scope="module")
-def swarm_cluster() -> Iterator[SwarmCluster]:
-    """A formed swarm m1 m2 m3 (managers, TLS on tcp://10.98.k.i:2376) + w1 w2, with dockyard/demo:1.0 on every
-    node; closed (nothing left on the machine) after the module's tests."""
-    skip_unless_nodes_possible()
-    with SwarmCluster() as cluster:
-        yield cluster
