@@ -6,6 +6,8 @@ project's CPU and memory charts have a line per app. Screenshots go to tests/e2e
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from conftest import open_login
@@ -204,6 +206,8 @@ def test_events_alerts_and_charts_for_an_owner(server, browsing, browser) -> Non
 
     # Edit puts the rule into the YAML box; a change applied from there is stored
     page.click("#alert-rules button[data-edit='busy']")
+    # the box is filled once js-yaml is loaded (a module fetched on first use, again after the reload above)
+    expect(page.locator("#alerts-yaml")).to_have_value(re.compile(r"name: busy"))
     text = page.input_value("#alerts-yaml")
     assert "name: busy" in text and "status" not in text, text
     page.fill("#alerts-yaml", text.replace("spec:\n", "spec:\n  summary: web is busy\n", 1))
