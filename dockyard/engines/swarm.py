@@ -109,6 +109,13 @@ class SwarmDriver(EngineDriver):
         self.name = name
         self.endpoints = EndpointSet(endpoints, name=name, timeout=timeout)
         self._network_ok: dict[str, float] = {}
+        # per project (tenant, project): when this driver last wrote one of its services, and when the
+        # last sweep of its secrets and configs that left nothing behind began (time.monotonic()). A
+        # settled App sweeps only when the first is later, so a project this driver has not swept
+        # since it started (written 0.0, swept -1.0) is swept once, and a settled reconcile costs
+        # two engine calls, not five
+        self._written: dict[tuple[str, str], float] = {}
+        self._swept: dict[tuple[str, str], float] = {}
 
     @property
     def url(self) -> str:  # type: ignore[override]
@@ -170,6 +177,8 @@ class SwarmDriver(EngineDriver):
             except (docker_errors.NotFound, EngineError) as e:
                 log.info("swarm %s: network %s not removed yet: %s", self.name, net.get("Name"), e)
         self._remove_unused_files(tenant, project, grace=0.0)
+        self._written.pop((tenant, project), None)
+        self._swept.pop((tenant, project), None)
 
     def list_projects(self) -> set[tuple[str, str]]:
         out = set()
@@ -241,7 +250,7 @@ class SwarmDriver(EngineDriver):
             result.stalled_reason = _rolled_back(current, tasks, desired.template_hash)
             if result.stalled_reason is not None and spec_replicas(cur) != spec.replicas:
                 # scaling goes on with the template Swarm rolled back to; the failed one stays unapplied
-                self._scale_rolled_back(current, spec.replicas, desired.template_hash, result.stalled_reason)
+                self._scale_rolled_back(key, current, spec.replicas, desired.template_hash, result.stalled_reason)
                 result.actions.append(f"scale service {name} from {spec_replicas(cur)} to {spec.replicas} "
                                       f"(revision {(cur.get('Labels') or {}).get(L_REVISION, '?')}, rolled back to)")
             elif result.stalled_reason is None and (
@@ -253,7 +262,8 @@ class SwarmDriver(EngineDriver):
                     result.actions.append(f"scale service {name} from {spec_replicas(cur)} to {spec.replicas}")
             elif state in _IN_PROGRESS:
                 result.message = f"swarm update {state}: {(current.get('UpdateStatus') or {}).get('Message', '')}"
-            elif result.stalled_reason is None:
+            elif result.stalled_reason is None and (
+                    self._swept.get((key.tenant, key.project), -1.0) < self._written.get((key.tenant, key.project), 0.0)):
                 self._remove_unused_files(key.tenant, key.project)
         if result.actions:
             tasks = self._tasks({"service": [name]})
@@ -278,30 +288,35 @@ class SwarmDriver(EngineDriver):
         blob = json.dumps({"username": user, "password": password, "serveraddress": domain}).encode()
         return {"X-Registry-Auth": base64.urlsafe_b64encode(blob).decode()}
 
-    def _create(self, desired: DesiredApp) -> None:
-        body = self._body(desired)
-        headers = self._auth_header(desired)
+    def _write_service(self, key: WorkloadKey, body: dict, current: dict | None = None,
+                       headers: dict[str, str] | None = None) -> None:
+        """Create the service (`current` None) or update `current` at its version. Afterwards, done
+        or not, secrets and configs of the project may be unused (no longer referred to, or made for
+        a write that failed): the next of its Apps that settles sweeps them."""
+        path, params = ("/services/create", None) if current is None else (
+            f"/services/{current['ID']}/update", {"version": current["Version"]["Index"]})
         try:
-            self._call(lambda c: c._result(c._post_json(c._url("/services/create"), data=body, headers=headers), True))
+            self._call(lambda c: c._result(c._post_json(c._url(path), data=body, params=params,
+                                                        headers=dict(headers or {})), True))
+        finally:
+            self._written[(key.tenant, key.project)] = time.monotonic()
+
+    def _create(self, desired: DesiredApp) -> None:
+        try:
+            self._write_service(desired.key, self._body(desired), headers=self._auth_header(desired))
         except EngineError as e:
             if "already exists" not in str(e) and "name conflicts" not in str(e):
                 raise
             # made by an earlier step that did not see the answer: the next step compares and updates
 
     def _update(self, current: dict, desired: DesiredApp) -> None:
-        body = self._body(desired)
-        headers = self._auth_header(desired)
-        version = current["Version"]["Index"]
-        self._call(lambda c: c._result(c._post_json(c._url("/services/{0}/update", current["ID"]), data=body,
-                                                    params={"version": version}, headers=headers), True))
+        self._write_service(desired.key, self._body(desired), current, self._auth_header(desired))
 
-    def _scale_rolled_back(self, current: dict, replicas: int, failed_hash: str, why: str) -> None:
+    def _scale_rolled_back(self, key: WorkloadKey, current: dict, replicas: int, failed_hash: str, why: str) -> None:
         body = json.loads(json.dumps(current["Spec"]))
         body["Mode"] = {"Replicated": {"Replicas": replicas}}
         body["Labels"] = {**(body.get("Labels") or {}), L_ROLLED_BACK: failed_hash, L_ROLLED_BACK_WHY: why[:2000]}
-        version = current["Version"]["Index"]
-        self._call(lambda c: c._result(c._post_json(c._url("/services/{0}/update", current["ID"]), data=body,
-                                                    params={"version": version}), True))
+        self._write_service(key, body, current)
 
     def remove_app(self, key: WorkloadKey) -> int:
         name = service_name(self.instance, key)
@@ -346,7 +361,10 @@ class SwarmDriver(EngineDriver):
     def _remove_unused_files(self, tenant: str, project: str, grace: float = FILE_GRACE) -> None:
         """Remove the project's secrets and configs that no service of it refers to (in its spec or
         its previous spec, which a rollback returns to). Ones made less than `grace` seconds ago
-        stay: a service about to be created may be about to use them."""
+        stay: a service about to be created may be about to use them. When nothing stays that is
+        unused, the project counts as swept until this driver writes one of its services again."""
+        started = time.monotonic()
+        complete = True
         flt = self._filters(tenant=tenant, project=project)
         used: set[str] = set()
         for s in self._call(lambda c: c.services(filters=flt)):
@@ -357,12 +375,20 @@ class SwarmDriver(EngineDriver):
         now = time.time()
         for kind, remove in (("secrets", "remove_secret"), ("configs", "remove_config")):
             for o in self._call(lambda c, k=kind: getattr(c, k)(filters=flt)):
-                if o["ID"] in used or now - _created_at(o) < grace:
+                if o["ID"] in used:
+                    continue
+                if now - _created_at(o) < grace:
+                    complete = False
                     continue
                 try:
                     self._call(lambda c, r=remove, i=o["ID"]: getattr(c, r)(i))
-                except (EngineError, docker_errors.NotFound) as e:
+                except docker_errors.NotFound:
+                    pass
+                except EngineError as e:
+                    complete = False
                     log.debug("swarm %s: %s %s kept: %s", self.name, kind, o["Spec"]["Name"], e)
+        if complete:
+            self._swept[(tenant, project)] = started
 
     # --- logs and events --------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from docker import errors as docker_errors
 from dockyard.engines.base import DesiredApp, EngineError, EngineUnavailable, MountedFile, WorkloadKey
 from dockyard.engines.common import DEFAULT_PIDS_LIMIT
 from dockyard.engines.endpoints import RETRY_AFTER, Endpoint, EndpointSet
-from dockyard.engines.swarm import _observe, _rolled_back
+from dockyard.engines.swarm import SwarmDriver, _observe, _rolled_back
 from dockyard.engines.swarm_spec import (
     L_TEMPLATE,
     FileObject,
@@ -317,3 +317,83 @@ def test_a_manager_that_holds_calls_but_answers_ping_is_leaderless_not_down() ->
     clock.now += RETRY_AFTER + 0.1
     behaviour.clear()
     assert es.call(lambda c: c.run()) == "tcp://m1:2376"
+
+
+# --- the sweep of unused secrets and configs -------------------------------------------------
+
+
+class FakeManager:
+    """Just enough of a manager for reconciles of one settled service: which calls are made."""
+
+    def __init__(self, h: str) -> None:
+        self.calls: list[str] = []
+        self.replicas = 1
+        self.h = h
+        self.objects = [{"ID": "s-used", "Spec": {"Name": "used"}, "CreatedAt": "2020-01-01T00:00:00Z"},
+                        {"ID": "s-old", "Spec": {"Name": "old"}, "CreatedAt": "2020-01-01T00:00:00Z"}]
+
+    def _spec(self) -> dict:
+        return {"Name": "dy-i1-acme-shop-web", "Labels": {L_TEMPLATE: self.h, "dockyard.revision": "1"},
+                "Mode": {"Replicated": {"Replicas": self.replicas}},
+                "TaskTemplate": {"ContainerSpec": {"Secrets": [{"SecretID": "s-used"}]}}}
+
+    def inspect_service(self, name: str) -> dict:
+        self.calls.append("inspect_service")
+        return {"ID": "svc", "Version": {"Index": 7}, "Spec": self._spec(), "UpdateStatus": {"State": "completed"}}
+
+    def tasks(self, filters: dict) -> list[dict]:
+        self.calls.append("tasks")
+        return [task(f"t{i}", self.h, "2026-01-01T00:00:01Z", "running", "running", slot=i)
+                for i in range(1, self.replicas + 1)]
+
+    def services(self, filters: dict) -> list[dict]:
+        self.calls.append("services")
+        return [{"ID": "svc", "Spec": self._spec()}]
+
+    def secrets(self, filters: dict) -> list[dict]:
+        self.calls.append("secrets")
+        return list(self.objects)
+
+    def configs(self, filters: dict) -> list[dict]:
+        self.calls.append("configs")
+        return []
+
+    def remove_secret(self, sid: str) -> None:
+        self.calls.append(f"remove_secret {sid}")
+        self.objects = [s for s in self.objects if s["ID"] != sid]
+
+    def networks(self, names: list[str]) -> list[dict]:
+        return [{"Name": n} for n in names]
+
+    def _url(self, path: str) -> str:
+        return path
+
+    def _post_json(self, url: str, data: dict, params: dict | None, headers: dict) -> str:
+        self.calls.append(f"POST {url}")
+        self.replicas = data["Mode"]["Replicated"]["Replicas"]
+        return url
+
+    def _result(self, res: str, json: bool) -> dict:
+        return {}
+
+
+def test_unused_files_are_swept_once_after_a_change_not_on_every_settled_reconcile() -> None:
+    want = desired()
+    fake = FakeManager(want.template_hash)
+    d = SwarmDriver([Endpoint("tcp://m1:2376")], instance="i1", name="eu")
+    d.endpoints = EndpointSet([Endpoint("tcp://m1:2376")], name="eu", opener=lambda ep, t: fake)
+    assert d.reconcile_app(want).converged  # the first settle since the driver started sweeps
+    assert "remove_secret s-old" in fake.calls and "secrets" in fake.calls
+    fake.calls.clear()
+    assert d.reconcile_app(want).converged  # nothing written since: two calls
+    assert fake.calls == ["inspect_service", "tasks"]
+    scaled = desired(replicas=2)
+    o = d.reconcile_app(DesiredApp(KEY, scaled.spec, want.template_hash, 4, 9))
+    assert o.actions and "POST /services/svc/update" in fake.calls
+    fake.calls.clear()
+    fake.objects.append({"ID": "s-new", "Spec": {"Name": "new"}, "CreatedAt": "2999-01-01T00:00:00Z"})
+    assert d.reconcile_app(DesiredApp(KEY, scaled.spec, want.template_hash, 4, 9)).converged
+    assert "secrets" in fake.calls and not any(c.startswith("remove") for c in fake.calls)  # made moments ago
+    fake.calls.clear()
+    d.reconcile_app(DesiredApp(KEY, scaled.spec, want.template_hash, 4, 9))
+    assert "secrets" in fake.calls  # what it kept keeps the project unswept
