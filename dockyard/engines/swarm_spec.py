@@ -165,9 +165,8 @@ def _update_configs(spec: AppSpec) -> tuple[dict, dict]:
     order = "stop-first" if recreate else "start-first"
     update = {"Parallelism": parallelism, "Order": order, "FailureAction": "rollback", "Monitor": ns(MONITOR),
               "MaxFailureRatio": 0, "Delay": 0}
-    rollback = {"Parallelism": parallelism, "Order": order, "FailureAction": "pause", "Monitor": ns(MONITOR),
-                "MaxFailureRatio": 0, "Delay": 0}
-    return update, rollback
+    # a rollback that fails too stops there (it must not roll back to the failed template)
+    return update, {**update, "FailureAction": "pause"}
 
 
 def service_spec(desired: DesiredApp, *, instance: str, network: str, files: list[FileObject]) -> dict:
