@@ -103,14 +103,12 @@ class SwarmCluster:
     """
 
     leader_timeout = 5.0  # `docker node ls` blocks while the swarm has no leader
+    dispatcher_heartbeat = "2s"
 
-    def __init__(self, managers: int = 3, workers: int = 2, images: Iterable[str] = (DEMO,), tls: bool = True,
-                 dispatcher_heartbeat: str = "2s") -> None:
+    def __init__(self, managers: int = 3, workers: int = 2, images: Iterable[str] = (DEMO,)) -> None:
         if not 1 <= managers <= 7 or not 0 <= workers <= 20:
             raise ValueError("1..7 managers and 0..20 workers")
         self.images = tuple(images)
-        self.tls = tls
-        self.dispatcher_heartbeat = dispatcher_heartbeat
         self._planned = [(f"m{i}", True) for i in range(1, managers + 1)] + [(f"w{i}", False) for i in range(1, workers + 1)]
         self.nodes: dict[str, Node] = {}
         self.slot: int | None = None
@@ -130,10 +128,6 @@ class SwarmCluster:
         return f"dys{self.slot}br"
 
     @property
-    def subnet(self) -> str:
-        return f"10.98.{self.slot}.0/24"
-
-    @property
     def managers(self) -> list[str]:
         return [n for n, m in self._planned if m]
 
@@ -148,8 +142,8 @@ class SwarmCluster:
         return self.nodes[name].sock
 
     def tcp_url(self, name: str) -> str:
-        if not self.nodes[name].manager or not self.tls:
-            raise ValueError(f"{name} listens on tcp only if it is a manager of a cluster with tls=True")
+        if not self.nodes[name].manager:
+            raise ValueError(f"{name} is a worker: only managers listen on tcp")
         return f"tcp://{self.ip(name)}:{TLS_PORT}"
 
     # ---- life cycle ---------------------------------------------------------------------------------
@@ -179,8 +173,7 @@ class SwarmCluster:
         for i, (name, manager) in enumerate(self._planned, start=2):
             self.nodes[name] = Node(name, i, manager, self.root / name, f"dys{self.slot}-{name}",
                                     f"dys{self.slot}-{name}", f"10.98.{self.slot}.{i}")
-        if self.tls:
-            self._make_tls()
+        self._make_tls()
         with ThreadPoolExecutor(len(self.nodes) + 1) as pool:
             saved = pool.submit(self._save_images)
             list(pool.map(self._create_node, self.nodes.values()))
@@ -252,7 +245,7 @@ class SwarmCluster:
                 # Swarm's API 1.41 has no per-service no-new-privileges: the node sets it for every container,
                 # as docs/clusters.md tells operators to
                 "--no-new-privileges"]
-        if node.manager and self.tls:
+        if node.manager:
             tls = node.dir / "tls"
             args += ["-H", f"tcp://{node.ip}:{TLS_PORT}", "--tlsverify", "--tlscacert", f"{tls}/ca.pem",
                      "--tlscert", f"{tls}/server-cert.pem", "--tlskey", f"{tls}/server-key.pem"]
@@ -344,7 +337,7 @@ class SwarmCluster:
         return p.stdout if check else p
 
     def manager_view(self) -> str:
-        """A live manager to ask about the swarm: the leader if known, else the first one that answers."""
+        """A live manager to ask about the swarm: the first one (m1, m2, ...) that can list the nodes."""
         for name in self.managers:
             if self.alive(name) and self.docker(name, "node", "ls", "-q", check=False, timeout=15).returncode == 0:
                 return name
@@ -369,13 +362,6 @@ class SwarmCluster:
                 if status == "Leader":
                     return host
         return None
-
-    def labels(self, name: str, labels: dict[str, str | None]) -> None:
-        """Add (value) or remove (None) node labels, through a live manager."""
-        args = []
-        for k, v in labels.items():
-            args += ["--label-rm", k] if v is None else ["--label-add", f"{k}={v}"]
-        self.docker(self.manager_view(), "node", "update", *args, name)
 
     def wait_for(self, predicate: Callable[[], object], timeout: float = 60, interval: float = 0.5,
                  what: str = "condition") -> object:
