@@ -10,8 +10,9 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import docker
 import pytest
-from dockyard_harness import Server, engine_available
+from dockyard_harness import Server, engine_available, remove_instance_objects
 from swarm_cluster import DEMO, SwarmCluster, leftovers
 
 
@@ -37,7 +38,8 @@ def module_swarm(managers: int = 3, workers: int = 2, images: tuple[str, ...] = 
 
 @contextmanager
 def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A `dockyard server` on the host engine for a module's swarm tests (skipped without one), stopped after."""
+    """A `dockyard server` on the host engine for a module's swarm tests (skipped without one); stopped
+    after, and what it left on the host engine (its local projects' containers, networks) removed."""
     if not engine_available():
         pytest.skip("no local Docker engine (run `make engine`)")
     server = Server(tmp_path_factory.mktemp("dockyard"))
@@ -46,4 +48,5 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
-
+        remove_instance_objects(docker.APIClient(base_url="unix:///var/run/docker.sock", version="1.41"),
+                                server.instance)

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from dockyard_harness import Server, app_manifest, engine_available, get_app, remove_instance_objects
-from swarm_cluster import DEMO, SwarmCluster, leftovers
-from swarm_fixtures import skip_unless_nodes_possible
+from dockyard_harness import Server, app_manifest, get_app
+from swarm_cluster import DEMO, SwarmCluster
+from swarm_fixtures import module_server, module_swarm
 
 pytestmark = pytest.mark.engine
 
@@ -37,25 +37,16 @@ SMALL = {"cpu": "0.2", "memory": "64Mi", "requests": {"cpu": "20m", "memory": "1
 
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[SwarmCluster]:
-    images = (DEMO, "dockyard/demo:broken")
-    skip_unless_nodes_possible(images)
-    t0 = time.monotonic()
-    with SwarmCluster(managers=3, workers=2, images=images) as c:
-        FIGURES["swarm up (s)"] = time.monotonic() - t0
-        slot = c.slot
+    with module_swarm(managers=3, workers=2, images=(DEMO, "dockyard/demo:broken")) as c:
+        FIGURES["swarm up (s)"] = c.timings["total"]
         yield c
-    assert leftovers(slot) == [], "the test swarm left things behind"
     print("\nswarm failure figures: " + json.dumps({k: round(v, 1) for k, v in FIGURES.items()}))
 
 
 @pytest.fixture(scope="module")
 def dy(swarm: SwarmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The server, with the Cluster `swarm`, tenant acme, project edge on the swarm and shop on the local engine."""
-    if not engine_available():
-        pytest.skip("no local Docker engine (run `make engine`)")
-    s = Server(tmp_path_factory.mktemp("dockyard"))
-    s.start()
-    try:
+    with module_server(tmp_path_factory) as s:
         ca, cert, key = swarm.client_tls
         endpoints = [{"url": swarm.tcp_url(m), "tls": {"ca": ca, "cert": cert, "key": key}} for m in swarm.managers]
         with s.client() as c:
@@ -70,13 +61,8 @@ def dy(swarm: SwarmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             s.wait_for(lambda: cluster_status(c).get("phase") == "Ready", timeout=60, interval=0.5,
                        what="the Cluster swarm to be Ready")
         yield s
-    finally:
-        t0 = time.monotonic()
-        s.stop()  # the swarm may be gone by now: the server must still stop within 10 s
-        FIGURES["server stop with the swarm down (s)"] = time.monotonic() - t0
-        import docker
-
-        remove_instance_objects(docker.APIClient(base_url="unix:///var/run/docker.sock", version="1.41"), s.instance)
+        t0 = time.monotonic()  # the swarm is gone by now: the server must still stop within 10 s
+    FIGURES["server stop and host clean-up with the swarm down (s)"] = time.monotonic() - t0
 
 
 @pytest.fixture(scope="module")

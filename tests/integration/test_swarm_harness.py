@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from swarm_cluster import DEMO, SwarmCluster, leftovers, run
-from swarm_fixtures import skip_unless_nodes_possible
+from swarm_cluster import DEMO, SwarmCluster, run
+from swarm_fixtures import module_swarm
 
 
 def running_tasks(c: SwarmCluster, service: str) -> list[tuple[str, str]]:
@@ -22,10 +22,7 @@ def running_tasks(c: SwarmCluster, service: str) -> list[tuple[str, str]]:
 @pytest.mark.engine
 @pytest.mark.timeout(150)
 def test_five_nodes_form_a_swarm_spread_a_service_survive_a_worker_crash_and_close_clean() -> None:
-    skip_unless_nodes_possible()
-    c = SwarmCluster(managers=3, workers=2)
-    with c:
-        slot = c.slot
+    with module_swarm(managers=3, workers=2) as c:  # asserts that closing it leaves nothing behind
         print(f"cluster up in {c.timings['total']:.1f} s ({c.timings})")
         rows = {r["hostname"]: r for r in c.node_table()}
         assert set(rows) == {"m1", "m2", "m3", "w1", "w2"}
@@ -60,4 +57,3 @@ def test_five_nodes_form_a_swarm_spread_a_service_survive_a_worker_crash_and_clo
         print(f"tasks of crashed {victim} running elsewhere after {time.monotonic() - t0:.1f} s: {moved}")
         down = next(r for r in c.node_table() if r["hostname"] == victim)
         assert down["status"] == "Down", down
-    assert leftovers(slot) == [], "closing the cluster left things behind"
