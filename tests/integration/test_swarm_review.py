@@ -14,6 +14,7 @@ from swarm_fixtures import module_swarm
 from dockyard.engines.base import DesiredApp, WorkloadKey
 from dockyard.engines.endpoints import Endpoint
 from dockyard.engines.swarm import SwarmDriver
+from dockyard.engines.swarm_spec import service_name
 from dockyard.model.app import AppSpec, template_hash, template_of
 
 pytestmark = pytest.mark.engine
@@ -27,6 +28,12 @@ def swarm() -> Iterator[SwarmCluster]:
         yield c
 
 
+def _task_container(swarm: SwarmCluster, service: str) -> str | None:
+    """A container of the service's task on the one node, once there is one."""
+    ids = swarm.docker("m1", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").split()
+    return ids[0] if ids else None
+
+
 def test_environment_values_are_not_swarm_templates(swarm: SwarmCluster) -> None:
     driver = SwarmDriver([Endpoint(swarm.sock("m1"))], instance=f"r{swarm.slot}", name="review")
     try:
@@ -37,9 +44,7 @@ def test_environment_values_are_not_swarm_templates(swarm: SwarmCluster) -> None
 
         def running() -> str | None:
             driver.reconcile_app(want)
-            ids = swarm.docker("m1", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name="
-                               f"dy-r{swarm.slot}-acme-tpl-web").split()
-            return ids[0] if ids else None
+            return _task_container(swarm, service_name(f"r{swarm.slot}", KEY))
 
         cid = swarm.wait_for(running, timeout=60, what="the service's task running")
         env = json.loads(swarm.docker("m1", "inspect", "-f", "{{json .Config.Env}}", str(cid)))
@@ -51,11 +56,6 @@ def test_environment_values_are_not_swarm_templates(swarm: SwarmCluster) -> None
         driver.close()
 
 
-def _task_container(swarm: SwarmCluster, service: str) -> str | None:
-    ids = swarm.docker("m1", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").split()
-    return ids[0] if ids else None
-
-
 def test_a_projects_tasks_cannot_reach_another_projects_services(swarm: SwarmCluster) -> None:
     driver = SwarmDriver([Endpoint(swarm.sock("m1"))], instance=f"r{swarm.slot}", name="review")
     keys = [WorkloadKey("acme", "one", "web"), WorkloadKey("globex", "two", "web")]
@@ -63,7 +63,7 @@ def test_a_projects_tasks_cannot_reach_another_projects_services(swarm: SwarmClu
     try:
         for k in keys:
             driver.ensure_project(k.tenant, k.project)
-        services = [f"dy-r{swarm.slot}-{k.tenant}-{k.project}-web" for k in keys]
+        services = [service_name(f"r{swarm.slot}", k) for k in keys]
 
         def both_running() -> list[str] | None:
             for k in keys:
