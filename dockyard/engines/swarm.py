@@ -169,8 +169,11 @@ class SwarmDriver(EngineDriver):
 
     def remove_project(self, tenant: str, project: str) -> None:
         self._network_ok.pop(network_name(self.instance, tenant, project), None)
-        for key in [k for k in self.list_apps() if (k.tenant, k.project) == (tenant, project)]:
-            self.remove_app(key)
+        for svc in self._services(tenant=tenant, project=project):
+            try:
+                self._call(lambda c, i=svc["ID"]: c.remove_service(i))
+            except docker_errors.NotFound:
+                pass  # removed meanwhile
         for net in self._call(lambda c: c.networks(filters=self._filters(tenant=tenant, project=project))):
             try:
                 self._call(lambda c, i=net["Id"]: c.remove_network(i))

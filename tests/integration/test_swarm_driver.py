@@ -251,6 +251,22 @@ def test_tasks_that_find_no_node_stall_after_the_deadline_and_an_app_is_removed(
     assert driver.remove_app(key) == 0
 
 
+def test_removing_a_project_removes_its_services_network_and_files(swarm: SwarmCluster, driver: SwarmDriver) -> None:
+    keys = [WorkloadKey("acme", "gone", "a"), WorkloadKey("acme", "gone", "b")]
+    spec = AppSpec.model_validate({"image": DEMO, "secrets": [{"name": "db-pass"}]})
+    for k in keys:
+        driver.reconcile_app(DesiredApp(k, spec, template_hash(template_of(spec)), 1, 1, files=FILES[:1]))
+    label = "label=dockyard.project=gone"
+    assert len(swarm.docker("m1", "service", "ls", "-q", "--filter", label).split()) == 2
+    driver.remove_project("acme", "gone")
+    assert swarm.docker("m1", "service", "ls", "-q", "--filter", label) == ""
+    assert swarm.docker("m1", "secret", "ls", "-q", "--filter", label) == ""
+    swarm.wait_for(lambda: (driver.remove_project("acme", "gone"),
+                            swarm.docker("m1", "network", "ls", "-q", "--filter", label) == "")[1], 30,
+                   what="the project's network removed once its tasks are gone")
+    assert KEY in driver.list_apps()  # the other project's app stays
+
+
 def test_failover_when_the_active_manager_dies(swarm: SwarmCluster, driver: SwarmDriver) -> None:
     active = driver.url
     victim = next(m for m in swarm.managers if active == swarm.tcp_url(m))
