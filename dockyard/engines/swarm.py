@@ -216,18 +216,13 @@ class SwarmDriver(EngineDriver):
         return _observe(service_name(self.instance, key), self._tasks({"service": [service_name(self.instance, key)]}))
 
     def summary(self) -> dict[WorkloadKey, list[tuple[str, str]]]:
-        services = {s["ID"]: s for s in self._services()}
-        out: dict[WorkloadKey, list[tuple[str, str]]] = {}
-        for s in services.values():
-            if (key := _key_of(s["Spec"].get("Labels") or {})) is not None:
-                out[key] = []
-        if not services:
-            return out
-        for t in self._tasks({"desired-state": ["running"]}):
-            s = services.get(t.get("ServiceID", ""))
-            if s is None or (key := _key_of(s["Spec"].get("Labels") or {})) is None:
-                continue
-            out[key].append((_task_name(s["Spec"]["Name"], t), _map_state((t.get("Status") or {}).get("State", ""))))
+        apps = {s["ID"]: (s["Spec"]["Name"], key) for s in self._services()
+                if (key := _key_of(s["Spec"].get("Labels") or {})) is not None}
+        out: dict[WorkloadKey, list[tuple[str, str]]] = {key: [] for _, key in apps.values()}
+        if apps:
+            for t in self._tasks({"service": list(apps), "desired-state": ["running"]}):
+                if (app := apps.get(t.get("ServiceID", ""))) is not None:
+                    out[app[1]].append((_task_name(app[0], t), _map_state((t.get("Status") or {}).get("State", ""))))
         return out
 
     def reconcile_app(self, desired: DesiredApp,

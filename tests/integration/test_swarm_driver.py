@@ -120,6 +120,8 @@ def test_limits_labels_security_and_policy_show_in_the_service(swarm: SwarmClust
     assert spec["UpdateConfig"]["Order"] == "start-first" and spec["UpdateConfig"]["FailureAction"] == "rollback"
     assert tt["Networks"][0]["Aliases"] == ["web"]
     assert driver.list_apps() == {KEY} and ("acme", "shop") in driver.list_projects()
+    summary = driver.summary()  # what a resync compares: the same task names as observe_app
+    assert set(summary) == {KEY} and sorted(summary[KEY]) == sorted((c.name, c.state) for c in driver.observe_app(KEY))
 
 
 def test_secrets_and_configs_are_mounted_and_replaced_by_content(swarm: SwarmCluster, driver: SwarmDriver) -> None:
