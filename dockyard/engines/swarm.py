@@ -415,8 +415,8 @@ class SwarmDriver(EngineDriver):
                             "")
                 slot = slots.get(task, 0)
                 stamp = datetime.fromtimestamp(ts / 1e9, UTC).isoformat().replace("+00:00", "Z") if timestamps else None
-                yield LogLine(container=f"{name}.{slot}.{task[:12]}", slot=slot, stream=stream, text=message,
-                              timestamp=stamp)
+                yield LogLine(container=_task_name(name, {"ID": task, "Slot": slot}), slot=slot, stream=stream,
+                              text=message, timestamp=stamp)
         except Exception as e:  # noqa: BLE001 — the stream was aborted by `stop`, or the manager went
             if stop is None or not stop.is_set():
                 raise EngineUnavailable(f"log stream of service {name} ended: {type(e).__name__}") from None
