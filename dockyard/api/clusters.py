@@ -17,12 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.api import audit, objects
 from dockyard.api.authz import AuthzDep, admin_only
+from dockyard.api.cluster_rules import RETRY_AFTER
 from dockyard.api.deps import ClusterOps, ClusterOpsDep, PlatformDep, StoreDep
 from dockyard.api.nodes import node_rows
 from dockyard.api.problems import Problem
 from dockyard.api.resources import DryRun, _body_schema, _patch_schema
 from dockyard.model.cluster import LOCAL, ClusterError
-from dockyard.model.meta import LABEL_KEY, LABEL_VALUE, Schema
+from dockyard.model.meta import Schema, check_labels
 from dockyard.store.repository import Store
 
 router = APIRouter(tags=["clusters"], dependencies=[admin_only("clusters.manage")])
@@ -31,11 +32,11 @@ HEALTH_THREADS = 8
 
 
 def ops_call(fn: Callable[[], T]) -> T:
-    """fn(), with a ClusterError answered as problem+json with its status (503: retry in 5 s)."""
+    """fn(), with a ClusterError answered as problem+json with its status (503: retry after RETRY_AFTER s)."""
     try:
         return fn()
     except ClusterError as e:
-        raise Problem(e.status, e.message, headers={"Retry-After": "5"} if e.status == 503 else None) from None
+        raise Problem(e.status, e.message, headers={"Retry-After": RETRY_AFTER} if e.status == 503 else None) from None
 
 
 def _now() -> str:
@@ -137,11 +138,7 @@ class NodeUpdate(Schema):
     @field_validator("labels")
     @classmethod
     def _labels(cls, v: dict[str, str | None]) -> dict[str, str | None]:
-        for k, val in v.items():
-            if not LABEL_KEY.match(k):
-                raise ValueError(f"label key '{k}' is invalid")
-            if val is not None and not LABEL_VALUE.match(val):
-                raise ValueError(f"label '{k}' has an invalid value '{val}' (at most 63 letters, digits, '-', '_', '.')")
+        check_labels({k: val or "" for k, val in v.items()})  # null (remove the label): its key is checked
         return v
 
 
