@@ -163,8 +163,16 @@ add_kind_routes("Tenant", collection="/tenants", item="/tenants/{name}",
                 collection_scope=_tenant_collection, item_key=_tenant_item)
 add_kind_routes("Project", collection="/projects", item="/projects/{tenant}/{name}",
                 collection_scope=_project_collection, item_key=_project_item)
-# writes that reach the project's engine are refused while its cluster cannot apply them
-ENGINE_WRITE_CHECKS = [Depends(cluster_rules.cluster_writable)]
+
+
+async def engine_write(request: Request, tenant: str, project: str, dry_run: DryRun = False) -> None:
+    """Writes that reach the project's engine are refused while its cluster cannot apply them;
+    a dry run changes nothing and passes."""
+    if not dry_run:
+        await cluster_rules.cluster_writable(request, tenant, project)
+
+
+ENGINE_WRITE_CHECKS = [Depends(engine_write)]
 add_kind_routes("App", collection="/projects/{tenant}/{project}/apps", item="/projects/{tenant}/{project}/apps/{name}",
                 collection_scope=_app_collection, item_key=_app_item, write_checks=ENGINE_WRITE_CHECKS)
 

@@ -271,6 +271,8 @@ def test_writes_to_a_cluster_that_cannot_apply_them_are_refused_fast(api: Any, s
         assert err["detail"] == ("cluster eu-swarm cannot apply changes now: the swarm has no leader: 2 of 3 "
                                  "managers are unreachable; nothing was changed"), err["detail"]
         assert took < 0.5, f"{method} {url} took {took:.2f} s"
+    # a route that has no dry run is not let through by asking for one
+    problem(api.post(f"{eu}/apps/web/scale", json={"replicas": 5}, params={"dryRun": "true"}), 503)
     assert store.get("App", "acme/eu", "web").resource_version == before
     problem(api.get(f"{eu}/apps/api"), 404)
     # reads, dry runs, the project itself and projects on other clusters are not refused
