@@ -325,21 +325,24 @@ def test_with_the_leader_killed_changes_are_applied_through_another_manager(
         elected = threading.Thread(target=_time_election, args=(swarm, leader, t0), daemon=True)
         elected.start()
         with dy.client() as c:
-            # a new leader is elected within seconds; meanwhile the cluster may say it cannot apply
-            # changes (503), never hang
-            def accepted() -> bool:
+            # two of three managers still answer, so while the swarm elects a new leader the cluster is
+            # Degraded but writable: a write is accepted (never held), and applied once there is a leader.
+            # Write every 0.5 s from the kill until the swarm has its new leader: a single write would
+            # pass on the router's health cached from before the kill
+            accepted: list[float] = []
+            while elected.is_alive() or not accepted:
                 r, elapsed = timed(lambda: c.patch(f"/projects/{EDGE}/apps/web", headers=MERGE,
                                                    json={"spec": {"env": [{"name": "COLOUR", "value": "blue"}]}}))
                 assert elapsed < 5, f"a write took {elapsed:.1f} s while the leader was down"
                 if r.status_code == 503:
                     refusals.append(f"{time.monotonic() - t0:.1f}s {r.json()['detail']}")
-                    return False
-                r.raise_for_status()
-                return True
-            until(swarm, accepted, 45, "the write to be accepted with the leader down", interval=0.5,
-                  show=lambda: refusals[-3:])
-            FIGURES["leader killed: to a write accepted (s)"] = time.monotonic() - t0
-            print(f"\nleader {leader} killed: {len(refusals)} refused writes first"
+                else:
+                    r.raise_for_status()
+                    accepted.append(time.monotonic() - t0)
+                assert time.monotonic() - t0 < 75, f"no write accepted 75 s after the kill: {refusals[-3:]}"
+                time.sleep(0.5)
+            FIGURES["leader killed: to a write accepted (s)"] = accepted[0]
+            print(f"\nleader {leader} killed: {len(accepted)} writes accepted, {len(refusals)} refused"
                   + (f", first: {refusals[0]}, last: {refusals[-1]}" if refusals else ""))
             app_ready(dy, "web", WEB, timeout=90)
         FIGURES["leader killed: to the change rolled out (s)"] = time.monotonic() - t0
@@ -355,10 +358,12 @@ def test_with_the_leader_killed_changes_are_applied_through_another_manager(
         # the App is Ready once WEB new tasks run; the last old container may still be stopping a moment
         until(swarm, lambda: len(e := envs()) == WEB and all("COLOUR=blue" in x for x in e), 15,
               "only containers with the change", show=envs)
-        assert swarm.leader() != leader
+        assert swarm.leader() not in (None, leader)
         with dy.client() as c:
             active = cluster_status(c).get("activeEndpoint")
         assert active and active != swarm.tcp_url(leader), f"Dockyard still names the dead {leader}: {active}"
+        assert not refusals, (f"{len(refusals)} writes refused while the swarm elected a leader (2 of 3 managers "
+                              f"up: it should stay writable); first: {refusals[0]}, last: {refusals[-1]}")
     finally:
         restore(swarm)
 
