@@ -20,11 +20,12 @@ export async function projectPage(main, [tenant, project, tab = "apps"], signal)
   const [rights, tenantRights, spec] = await Promise.all([
     api("GET", seg`/projects/${tenant}/${project}/rights`, undefined, { signal }),
     api("GET", seg`/tenants/${tenant}/rights`, undefined, { signal }).catch(() => ({ allowed: {} })),
-    api("GET", seg`/projects/${tenant}/${project}`, undefined, { signal }).then((p) => p.spec || {}).catch(() => ({})),
+    api("GET", seg`/projects/${tenant}/${project}`, undefined, { signal }).then((p) => p.spec || {}).catch(() => null),
   ]);
   main.append(h("div", { class: "page-head" },
     h("div", { class: "title" }, h("h1", {}, h("span", { class: "muted" }, `${tenant} / `), project),
-      h("span", { class: "badge muted", id: "project-cluster", title: t("project.clusterHint") },
+      // a project stored before clusters existed has no spec.cluster: it is on local; one not read is not said
+      spec && h("span", { class: "badge muted", id: "project-cluster", title: t("project.clusterHint") },
         t("project.onCluster", { cluster: spec.cluster || "local" }))),
     h("div", { class: "actions" },
       rights.allowed["app.write"] && h("a", { class: "button primary", href: `${base}/deploy`, id: "deploy-here" }, t("project.deploy")),
