@@ -71,22 +71,21 @@ class ClusterMonitor:
                                           "Normal" if health.phase == "Ready" else "Warning",
                                           _REASONS[health.phase],
                                           f"cluster {name}: {without_addresses(health.message)}"))  # its projects show it
-        if health.phase != "Unavailable" and health.nodes_total:
-            # only when the swarm's leader listed the nodes: without one (an election) their states are
-            # not known, and reporting them down would be a false alarm
-            self._node_events(name)
+        # node states come only from a swarm's leader: without one (an election) they are not known,
+        # and reporting the nodes down would be a false alarm
+        self._node_events(name, health.node_states)
         return health
 
-    def _node_events(self, cluster: str) -> None:
-        for n in self.engines.cluster_nodes(cluster):
-            was = self._nodes.get((cluster, n.name))
-            self._nodes[(cluster, n.name)] = n.status
-            if {was, n.status} != {"ready", "down"}:  # "unknown" (a node's state in doubt) is no transition
+    def _node_events(self, cluster: str, states: tuple[tuple[str, str], ...]) -> None:
+        for node, state in states:
+            was = self._nodes.get((cluster, node))
+            self._nodes[(cluster, node)] = state
+            if {was, state} != {"ready", "down"}:  # "unknown" (a node's state in doubt) is no transition
                 continue
-            up = n.status == "ready"
+            up = state == "ready"
             self.store.record_event(Event(
-                event_scope(cluster), "Node", n.name, "Normal" if up else "Warning", "NodeUp" if up else "NodeDown",
-                f"node {n.name} of cluster {cluster} is {'ready again' if up else n.status}"))
+                event_scope(cluster), "Node", node, "Normal" if up else "Warning", "NodeUp" if up else "NodeDown",
+                f"node {node} of cluster {cluster} is {'ready again' if up else state}"))
 
 
 def status_of(h: ClusterHealth) -> dict:

@@ -519,9 +519,10 @@ class SwarmDriver(EngineDriver):
             return self._leaderless_health()
         managers = [n for n in raw if n.get("ManagerStatus")]
         reachable = sum(1 for n in managers if n["ManagerStatus"].get("Reachability") == "reachable")
-        ready = sum(1 for n in raw if (n.get("Status") or {}).get("State") == "ready")
+        states = tuple((i.name, i.status) for i in (_node_info(n, ()) for n in raw))
+        ready = sum(1 for _, state in states if state == "ready")
         counts = {"active_endpoint": self.endpoints.active, "managers_total": len(managers),
-                  "managers_reachable": reachable, "nodes_total": len(raw), "nodes_ready": ready}
+                  "managers_reachable": reachable, "nodes_total": len(raw), "nodes_ready": ready, "node_states": states}
         if reachable * 2 <= len(managers) or not any(n["ManagerStatus"].get("Leader") for n in managers):
             # what the manager still remembers, moments before it notices it lost its quorum
             return ClusterHealth(self.name, "Unavailable", False,

@@ -191,6 +191,9 @@ class ClusterHealth:
     managers_reachable: int = 0
     nodes_total: int = 0
     nodes_ready: int = 0
+    # (hostname, ready | down | unknown) of each node as the swarm's leader listed them; empty when no
+    # leader could (their states are then not known)
+    node_states: tuple[tuple[str, str], ...] = ()
 
     def status_fields(self) -> dict[str, Any]:
         """The Cluster status fields this health sets (camelCase, as stored and shown)."""

@@ -179,7 +179,8 @@ class _Swarm(_Engines):
         self.node_status = "ready"
 
     def health(self, name: str) -> ClusterHealth:
-        return ClusterHealth(name, "Ready", True, self.message, nodes_total=1, nodes_ready=1)  # the leader listed them
+        return ClusterHealth(name, "Ready", True, self.message, nodes_total=1, nodes_ready=int(self.node_status == "ready"),
+                             node_states=(("w1", self.node_status),))  # as the swarm's leader listed them
 
     def cluster_nodes(self, name: str) -> list:
         return [NodeInfo("w1", self.node_status, cluster=name)]
@@ -199,3 +200,20 @@ def test_a_clusters_events_show_only_in_the_projects_on_it(api: Any, store: Stor
     assert all(e["project"] is None for e in on_it if e["reason"] in ("ClusterReady", "NodeDown")), on_it
     other = ok(api.get(f"{V1}/projects/acme/home/events"))["items"]
     assert not [e for e in other if e["reason"] in ("ClusterReady", "NodeDown")], other
+
+
+def test_an_election_reports_no_node_down_or_up(api: Any, store: Store) -> None:
+    # during a leader election no manager can list the nodes: their states are unknown, not down
+    ok(api.post(f"{V1}/clusters", json=swarm()), 201)
+    ok(_project(api, "eu", cluster="eu-swarm"), 201)
+    engines = _Swarm()
+    monitor = ClusterMonitor(store, engines, leading=lambda: True)  # type: ignore[arg-type]
+    monitor.probe("eu-swarm")
+    electing = ClusterHealth("eu-swarm", "Degraded", True, "electing a leader")
+    engines.health = lambda name: electing  # type: ignore[method-assign]
+    monitor.probe("eu-swarm")
+    del engines.health
+    monitor.probe("eu-swarm")
+    reasons = [e["reason"] for e in ok(api.get(f"{V1}/projects/acme/eu/events"))["items"]]
+    assert "NodeDown" not in reasons and "NodeUp" not in reasons, reasons
+    assert reasons.count("ClusterDegraded") == 1, reasons
