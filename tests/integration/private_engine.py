@@ -82,9 +82,6 @@ class PrivateEngine:
                 time.sleep(0.3)
         raise RuntimeError(f"private dockerd {self.name} did not start: {(self.dir / 'log').read_text()[-1500:]}")
 
-    def dockerd_pid(self) -> int | None:
-        return dockerd_pid(self.proc)
-
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         """Stop dockerd (SIGTERM: a clean engine restart; SIGKILL: a crash of the whole node)."""
         stop_dockerd(self.proc, sig, timeout)
