@@ -21,10 +21,11 @@ from dockyard.api.cluster_rules import RETRY_AFTER
 from dockyard.api.deps import ClusterOps, ClusterOpsDep, PlatformDep, StoreDep
 from dockyard.api.nodes import node_rows
 from dockyard.api.problems import Problem
-from dockyard.api.resources import DryRun, _body_schema, _patch_schema
+from dockyard.api.resources import DryRun, Selector, SinceRV, Watch, _body_schema, _patch_schema, watch_list
 from dockyard.model.cluster import LOCAL, ClusterError
 from dockyard.model.meta import Schema, check_labels
 from dockyard.store.repository import Store
+from dockyard.store.selectors import parse_selector
 
 router = APIRouter(tags=["clusters"], dependencies=[admin_only("clusters.manage")])
 T = TypeVar("T")
@@ -81,9 +82,17 @@ def _not_local(name: str, doing: str) -> None:
 
 
 @router.get("/clusters", operation_id="listClusters", summary="The clusters (local first) with their live status")
-def list_clusters(request: Request, store: StoreDep, authz: AuthzDep, platform: PlatformDep) -> dict:
-    page = objects.list_page(store, authz, "Cluster")
-    items = _with_health(request.app.state.clusters, [_local_cluster(platform), *page["items"]])
+async def list_clusters(request: Request, store: StoreDep, authz: AuthzDep, platform: PlatformDep,
+                        selector: Selector = None, watch: Watch = False, since: SinceRV = None) -> Any:
+    """A watch streams the stored Clusters' changes (their status as the cluster monitor writes
+    it; `local` is not stored, so it is not in the stream)."""
+    if watch:
+        return await watch_list(request, store, authz, "Cluster", "", since, selector)
+    page = await run_in_threadpool(objects.list_page, store, authz, "Cluster", label_selector=selector)
+    # `local` has no labels: a selector that asks for one leaves it out (list_page checked the selector)
+    local = [await run_in_threadpool(_local_cluster, platform)] if not selector or \
+        parse_selector(selector).matches({}) else []
+    items = await run_in_threadpool(_with_health, request.app.state.clusters, [*local, *page["items"]])
     return {**page, "items": items}
 
 

@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from test_api import next_event, sse_events
 
 from dockyard.engines.base import NodeInfo
 from dockyard.model.cluster import SEALED, ClusterError, ClusterHealth
@@ -209,6 +210,28 @@ def test_the_list_shows_local_first_with_live_health(api: Any, store: Store, ops
     assert ok(api.get(f"{V1}/clusters/us-swarm"))["status"]["writable"] is False
     assert ok(api.get(f"{V1}/clusters/local"))["metadata"]["name"] == "local"
     problem(api.get(f"{V1}/clusters/nowhere"), 404)
+    # a label selector (`dockyard get clusters -l`): local has no labels
+    ok(api.patch(f"{V1}/clusters/us-swarm", json={"metadata": {"labels": {"region": "us-east"}}}))
+
+    def selected(selector: str) -> list[str]:
+        return [c["metadata"]["name"] for c in ok(api.get(f"{V1}/clusters", params={"labelSelector": selector}))["items"]]
+    assert selected("region=us-east") == ["us-swarm"]
+    assert selected("region!=us-east") == ["local", "eu-swarm"]
+    assert "labelSelector" in problem(api.get(f"{V1}/clusters", params={"labelSelector": "region in"}), 400)["detail"]
+
+
+@pytest.mark.timeout(30)
+def test_clusters_can_be_watched(api: Any, store: Store) -> None:
+    ok(api.post(f"{V1}/clusters", json=swarm()), 201)
+    with api.stream("GET", f"{V1}/clusters", params={"watch": "1"}) as r:
+        events = sse_events(r)
+        event, data = next(events)
+        assert (event, data["object"]["metadata"]["name"]) == ("ADDED", "eu-swarm")
+        assert data["object"]["spec"]["endpoints"][0]["tls"]["key"] == SEALED
+        assert next(events)[0] == "BOOKMARK"
+        store.update_status("Cluster", "", "eu-swarm", {"phase": "Unavailable", "message": "no leader"})
+        event, data = next_event(events)
+        assert event == "MODIFIED" and data["object"]["status"]["phase"] == "Unavailable"
 
 
 def test_without_cluster_support_the_list_still_answers(api: Any) -> None:
