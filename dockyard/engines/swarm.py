@@ -506,7 +506,7 @@ class SwarmDriver(EngineDriver):
         try:
             info = self._get("/info", timeout=PROBE_TIMEOUT)
         except EngineError as e:
-            return ClusterHealth(self.name, "Unavailable", False, str(e))
+            return self._leaderless_health(e)  # a follower holds /info too while the managers elect a leader
         sw = info.get("Swarm") or {}
         active = self.endpoints.active
         if sw.get("LocalNodeState") != "active":
@@ -515,8 +515,8 @@ class SwarmDriver(EngineDriver):
                                  active_endpoint=active)
         try:
             raw = self._get("/nodes", timeout=PROBE_TIMEOUT)
-        except EngineError:
-            return self._leaderless_health()
+        except EngineError as e:
+            return self._leaderless_health(e)
         managers = [n for n in raw if n.get("ManagerStatus")]
         reachable = sum(1 for n in managers if n["ManagerStatus"].get("Reachability") == "reachable")
         states = tuple((i.name, i.status) for i in (_node_info(n, ()) for n in raw))
@@ -532,14 +532,17 @@ class SwarmDriver(EngineDriver):
         return ClusterHealth(self.name, phase, True,
                              f"{reachable}/{len(managers)} managers reachable, {ready}/{len(raw)} nodes ready", **counts)
 
-    def _leaderless_health(self) -> ClusterHealth:
-        """No manager can list the nodes: the swarm has no leader. While a majority of the manager
-        endpoints answer, that is an election (a leader died): changes are accepted and applied once
-        it is over, in seconds. Otherwise the quorum is lost and nothing can be applied."""
+    def _leaderless_health(self, error: EngineError) -> ClusterHealth:
+        """No manager served a swarm call (`error`): none answers at all, or the swarm has no leader.
+        While a majority of the manager endpoints answer a ping, that is an election (a leader died):
+        changes are accepted and applied once it is over, in seconds. Otherwise the quorum is lost and
+        nothing can be applied."""
         eps = self.endpoints.endpoints
         with ThreadPoolExecutor(max_workers=len(eps)) as pool:
             alive = sum(pool.map(self.endpoints.alive, range(len(eps))))
         counts = {"active_endpoint": self.endpoints.active, "managers_total": len(eps), "managers_reachable": alive}
+        if not alive:
+            return ClusterHealth(self.name, "Unavailable", False, str(error), **counts)
         if alive * 2 > len(eps):
             return ClusterHealth(self.name, "Degraded", True,
                                  f"the swarm is electing a leader ({alive} of {len(eps)} manager endpoints answer): "
