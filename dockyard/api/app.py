@@ -56,7 +56,8 @@ def create_app(store: Store, *, logs: LogProvider, platform: PlatformInfo, keyri
     """The API over `store`; `exec_provider` (optional) runs the web terminal's commands;
     `metrics_provider` (optional) answers the metrics routes (503 without one); `log_search`
     (optional) answers the stored-log routes (503 without one); `clusters` (optional) answers the
-    cluster and node routes (503 without one; then every project is on the local engine)."""
+    node operations and join tokens (503 without one; cluster lists then show the stored status,
+    `GET /nodes` the platform's, and no write is refused for its cluster)."""
     app = FastAPI(title="Dockyard", version=__version__, openapi_url="/api/v1/openapi.json",
                   docs_url=None, redoc_url=None,  # the docs page is served by dockyard.web, from local files
                   description="Multi-tenant container cloud platform API. Every route but /login needs "
