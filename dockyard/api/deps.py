@@ -145,7 +145,8 @@ class PlatformInfo(Protocol):
 class ClusterOps(Protocol):
     """The clusters the server drives (the local engine as `local`, and every stored Cluster); the
     server wires one over its cluster router in. None in create_app: node operations and join
-    tokens answer 503 (see create_app). Failures raise dockyard.model.cluster.ClusterError carrying the HTTP status. Blocking."""
+    tokens answer 503 (see create_app). Failures raise dockyard.model.cluster.ClusterError
+    carrying the HTTP status. Blocking."""
 
     def cluster_health(self, cluster: str) -> ClusterHealth:
         """Whether `cluster` can apply changes now; cached for a moment, so it is cheap to ask."""
