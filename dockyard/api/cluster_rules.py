@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from dockyard.admission import Admitted, FieldError, InvalidObject
 from dockyard.api.problems import Problem
 from dockyard.model.cluster import LOCAL, SEALED, ClusterError, open_to, without_addresses
+from dockyard.model.project import project_cluster
 from dockyard.store.errors import Conflict, NotFound
 from dockyard.store.repository import Store, StoredObject
 from dockyard.store.tables import resources
@@ -85,7 +86,7 @@ def reseal_tls_keys(store: Store) -> int:
 def project_cluster_exists(conn: Connection, obj: StoredObject) -> None:
     """Inside a project create's transaction: its cluster exists (the row is locked, so a
     concurrent delete of the cluster either sees this project or wins first)."""
-    cluster = obj.spec.get("cluster") or LOCAL
+    cluster = project_cluster(obj.spec)
     if cluster == LOCAL:
         return
     row = conn.execute(select(resources.c.spec).where(and_(
@@ -102,7 +103,7 @@ def project_cluster_exists(conn: Connection, obj: StoredObject) -> None:
 
 
 def project_cluster_unchanged(a: Admitted, current: StoredObject) -> None:
-    was, asked = current.spec.get("cluster") or LOCAL, a.spec.get("cluster") or LOCAL
+    was, asked = project_cluster(current.spec), project_cluster(a.spec)
     if a.kind == "Project" and asked != was:
         raise InvalidObject("Project", [FieldError(
             "spec.cluster", f"cannot change from '{was}' to '{asked}' (no cluster given means 'local'): keep "
@@ -113,7 +114,7 @@ def _refuse_users(conn: Connection, obj: StoredObject, what: str, keeps: Any = l
     """409 naming the projects bound to the cluster `obj` whose tenant `keeps(tenant)` is False."""
     rows = conn.execute(select(resources.c.scope, resources.c.name, resources.c.spec).where(
         resources.c.kind == "Project").order_by(resources.c.scope, resources.c.name)).all()
-    users = [f"{r.scope}/{r.name}" for r in rows if (r.spec or {}).get("cluster") == obj.name and not keeps(r.scope)]
+    users = [f"{r.scope}/{r.name}" for r in rows if project_cluster(r.spec) == obj.name and not keeps(r.scope)]
     if users:
         more = f" and {len(users) - 5} more" if len(users) > 5 else ""
         raise Conflict(f"cluster {obj.name} is used by project{'s' if len(users) > 1 else ''} "
@@ -136,7 +137,7 @@ def check_writable(store: Store, ops: Any, tenant: str, project: str) -> None:
     local engine is never refused here: while it is down, the store accepts and the controllers
     converge once it answers."""
     try:
-        cluster = store.get("Project", tenant, project).spec.get("cluster") or LOCAL
+        cluster = project_cluster(store.get("Project", tenant, project).spec)
     except NotFound:
         return  # the handler answers 404
     if cluster == LOCAL:

@@ -19,7 +19,8 @@ from dockyard.api.deps import StoreDep
 from dockyard.api.logsearch import parse_when
 from dockyard.api.metrics import bad_param
 from dockyard.api.watch import Batch, follow, sse, sse_response
-from dockyard.model.cluster import LOCAL, event_scope
+from dockyard.model.cluster import event_scope
+from dockyard.model.project import project_cluster
 from dockyard.store.repository import CLUSTER_SCOPE, Event, EventQuery, Store, iso_time
 
 router = APIRouter(prefix="/projects/{tenant}/{project}", tags=["events"])
@@ -96,7 +97,7 @@ def list_events(
         raise bad_param("type", f"'{type}' is not an event type; choose Normal or Warning")
     if app is not None and kind is not None and kind != "App":
         raise bad_param("kind", "app= names an App: leave kind out or set it to App")
-    scopes = [f"{tenant}/{project}", CLUSTER_SCOPE, event_scope(proj.spec.get("cluster") or LOCAL)]
+    scopes = [f"{tenant}/{project}", CLUSTER_SCOPE, event_scope(project_cluster(proj.spec))]
     q = EventQuery(list(dict.fromkeys(scopes)), kind="App" if app else kind, name=app, type=type,
                    reason=reason, since=_later(parse_since(since), born), after=_cursor(after, "after"),
                    before=_cursor(before, "before"), limit=limit)

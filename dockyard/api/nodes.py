@@ -15,6 +15,7 @@ from dockyard.api.deps import PlatformDep
 from dockyard.api.problems import Problem
 from dockyard.metrics.registry import metric_header, sample_line
 from dockyard.model.cluster import LOCAL, ClusterError
+from dockyard.model.project import project_cluster
 
 router = APIRouter(tags=["nodes"])
 
@@ -58,7 +59,7 @@ def node_rows(request: Request, nodes: list[Any], *, details: bool) -> list[dict
 def clusters_in_use(store: Any, authz: Any) -> set[str]:
     """The clusters a non-admin may know of: `local` and those of the projects they can see (the
     nodes of other tenants' clusters are none of their business). Blocking."""
-    return {LOCAL} | {(p.spec or {}).get("cluster") or LOCAL for p in store.list("Project")[0]
+    return {LOCAL} | {project_cluster(p.spec) for p in store.list("Project")[0]
                       if authz.can_see_project(p.scope, p.name)}
 
 
