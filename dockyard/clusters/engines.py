@@ -202,15 +202,17 @@ class ClusterEngines(EngineDriver):
 
     def _union(self, call: Callable[[EngineDriver], Any]) -> list[Any]:
         """`call` on every engine; the local engine's errors propagate (as with one engine), another
-        cluster's are skipped: it must not stop the local projects' orphan collection or resync."""
+        cluster's are skipped, whatever they are (an endpoint that is no Docker engine answers 404s):
+        it must not stop the local projects' orphan collection or resync."""
         results = []
         for name, drv in self._opened():
             try:
                 results.append(call(drv))
-            except EngineError as e:
+            except Exception as e:  # noqa: BLE001 — see above
                 if name == LOCAL:
                     raise
-                log.debug("cluster %s skipped: %s", name, e)
+                log.log(logging.DEBUG if isinstance(e, EngineError) else logging.WARNING,
+                        "cluster %s skipped: %s", name, e)
         return results
 
     # --- health -----------------------------------------------------------------------------
@@ -246,8 +248,8 @@ class ClusterEngines(EngineDriver):
         if probe is not None:
             try:
                 h = probe()
-            except EngineError as e:
-                h = ClusterHealth(cluster, "Unavailable", False, str(e))
+            except Exception as e:  # noqa: BLE001 — e.g. an endpoint that is no Docker engine (404s)
+                h = ClusterHealth(cluster, "Unavailable", False, f"{type(e).__name__}: {e}")
         else:
             h = _single_engine_health(cluster, drv)
         self._health[cluster] = (time.monotonic(), h)

@@ -213,3 +213,19 @@ def test_events_merge_every_cluster_and_a_broken_cluster_stream_does_not_end_the
     with pytest.raises(EngineError):
         next(stream)
     stop.set()
+
+
+def test_a_cluster_whose_endpoint_is_no_engine_is_skipped_and_unavailable(store: Store, tmp_path: Path) -> None:
+    # an endpoint that answers HTTP but is no Docker engine raises the SDK's own errors (404s), not
+    # EngineErrors: the local engine's work and the health answer must not break on them
+    engines, local, opener = _setup(store, tmp_path)
+
+    def not_an_engine(*args: object) -> None:
+        raise LookupError("404 Client Error: Not Found")
+
+    eu = engines.driver("eu")
+    eu.list_apps = not_an_engine  # type: ignore[method-assign]
+    eu.health = not_an_engine  # type: ignore[attr-defined]
+    assert engines.list_apps() == {WorkloadKey("acme", "onlocal", "web")}
+    h = engines.health("eu")
+    assert h.phase == "Unavailable" and not h.writable and "404" in h.message
