@@ -78,8 +78,8 @@ def cluster_nodes(request: Request, platform: Any, cluster: str | None, known: s
         for name in sorted(known, key=lambda c: (c != LOCAL, c)):
             try:
                 out += ops.nodes(name)
-            except Exception:  # noqa: BLE001 — a cluster removed or broken meanwhile: as ops.nodes(None) skips it
-                continue
+            except ClusterError:
+                continue  # removed meanwhile, or its driver cannot be opened: as ops.nodes(None) skips it
         return out
     try:
         return ops.nodes(cluster)

@@ -261,8 +261,8 @@ class ClusterEngines(EngineDriver):
         drv = self.driver(cluster)
         try:
             nodes = [replace(n, cluster=cluster) for n in drv.nodes()]
-        except EngineError as e:
-            if e.reason == "NodesUnsupported":
+        except Exception as e:  # noqa: BLE001 — as in _union: another cluster's failure of any kind
+            if isinstance(e, EngineError) and e.reason == "NodesUnsupported":
                 return []
             return [replace(n, status="down", containers=()) for n in self._known_nodes.get(cluster, [])]
         self._known_nodes[cluster] = nodes

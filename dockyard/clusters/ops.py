@@ -26,13 +26,16 @@ class ClusterOperations:
         if cluster == LOCAL:
             return [replace(n, cluster=LOCAL) for n in self.local_nodes()]
         if cluster is not None:
-            return self.engines.cluster_nodes(cluster)
+            try:
+                return self.engines.cluster_nodes(cluster)
+            except EngineError as e:  # its driver cannot be opened
+                raise ClusterError(503, f"cluster {cluster}: {e}") from None
         out = self.nodes(LOCAL)
         for name in self.engines.clusters()[1:]:
             try:
-                out += self.engines.cluster_nodes(name)
-            except (ClusterError, EngineError):
-                continue
+                out += self.nodes(name)
+            except ClusterError:
+                continue  # removed meanwhile, or its driver cannot be opened
         return out
 
     def update_node(self, cluster: str, node: str, *, availability: str | None = None,
