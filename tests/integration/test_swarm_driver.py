@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from swarm_cluster import DEMO, SwarmCluster, leftovers
-from swarm_fixtures import skip_unless_nodes_possible
+from swarm_cluster import DEMO, SwarmCluster
+from swarm_fixtures import module_swarm
 
 from dockyard.engines.base import DesiredApp, EngineError, EngineUnavailable, MountedFile, ObservedApp, WorkloadKey
 from dockyard.engines.endpoints import Endpoint
@@ -37,12 +37,8 @@ FIGURES: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[SwarmCluster]:
-    images = (DEMO, BROKEN)
-    skip_unless_nodes_possible(images)
-    with SwarmCluster(managers=3, workers=2, images=images) as c:
-        slot = c.slot
+    with module_swarm(images=(DEMO, BROKEN)) as c:
         yield c
-    assert leftovers(slot) == [], "the test swarm left things behind"
     print("\nswarm driver figures: " + json.dumps({k: round(v, 2) for k, v in FIGURES.items()}))
 
 
