@@ -51,11 +51,16 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 def open_login(page, url: str) -> None:  # noqa: ANN001
-    """Open the login page and wait for its form, loading it again when Chromium dropped its
-    requests: Chromium aborts requests in flight (net::ERR_NETWORK_CHANGED, loopback too) whenever
+    """Open the login page and wait for its form (see open_page)."""
+    open_page(page, url + "/#/login", "#username")
+
+
+def open_page(page, url: str, selector: str) -> None:  # noqa: ANN001
+    """Load `url` as a new document and wait for `selector`, loading it again when Chromium dropped
+    its requests: Chromium aborts requests in flight (net::ERR_NETWORK_CHANGED, loopback too) whenever
     the host's network interfaces change, which dockerd does with each container it starts or
-    removes; a dropped module leaves the page without its script, so no form and no page error
-    ever comes. If the form still does not come, say what the page was waiting for."""
+    removes; a dropped module leaves the page without its script, so nothing comes and no page error
+    ever does. If `selector` still does not come, say what the page was waiting for."""
     pending: dict[str, float] = {}
     seen: list[str] = []
     dropped = [False]
@@ -80,11 +85,12 @@ def open_login(page, url: str) -> None:  # noqa: ANN001
         page.on(event, fn)
     try:
         started = time.monotonic()
-        load(lambda: page.goto(url + "/#/login"))
+        load(lambda: page.goto("about:blank"))  # a new document even when only the #hash differs
+        load(lambda: page.goto(url))
         reloads = 0
         while True:
             try:
-                page.wait_for_selector("#username", timeout=1_000)
+                page.wait_for_selector(selector, timeout=1_000)
                 return
             except PlaywrightTimeout:
                 now = time.monotonic()
@@ -93,7 +99,7 @@ def open_login(page, url: str) -> None:  # noqa: ANN001
                     load(page.reload)
                 elif now - started > 30:  # a loaded machine may be slow to start the page, but not this slow
                     waiting = [f"{u} (pending {now - t:.1f} s)" for u, t in pending.items()]
-                    raise AssertionError(f"no login form {now - started:.1f} s after opening the page ({reloads} "
+                    raise AssertionError(f"no {selector} {now - started:.1f} s after opening {url} ({reloads} "
                                          f"reloads, load {os.getloadavg()}); requests still pending: {waiting}; "
                                          f"{seen}") from None
     finally:

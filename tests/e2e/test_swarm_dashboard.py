@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from conftest import open_login
+from conftest import open_login, open_page
 from dockyard_harness import PASSWORD, Server
 from playwright.sync_api import expect
 from swarm_cluster import SwarmCluster
@@ -138,9 +138,8 @@ def test_clusters_tab_drains_and_activates_a_node_and_shows_join_commands(server
         for theme in ("light", "dark"):
             ax.evaluate(f"localStorage.setItem('dockyard.theme', '{theme}')")
             for hash_ in ("#/admin/clusters", "#/admin/nodes"):
-                ax.goto(f"{server.url}/{hash_}")
-                ax.reload()  # the theme is read at start-up
-                ax.wait_for_selector("table[data-loaded='true']")
+                # a new document: the theme is read at start-up
+                open_page(ax, f"{server.url}/{hash_}", "table[data-loaded='true']")
                 found += [f"{theme} {hash_}: {v}" for v in _violations(ax)]
     finally:
         ctx.close()
